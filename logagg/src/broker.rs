@@ -1,0 +1,168 @@
+//! RabbitMQ connections and publishing: connect (with backoff), publisher-confirm channels,
+//! and the message properties every log carries.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::PublisherConfirm;
+use lapin::types::{FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::settings::BrokerSettings;
+
+/// AMQP delivery mode 2: the broker writes the message to disk.
+pub const PERSISTENT: u8 = 2;
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+pub const CONTENT_TYPE_TEXT: &str = "text/plain";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("invalid broker URL: {0}")]
+    InvalidUrl(String),
+    #[error("could not connect to RabbitMQ: {0}")]
+    Connect(#[source] lapin::Error),
+    #[error("could not declare {kind} `{name}`: {source}")]
+    Declare {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("broker operation failed: {0}")]
+    Operation(#[from] lapin::Error),
+    #[error("broker refused (nacked) the message")]
+    Nacked,
+}
+
+impl BrokerError {
+    pub(crate) fn declare(kind: &'static str, name: &str, source: lapin::Error) -> Self {
+        BrokerError::Declare {
+            kind,
+            name: name.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Opens a connection named after the service (shown in the RabbitMQ management UI).
+pub async fn connect(settings: &BrokerSettings, name: &str) -> Result<Connection, BrokerError> {
+    let mut uri =
+        AMQPUri::from_str(&settings.url).map_err(|reason| BrokerError::InvalidUrl(reason))?;
+    uri.query.heartbeat = Some(settings.heartbeat_seconds);
+    let properties = ConnectionProperties::default()
+        .with_connection_name(LongString::from(format!("{name}@{}", host_name())));
+    Connection::connect_uri(uri, properties)
+        .await
+        .map_err(BrokerError::Connect)
+}
+
+/// Connects, retrying with backoff until it succeeds or `shutdown` is cancelled (`None`).
+pub async fn connect_with_backoff(
+    settings: &BrokerSettings,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Option<Connection> {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(settings.reconnect_initial_ms),
+        Duration::from_millis(settings.reconnect_max_ms),
+    );
+    loop {
+        match connect(settings, name).await {
+            Ok(connection) => {
+                info!(connection = name, "connected to RabbitMQ");
+                return Some(connection);
+            }
+            Err(BrokerError::InvalidUrl(reason)) => {
+                tracing::error!(%reason, "broker.url is invalid; not retrying");
+                return None;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unreachable");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Opens a channel in publisher-confirm mode.
+pub async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Properties of a published log: persistent, timestamped, typed and identified.
+pub fn log_properties(content_type: &str, message_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_content_type(ShortString::from(content_type))
+        .with_message_id(ShortString::from(message_id))
+        .with_timestamp(Utc::now().timestamp().max(0) as u64)
+}
+
+/// Publishes one message; the returned future resolves when the broker confirms it.
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> Result<PublisherConfirm, BrokerError> {
+    let confirm = channel
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            BasicPublishOptions::default(),
+            payload,
+            properties,
+        )
+        .await?;
+    Ok(confirm)
+}
+
+/// Publishes one message and waits for the broker's confirm; a nack is an error.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> Result<(), BrokerError> {
+    let confirmation = publish(channel, exchange, routing_key, payload, properties)
+        .await?
+        .await?;
+    if confirmation.is_nack() {
+        return Err(BrokerError::Nacked);
+    }
+    Ok(())
+}
+
+/// Headers of a message as a mutable table (empty when it had none).
+pub fn headers_of(properties: &BasicProperties) -> FieldTable {
+    properties.headers().clone().unwrap_or_default()
+}
+
+/// This machine's name, for connection names and the record's `host` default.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,0 +1,19 @@
+//! logagg's shared core: the log record and its parsers, the RabbitMQ topology, the MongoDB
+//! store, settings, telemetry and shutdown. Services know RabbitMQ and MongoDB names only
+//! through this crate.
+
+pub mod backoff;
+pub mod broker;
+pub mod parse;
+pub mod record;
+pub mod settings;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod topology;
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use record::{LogRecord, Severity};
+pub use settings::Settings;

@@ -1,0 +1,231 @@
+//! The log record model: what a stored log is, its severity scale and its stable message id.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::parse::ParseError;
+
+/// The one lowercase severity scale every accepted spelling is normalised to, lowest first.
+///
+/// The derived `Ord` follows declaration order, so `severity >= Severity::Warn` means
+/// "warn and above".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Trace,
+    Debug,
+    Info,
+    Notice,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 7] = [
+        Severity::Trace,
+        Severity::Debug,
+        Severity::Info,
+        Severity::Notice,
+        Severity::Warn,
+        Severity::Error,
+        Severity::Fatal,
+    ];
+
+    /// The canonical lowercase name stored in MongoDB and used in routing keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Trace => "trace",
+            Severity::Debug => "debug",
+            Severity::Info => "info",
+            Severity::Notice => "notice",
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+            Severity::Fatal => "fatal",
+        }
+    }
+
+    /// Maps a syslog severity number (RFC 5424: 0 emergency … 7 debug) onto the scale.
+    pub fn from_syslog(code: u64) -> Option<Severity> {
+        match code {
+            0..=2 => Some(Severity::Fatal),
+            3 => Some(Severity::Error),
+            4 => Some(Severity::Warn),
+            5 => Some(Severity::Notice),
+            6 => Some(Severity::Info),
+            7 => Some(Severity::Debug),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Severity {
+    type Err = ParseError;
+
+    /// Accepts the common spellings case-insensitively: `Error`, `ERR`, `warning`, `WARN`,
+    /// syslog numbers `0`-`7`, `fatal`/`critical`/`emergency`/`alert`, and so on.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let trimmed = raw.trim();
+        if let Ok(code) = trimmed.parse::<u64>() {
+            return Severity::from_syslog(code)
+                .ok_or_else(|| ParseError::UnknownSeverity(trimmed.to_owned()));
+        }
+        let severity = match trimmed.to_ascii_lowercase().as_str() {
+            "trace" | "trc" | "verbose" | "finest" => Severity::Trace,
+            "debug" | "dbg" | "fine" => Severity::Debug,
+            "info" | "inf" | "information" | "informational" => Severity::Info,
+            "notice" | "note" => Severity::Notice,
+            "warn" | "warning" | "wrn" => Severity::Warn,
+            "error" | "err" | "eror" | "severe" => Severity::Error,
+            "fatal" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => {
+                Severity::Fatal
+            }
+            _ => return Err(ParseError::UnknownSeverity(truncate_for_reason(trimmed))),
+        };
+        Ok(severity)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Request fields of an access log, when the record describes an HTTP request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpFields {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    pub duration_ms: Option<f64>,
+    pub client_ip: Option<String>,
+}
+
+impl HttpFields {
+    pub fn is_empty(&self) -> bool {
+        self == &HttpFields::default()
+    }
+}
+
+/// One log record, as parsed from the broker and stored in MongoDB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Stable message id: the AMQP message-id when the publisher set one, otherwise
+    /// [`derive_message_id`] of the routing key and body. Stored as the document `_id`.
+    pub id: String,
+    /// When the event happened, UTC, millisecond precision.
+    pub timestamp: DateTime<Utc>,
+    /// When a collector first parsed the message, UTC, millisecond precision.
+    pub received_at: DateTime<Utc>,
+    pub service: String,
+    pub severity: Severity,
+    pub message: String,
+    pub host: Option<String>,
+    /// Free-form structured fields from the publisher.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub http: Option<HttpFields>,
+}
+
+/// Derives a message id from what was published, for publishers that set no AMQP message-id.
+///
+/// A redelivery carries the same routing key and bytes, so it maps to the same id and is
+/// stored once. The flip side: two byte-identical messages on the same routing key without
+/// a message-id are one record. The hash is SHA-256, so distinct messages never share an id
+/// in practice, even if someone crafts them to.
+pub fn derive_message_id(routing_key: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(routing_key.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(body);
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Keeps error reasons short when they quote client input.
+pub(crate) fn truncate_for_reason(input: &str) -> String {
+    const MAX_QUOTED_CHARS: usize = 64;
+    if input.chars().count() <= MAX_QUOTED_CHARS {
+        return input.to_owned();
+    }
+    let prefix: String = input.chars().take(MAX_QUOTED_CHARS).collect();
+    format!("{prefix}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_spellings_normalise() {
+        let cases = [
+            ("Error", Severity::Error),
+            ("ERR", Severity::Error),
+            ("warning", Severity::Warn),
+            ("WARN", Severity::Warn),
+            ("fatal", Severity::Fatal),
+            ("CRITICAL", Severity::Fatal),
+            ("Info", Severity::Info),
+            (" debug ", Severity::Debug),
+            ("notice", Severity::Notice),
+            ("trace", Severity::Trace),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(raw.parse::<Severity>().ok(), Some(expected), "{raw}");
+        }
+    }
+
+    #[test]
+    fn syslog_numbers_map_onto_the_scale() {
+        let expected = [
+            Severity::Fatal,
+            Severity::Fatal,
+            Severity::Fatal,
+            Severity::Error,
+            Severity::Warn,
+            Severity::Notice,
+            Severity::Info,
+            Severity::Debug,
+        ];
+        for (code, severity) in expected.iter().enumerate() {
+            assert_eq!(code.to_string().parse::<Severity>().ok(), Some(*severity));
+        }
+        assert!(matches!(
+            "8".parse::<Severity>(),
+            Err(ParseError::UnknownSeverity(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_severity_is_rejected_with_its_name() {
+        let error = "loud".parse::<Severity>().err();
+        assert_eq!(error, Some(ParseError::UnknownSeverity("loud".into())));
+    }
+
+    #[test]
+    fn canonical_names_round_trip() {
+        for severity in Severity::ALL {
+            assert_eq!(severity.as_str().parse::<Severity>().ok(), Some(severity));
+        }
+        assert!(Severity::Warn < Severity::Error && Severity::Error < Severity::Fatal);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_depend_on_routing_key_and_body() {
+        let first = derive_message_id("a.error", b"boom");
+        assert_eq!(first, derive_message_id("a.error", b"boom"));
+        assert_eq!(first.len(), 32);
+        assert_ne!(first, derive_message_id("b.error", b"boom"));
+        assert_ne!(first, derive_message_id("a.error", b"boom!"));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(
+            derive_message_id("ab", b"c"),
+            derive_message_id("a", b"bc")
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! Settings for every service, layered: built-in defaults < `config/default.toml` < the file
+//! named by `LOGAGG_CONFIG` < environment variables `LOGAGG__<SECTION>__<KEY>`.
+//!
+//! Loaders take the environment as a parameter, so tests never mutate the process's own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::record::Severity;
+
+/// Environment variable naming an extra settings file (TOML).
+pub const CONFIG_FILE_ENV: &str = "LOGAGG_CONFIG";
+/// Prefix of environment overrides: `LOGAGG__BROKER__URL`, `LOGAGG__COLLECTOR__BATCH_SIZE`.
+pub const ENV_PREFIX: &str = "LOGAGG";
+/// The settings file read from the working directory when present.
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+}
+
+/// All settings; each service reads the sections it needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub broker: BrokerSettings,
+    pub store: StoreSettings,
+    pub telemetry: TelemetrySettings,
+    pub collector: CollectorSettings,
+    pub source: SourceSettings,
+}
+
+/// RabbitMQ connection and topology. Every service declares the same topology at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// AMQP URI with credentials and vhost. Never logged.
+    pub url: String,
+    /// Durable topic exchange that publishers send `<service>.<severity>` to.
+    pub exchange: String,
+    /// Durable queue bound to every key, consumed by the collectors with manual acks.
+    pub storage_queue: String,
+    /// `x-queue-type` of the storage queue: `quorum` (replicated, default) or `classic`.
+    pub storage_queue_type: String,
+    /// Deliveries of one message before the broker dead-letters it instead of requeueing
+    /// (`x-delivery-limit`; quorum queues only). Stops a message that crashes collectors from
+    /// looping forever.
+    pub delivery_limit: u32,
+    /// `x-dead-letter-strategy` of the storage queue: `at-least-once` (dead letters are never
+    /// lost; needs RabbitMQ 3.10+) or `at-most-once`.
+    pub dead_letter_strategy: String,
+    /// Queue the monitor consumes with auto-ack.
+    pub monitoring_queue: String,
+    /// Most messages the monitoring queue keeps; beyond it the oldest are dropped (the monitor
+    /// samples: the storage queue holds every message regardless).
+    pub monitoring_queue_max_length: u32,
+    /// Milliseconds a message may wait in the monitoring queue before it is too stale to alert on.
+    pub monitoring_message_ttl_ms: u32,
+    /// Fanout exchange that receives rejected and over-delivered messages.
+    pub dead_letter_exchange: String,
+    /// Durable queue holding dead letters, each with its reason in headers.
+    pub dead_letter_queue: String,
+    /// Seconds between AMQP heartbeats.
+    pub heartbeat_seconds: u16,
+    /// First wait before reconnecting after a lost connection, milliseconds; doubles each try.
+    pub reconnect_initial_ms: u64,
+    /// Longest wait between reconnect attempts, milliseconds.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange: "logs_exchange".into(),
+            storage_queue: "logs.storage".into(),
+            storage_queue_type: "quorum".into(),
+            delivery_limit: 20,
+            dead_letter_strategy: "at-least-once".into(),
+            monitoring_queue: "logs.monitoring".into(),
+            monitoring_queue_max_length: 100_000,
+            monitoring_message_ttl_ms: 60_000,
+            dead_letter_exchange: "logs.dead_letter".into(),
+            dead_letter_queue: "logs.dead_letter".into(),
+            heartbeat_seconds: 30,
+            reconnect_initial_ms: 200,
+            reconnect_max_ms: 10_000,
+        }
+    }
+}
+
+/// MongoDB connection and write behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// MongoDB connection string (a replica set's in production). Never logged.
+    pub url: String,
+    /// Database holding the collections.
+    pub database: String,
+    /// Collection of log records.
+    pub logs_collection: String,
+    /// Write concern `w`: `1`, `majority`, or a number of nodes.
+    pub write_concern_w: String,
+    /// Write concern `j`: a write is acknowledged only once it is in the on-disk journal.
+    pub write_concern_journal: bool,
+    /// Milliseconds to find a usable server before an operation fails (and is retried).
+    pub server_selection_timeout_ms: u64,
+    /// Milliseconds to open a connection.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "mongodb://127.0.0.1:27017".into(),
+            database: "logagg".into(),
+            logs_collection: "logs".into(),
+            write_concern_w: "1".into(),
+            write_concern_journal: true,
+            server_selection_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Logging and the admin HTTP port (`/healthz`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` for people, `json` for log shippers.
+    pub log_format: String,
+    /// A tracing filter: `info`, `logagg=debug,lapin=warn`, …
+    pub log_level: String,
+    /// Address of the admin server; port 0 picks a free one.
+    pub admin_listen: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: "text".into(),
+            log_level: "info,lapin=warn,mongodb=warn".into(),
+            admin_listen: "0.0.0.0:9100".into(),
+        }
+    }
+}
+
+/// collector_service: consuming, batching and writing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorSettings {
+    /// Unacknowledged deliveries the broker may send this collector (`basic.qos`).
+    pub prefetch: u16,
+    /// Records per bulk insert.
+    pub batch_size: usize,
+    /// Milliseconds a partial batch may wait for more records before it is written.
+    pub batch_max_age_ms: u64,
+    /// Batches being written at once; acks stay in delivery order.
+    pub max_in_flight_batches: usize,
+    /// First wait before retrying a failed write, milliseconds; doubles each try.
+    pub retry_initial_ms: u64,
+    /// Longest wait between write retries, milliseconds.
+    pub retry_max_ms: u64,
+    /// Seconds a shutdown waits for in-flight batches before returning them to the queue.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 4_000,
+            batch_size: 1_000,
+            batch_max_age_ms: 200,
+            max_in_flight_batches: 2,
+            retry_initial_ms: 100,
+            retry_max_ms: 5_000,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// source_service simulator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Messages per second; 0 publishes as fast as publisher confirms allow.
+    pub rate: u64,
+    /// Messages to publish; 0 runs until stopped.
+    pub count: u64,
+    /// Body format: `json` or `plain` (the Python services' line).
+    pub format: String,
+    /// Services the simulated logs come from.
+    pub services: Vec<String>,
+    /// Relative weight of each severity.
+    pub severity_weights: BTreeMap<String, u32>,
+    /// Smallest generated message, bytes.
+    pub message_min_bytes: usize,
+    /// Largest generated message, bytes.
+    pub message_max_bytes: usize,
+    /// Published messages awaiting a broker confirm at most.
+    pub max_unconfirmed: usize,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        Self {
+            rate: 100,
+            count: 0,
+            format: "json".into(),
+            services: ["checkout", "payments", "auth", "search", "inventory"]
+                .map(String::from)
+                .to_vec(),
+            severity_weights: [("debug", 10), ("info", 70), ("warn", 12), ("error", 7), ("fatal", 1)]
+                .into_iter()
+                .map(|(severity, weight)| (severity.to_owned(), weight))
+                .collect(),
+            message_min_bytes: 40,
+            message_max_bytes: 200,
+            max_unconfirmed: 2_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the files and the given environment, then validates them.
+    pub fn load(env: &HashMap<String, String>) -> Result<Settings, SettingsError> {
+        let defaults = Config::try_from(&Settings::default())?;
+        let mut builder = Config::builder()
+            .add_source(defaults)
+            .add_source(File::new(DEFAULT_FILE, FileFormat::Toml).required(false));
+        if let Some(path) = env.get(CONFIG_FILE_ENV) {
+            builder = builder.add_source(File::new(path, FileFormat::Toml).required(true));
+        }
+        let overrides: HashMap<String, String> = env
+            .iter()
+            .filter(|(key, _)| key.starts_with(&format!("{ENV_PREFIX}__")))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let settings: Settings = builder
+            .add_source(
+                Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("source.services")
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads settings from the process environment.
+    pub fn from_process_env() -> Result<Settings, SettingsError> {
+        Settings::load(&std::env::vars().collect())
+    }
+
+    /// Checks what deserialisation cannot: ranges, names and enumerations.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |setting: &'static str, reason: &str| {
+            Err(SettingsError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if !matches!(self.broker.storage_queue_type.as_str(), "quorum" | "classic") {
+            return invalid("broker.storage_queue_type", "must be `quorum` or `classic`");
+        }
+        if !matches!(
+            self.broker.dead_letter_strategy.as_str(),
+            "at-least-once" | "at-most-once"
+        ) {
+            return invalid(
+                "broker.dead_letter_strategy",
+                "must be `at-least-once` or `at-most-once`",
+            );
+        }
+        if self.broker.delivery_limit == 0 {
+            return invalid("broker.delivery_limit", "must be at least 1");
+        }
+        for (setting, name) in [
+            ("broker.exchange", &self.broker.exchange),
+            ("broker.storage_queue", &self.broker.storage_queue),
+            ("broker.monitoring_queue", &self.broker.monitoring_queue),
+            ("broker.dead_letter_exchange", &self.broker.dead_letter_exchange),
+            ("broker.dead_letter_queue", &self.broker.dead_letter_queue),
+        ] {
+            if name.is_empty() || name.len() > 255 || name.starts_with("amq.") {
+                return invalid(setting, "must be 1-255 bytes and not start with `amq.`");
+            }
+        }
+        if self.store.write_concern_w != "majority"
+            && self.store.write_concern_w.parse::<u32>().is_err()
+        {
+            return invalid("store.write_concern_w", "must be `majority` or a number");
+        }
+        if self.store.database.is_empty() || self.store.logs_collection.is_empty() {
+            return invalid("store.database", "database and collection names must be set");
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
+            return invalid("telemetry.log_format", "must be `text` or `json`");
+        }
+        if self.telemetry.admin_listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("telemetry.admin_listen", "must be an address like 0.0.0.0:9100");
+        }
+        let collector = &self.collector;
+        if collector.batch_size == 0 || collector.max_in_flight_batches == 0 {
+            return invalid(
+                "collector.batch_size",
+                "batch_size and max_in_flight_batches must be at least 1",
+            );
+        }
+        if (collector.prefetch as usize) < collector.batch_size {
+            return invalid(
+                "collector.prefetch",
+                "must be at least batch_size, or batches could never fill",
+            );
+        }
+        if !matches!(self.source.format.as_str(), "json" | "plain") {
+            return invalid("source.format", "must be `json` or `plain`");
+        }
+        if self.source.services.is_empty() {
+            return invalid("source.services", "must name at least one service");
+        }
+        for service in &self.source.services {
+            if let Err(error) = crate::parse::validate_service(service) {
+                return invalid("source.services", &error.to_string());
+            }
+        }
+        if self.source.severity_weights.values().all(|weight| *weight == 0) {
+            return invalid("source.severity_weights", "at least one weight must be positive");
+        }
+        for severity in self.source.severity_weights.keys() {
+            if severity.parse::<Severity>().is_err() {
+                return invalid("source.severity_weights", &format!("unknown severity `{severity}`"));
+            }
+        }
+        if self.source.message_min_bytes > self.source.message_max_bytes
+            || self.source.message_max_bytes > crate::parse::MAX_BODY_BYTES / 2
+        {
+            return invalid(
+                "source.message_max_bytes",
+                "must be at least message_min_bytes and at most 512 KiB",
+            );
+        }
+        if self.source.max_unconfirmed == 0 {
+            return invalid("source.max_unconfirmed", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl CollectorSettings {
+    pub fn batch_max_age(&self) -> Duration {
+        Duration::from_millis(self.batch_max_age_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let settings = Settings::load(&env(&[])).unwrap();
+        assert_eq!(settings.broker.exchange, "logs_exchange");
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn environment_overrides_defaults_with_typed_values() {
+        let settings = Settings::load(&env(&[
+            ("LOGAGG__COLLECTOR__BATCH_SIZE", "250"),
+            ("LOGAGG__BROKER__EXCHANGE", "other"),
+            ("LOGAGG__SOURCE__SERVICES", "a,b"),
+            ("LOGAGG__STORE__WRITE_CONCERN_JOURNAL", "false"),
+            ("UNRELATED", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.collector.batch_size, 250);
+        assert_eq!(settings.broker.exchange, "other");
+        assert_eq!(settings.source.services, vec!["a", "b"]);
+        assert!(!settings.store.write_concern_journal);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_setting() {
+        let error = Settings::load(&env(&[("LOGAGG__COLLECTOR__BATCH_SIZ", "5")])).unwrap_err();
+        assert!(error.to_string().contains("batch_siz"), "{error}");
+        let error = Settings::load(&env(&[("LOGAGG__BROKER__STORAGE_QUEUE_TYPE", "stream")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("broker.storage_queue_type"), "{error}");
+        let error = Settings::load(&env(&[("LOGAGG__COLLECTOR__PREFETCH", "10")])).unwrap_err();
+        assert!(error.to_string().contains("collector.prefetch"), "{error}");
+        let error = Settings::load(&env(&[("LOGAGG__SOURCE__SERVICES", "ok,bad name")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("source.services"), "{error}");
+    }
+
+    #[test]
+    fn a_named_file_layers_between_defaults_and_environment() {
+        let directory = std::env::temp_dir().join(format!("logagg-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("extra.toml");
+        std::fs::write(&path, "[collector]\nbatch_size = 300\nprefetch = 900\n").unwrap();
+        let path_text = path.to_string_lossy().into_owned();
+        let settings = Settings::load(&env(&[
+            (CONFIG_FILE_ENV, &path_text),
+            ("LOGAGG__COLLECTOR__PREFETCH", "1200"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.collector.batch_size, 300);
+        assert_eq!(settings.collector.prefetch, 1200);
+        let missing = Settings::load(&env(&[(CONFIG_FILE_ENV, "/nonexistent/logagg.toml")]));
+        assert!(missing.is_err());
+    }
+}

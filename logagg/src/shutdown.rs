@@ -1,0 +1,57 @@
+//! Shutdown: turning SIGTERM or Ctrl-C into a cancelled token, and waiting for tasks to end.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Resolves on the first Ctrl-C or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("Ctrl-C received, shutting down"),
+        () = terminate => info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Cancels `token` when a shutdown signal arrives.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        signal().await;
+        token.cancel();
+    });
+}
+
+/// Closes the tracker and waits for its tasks, at most `deadline`. Returns whether all ended.
+pub async fn wait_for_tasks(tracker: &TaskTracker, deadline: Duration) -> bool {
+    tracker.close();
+    let finished = tokio::time::timeout(deadline, tracker.wait()).await.is_ok();
+    if !finished {
+        warn!(
+            tasks = tracker.len(),
+            deadline_seconds = deadline.as_secs(),
+            "tasks still running at the shutdown deadline"
+        );
+    }
+    finished
+}

@@ -1,0 +1,374 @@
+//! MongoDB: the logs collection's field names, its indexes, and idempotent batch writes.
+
+use std::time::Duration;
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use mongodb::error::ErrorKind;
+use mongodb::options::{
+    Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, WriteConcern,
+};
+use mongodb::{Client, Collection, IndexModel};
+use serde_json::{Map, Value};
+
+use crate::record::{HttpFields, LogRecord, Severity};
+use crate::settings::StoreSettings;
+
+/// Field names of a stored log document. Queries elsewhere use these, never literals.
+pub mod fields {
+    pub const ID: &str = "_id";
+    pub const TIMESTAMP: &str = "ts";
+    pub const RECEIVED_AT: &str = "received_at";
+    pub const SERVICE: &str = "service";
+    pub const SEVERITY: &str = "severity";
+    pub const MESSAGE: &str = "message";
+    pub const HOST: &str = "host";
+    pub const ATTRIBUTES: &str = "attrs";
+    pub const HTTP: &str = "http";
+    pub const HTTP_METHOD: &str = "method";
+    pub const HTTP_PATH: &str = "path";
+    pub const HTTP_STATUS: &str = "status";
+    pub const HTTP_DURATION_MS: &str = "duration_ms";
+    pub const HTTP_CLIENT_IP: &str = "client_ip";
+}
+
+/// Index serving service + severity + time-range queries, newest first.
+pub const INDEX_SERVICE_SEVERITY_TIME: &str = "service_severity_ts";
+/// Index serving time-range queries and retention's time-ordered purge.
+pub const INDEX_TIME: &str = "ts";
+
+/// Server error code for a duplicate `_id`: on redelivery, the record is already stored.
+pub const DUPLICATE_KEY: i32 = 11000;
+
+/// Write-error codes that mean "try again" rather than "this document is bad".
+const TRANSIENT_WRITE_CODES: [i32; 19] = [
+    6, 7, 24, 46, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 100,
+    134,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store settings: {0}")]
+    Settings(String),
+    /// MongoDB is unreachable or refused the write for a reason that may pass: retry.
+    #[error("MongoDB unavailable: {0}")]
+    Unavailable(#[source] mongodb::error::Error),
+    #[error("stored document is malformed: {0}")]
+    Malformed(String),
+}
+
+/// What became of a batch: how many were new, how many were already there, and which
+/// (by index into the batch) MongoDB refused for good, with its reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InsertOutcome {
+    pub inserted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// A handle on the logs collection. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    logs: Collection<Document>,
+}
+
+impl Store {
+    /// Builds a client; no connection is made until the first operation.
+    pub async fn connect(settings: &StoreSettings, app_name: &str) -> Result<Store, StoreError> {
+        let mut options = ClientOptions::parse(&settings.url)
+            .await
+            .map_err(|error| StoreError::Settings(error.to_string()))?;
+        options.app_name = Some(app_name.to_owned());
+        options.server_selection_timeout =
+            Some(Duration::from_millis(settings.server_selection_timeout_ms));
+        options.connect_timeout = Some(Duration::from_millis(settings.connect_timeout_ms));
+        let client =
+            Client::with_options(options).map_err(|error| StoreError::Settings(error.to_string()))?;
+        let write_concern = write_concern(settings)?;
+        let logs = client
+            .database(&settings.database)
+            .collection_with_options::<Document>(
+                &settings.logs_collection,
+                CollectionOptions::builder()
+                    .write_concern(write_concern)
+                    .build(),
+            );
+        Ok(Store { client, logs })
+    }
+
+    pub fn logs(&self) -> &Collection<Document> {
+        &self.logs
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Round-trips a `ping` to check that MongoDB answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .database(&self.logs.namespace().db)
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(StoreError::Unavailable)
+    }
+
+    /// Creates the indexes the queries need; idempotent.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let indexes = [
+            IndexModel::builder()
+                .keys(doc! { fields::SERVICE: 1, fields::SEVERITY: 1, fields::TIMESTAMP: -1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(INDEX_SERVICE_SEVERITY_TIME.to_owned())
+                        .build(),
+                )
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { fields::TIMESTAMP: -1 })
+                .options(IndexOptions::builder().name(INDEX_TIME.to_owned()).build())
+                .build(),
+        ];
+        self.logs
+            .create_indexes(indexes)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(())
+    }
+
+    /// Writes a batch with one unordered bulk insert. Records already stored (same `_id`)
+    /// count as duplicates, not failures, so a redelivered batch is simply written again.
+    ///
+    /// `Err` means nothing can be said about this batch's fate: retry all of it.
+    pub async fn insert_records(&self, records: &[LogRecord]) -> Result<InsertOutcome, StoreError> {
+        if records.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let documents: Vec<Document> = records.iter().map(record_to_document).collect();
+        match self.logs.insert_many(documents).ordered(false).await {
+            Ok(result) => Ok(InsertOutcome {
+                inserted: result.inserted_ids.len(),
+                ..InsertOutcome::default()
+            }),
+            Err(error) => classify_insert_error(error, records.len()),
+        }
+    }
+}
+
+fn write_concern(settings: &StoreSettings) -> Result<WriteConcern, StoreError> {
+    let acknowledgment = match settings.write_concern_w.as_str() {
+        "majority" => Acknowledgment::Majority,
+        nodes => Acknowledgment::Nodes(
+            nodes
+                .parse()
+                .map_err(|_| StoreError::Settings("write_concern_w".into()))?,
+        ),
+    };
+    Ok(WriteConcern::builder()
+        .w(acknowledgment)
+        .journal(settings.write_concern_journal)
+        .build())
+}
+
+/// Splits an unordered insert's failures into duplicates (fine), refused documents (poison)
+/// and anything that calls for retrying the whole batch.
+fn classify_insert_error(
+    error: mongodb::error::Error,
+    batch_len: usize,
+) -> Result<InsertOutcome, StoreError> {
+    let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+        return Err(StoreError::Unavailable(error));
+    };
+    if failure.write_concern_error.is_some() {
+        return Err(StoreError::Unavailable(error));
+    }
+    let write_errors = failure.write_errors.clone().unwrap_or_default();
+    let mut outcome = InsertOutcome::default();
+    for write_error in &write_errors {
+        if write_error.code == DUPLICATE_KEY {
+            outcome.duplicates += 1;
+        } else if TRANSIENT_WRITE_CODES.contains(&write_error.code) {
+            return Err(StoreError::Unavailable(error));
+        } else {
+            outcome.rejected.push((
+                write_error.index,
+                format!("MongoDB refused the document (code {}): {}", write_error.code, write_error.message),
+            ));
+        }
+    }
+    outcome.inserted = batch_len.saturating_sub(write_errors.len());
+    Ok(outcome)
+}
+
+/// The stored form of a record.
+pub fn record_to_document(record: &LogRecord) -> Document {
+    let mut document = doc! {
+        fields::ID: &record.id,
+        fields::TIMESTAMP: bson::DateTime::from_chrono(record.timestamp),
+        fields::RECEIVED_AT: bson::DateTime::from_chrono(record.received_at),
+        fields::SERVICE: &record.service,
+        fields::SEVERITY: record.severity.as_str(),
+        fields::MESSAGE: &record.message,
+    };
+    if let Some(host) = &record.host {
+        document.insert(fields::HOST, host);
+    }
+    if !record.attributes.is_empty() {
+        document.insert(fields::ATTRIBUTES, json_object_to_bson(&record.attributes));
+    }
+    if let Some(http) = &record.http {
+        let mut http_document = Document::new();
+        if let Some(method) = &http.method {
+            http_document.insert(fields::HTTP_METHOD, method);
+        }
+        if let Some(path) = &http.path {
+            http_document.insert(fields::HTTP_PATH, path);
+        }
+        if let Some(status) = http.status {
+            http_document.insert(fields::HTTP_STATUS, i32::from(status));
+        }
+        if let Some(duration) = http.duration_ms {
+            http_document.insert(fields::HTTP_DURATION_MS, duration);
+        }
+        if let Some(client_ip) = &http.client_ip {
+            http_document.insert(fields::HTTP_CLIENT_IP, client_ip);
+        }
+        document.insert(fields::HTTP, http_document);
+    }
+    document
+}
+
+/// Reads a stored document back into a record.
+pub fn document_to_record(document: &Document) -> Result<LogRecord, StoreError> {
+    let malformed = |field: &str| StoreError::Malformed(format!("field `{field}`"));
+    let text = |field: &'static str| {
+        document
+            .get_str(field)
+            .map(str::to_owned)
+            .map_err(|_| malformed(field))
+    };
+    let time = |field: &'static str| -> Result<DateTime<Utc>, StoreError> {
+        document
+            .get_datetime(field)
+            .map(|time| time.to_chrono())
+            .map_err(|_| malformed(field))
+    };
+    let severity: Severity = text(fields::SEVERITY)?
+        .parse()
+        .map_err(|_| malformed(fields::SEVERITY))?;
+    let attributes = match document.get_document(fields::ATTRIBUTES) {
+        Ok(attributes) => match Bson::Document(attributes.clone()).into_relaxed_extjson() {
+            Value::Object(object) => object,
+            _ => Map::new(),
+        },
+        Err(_) => Map::new(),
+    };
+    let http = document.get_document(fields::HTTP).ok().map(|http| HttpFields {
+        method: http.get_str(fields::HTTP_METHOD).ok().map(str::to_owned),
+        path: http.get_str(fields::HTTP_PATH).ok().map(str::to_owned),
+        status: http
+            .get_i32(fields::HTTP_STATUS)
+            .ok()
+            .and_then(|status| u16::try_from(status).ok()),
+        duration_ms: http.get_f64(fields::HTTP_DURATION_MS).ok(),
+        client_ip: http.get_str(fields::HTTP_CLIENT_IP).ok().map(str::to_owned),
+    });
+    Ok(LogRecord {
+        id: text(fields::ID)?,
+        timestamp: time(fields::TIMESTAMP)?,
+        received_at: time(fields::RECEIVED_AT)?,
+        service: text(fields::SERVICE)?,
+        severity,
+        message: text(fields::MESSAGE)?,
+        host: document.get_str(fields::HOST).ok().map(str::to_owned),
+        attributes,
+        http,
+    })
+}
+
+/// Plain JSON to BSON, without reading `$`-keys as extended JSON: integers that fit stay
+/// 64-bit integers, everything else numeric becomes a double.
+fn json_to_bson(value: &Value) -> Bson {
+    match value {
+        Value::Null => Bson::Null,
+        Value::Bool(flag) => Bson::Boolean(*flag),
+        Value::Number(number) => match number.as_i64() {
+            Some(integer) => Bson::Int64(integer),
+            None => Bson::Double(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(text) => Bson::String(text.clone()),
+        Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect()),
+        Value::Object(object) => json_object_to_bson(object),
+    }
+}
+
+fn json_object_to_bson(object: &Map<String, Value>) -> Bson {
+    Bson::Document(
+        object
+            .iter()
+            .map(|(key, value)| (key.clone(), json_to_bson(value)))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn sample() -> LogRecord {
+        let mut attributes = Map::new();
+        attributes.insert("order".into(), Value::from(42));
+        attributes.insert("tags".into(), serde_json::json!(["a", {"b": 1.5}]));
+        LogRecord {
+            id: "m-1".into(),
+            timestamp: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+            received_at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 1).unwrap(),
+            service: "checkout".into(),
+            severity: Severity::Error,
+            message: "payment failed".into(),
+            host: Some("web-1".into()),
+            attributes,
+            http: Some(HttpFields {
+                method: Some("POST".into()),
+                path: Some("/pay".into()),
+                status: Some(502),
+                duration_ms: Some(12.5),
+                client_ip: Some("10.0.0.1".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_documents() {
+        let record = sample();
+        let document = record_to_document(&record);
+        assert_eq!(document.get_str(fields::ID).unwrap(), "m-1");
+        assert_eq!(document.get_str(fields::SEVERITY).unwrap(), "error");
+        assert_eq!(document_to_record(&document).unwrap(), record);
+    }
+
+    #[test]
+    fn minimal_records_store_no_empty_optionals() {
+        let mut record = sample();
+        record.host = None;
+        record.http = None;
+        record.attributes = Map::new();
+        let document = record_to_document(&record);
+        assert!(!document.contains_key(fields::HOST));
+        assert!(!document.contains_key(fields::HTTP));
+        assert!(!document.contains_key(fields::ATTRIBUTES));
+        assert_eq!(document_to_record(&document).unwrap(), record);
+    }
+
+    #[test]
+    fn dollar_keys_in_values_are_not_read_as_extended_json() {
+        let value = serde_json::json!({"d": {"date": "2024"}, "big": u64::MAX});
+        let Bson::Document(document) = json_to_bson(&value) else {
+            panic!("not a document")
+        };
+        assert!(matches!(document.get("big"), Some(Bson::Double(_))));
+    }
+}

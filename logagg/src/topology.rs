@@ -1,0 +1,195 @@
+//! The RabbitMQ topology every service declares at start, and the header names on dead letters.
+//!
+//! Declarations are idempotent: running them again with the same settings changes nothing,
+//! so any service may start first. Names and queue arguments all come from [`BrokerSettings`].
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::broker::BrokerError;
+use crate::settings::BrokerSettings;
+
+/// Binding key matching every `<service>.<severity>` routing key.
+pub const ALL_KEYS: &str = "#";
+/// Dead-letter header: the human-readable reason a collector rejected the message.
+pub const HEADER_REASON: &str = "x-logagg-reason";
+/// Dead-letter header: the stable error code (`invalid_json`, `unknown_severity`, …).
+pub const HEADER_ERROR_CODE: &str = "x-logagg-error";
+/// Dead-letter header: the queue the message was rejected from.
+pub const HEADER_SOURCE_QUEUE: &str = "x-logagg-source-queue";
+/// Dead-letter header: when the collector rejected it, RFC 3339.
+pub const HEADER_REJECTED_AT: &str = "x-logagg-rejected-at";
+
+/// Declares the exchange, the storage, monitoring and dead-letter queues, and their bindings.
+pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(), BrokerError> {
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            settings.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| BrokerError::declare("exchange", &settings.exchange, source))?;
+    channel
+        .exchange_declare(
+            settings.dead_letter_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| {
+            BrokerError::declare("dead-letter exchange", &settings.dead_letter_exchange, source)
+        })?;
+
+    declare_queue(channel, &settings.dead_letter_queue, dead_letter_queue_arguments(settings))
+        .await?;
+    bind(channel, &settings.dead_letter_queue, &settings.dead_letter_exchange).await?;
+
+    declare_queue(channel, &settings.storage_queue, storage_queue_arguments(settings)).await?;
+    bind(channel, &settings.storage_queue, &settings.exchange).await?;
+
+    declare_queue(channel, &settings.monitoring_queue, monitoring_queue_arguments(settings))
+        .await?;
+    bind(channel, &settings.monitoring_queue, &settings.exchange).await?;
+    Ok(())
+}
+
+async fn declare_queue(
+    channel: &Channel,
+    name: &str,
+    arguments: FieldTable,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+        .await
+        .map_err(|source| BrokerError::declare("queue", name, source))?;
+    Ok(())
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str) -> Result<(), BrokerError> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            ALL_KEYS.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| BrokerError::declare("binding", queue, source))
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+fn argument(table: &mut FieldTable, key: &str, value: AMQPValue) {
+    table.insert(ShortString::from(key), value);
+}
+
+/// The storage queue: quorum by default, dead-lettering rejected and over-delivered messages.
+pub fn storage_queue_arguments(settings: &BrokerSettings) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    argument(&mut arguments, "x-queue-type", text(&settings.storage_queue_type));
+    argument(
+        &mut arguments,
+        "x-dead-letter-exchange",
+        text(&settings.dead_letter_exchange),
+    );
+    if settings.storage_queue_type == "quorum" {
+        argument(
+            &mut arguments,
+            "x-delivery-limit",
+            AMQPValue::LongLongInt(i64::from(settings.delivery_limit)),
+        );
+        argument(
+            &mut arguments,
+            "x-dead-letter-strategy",
+            text(&settings.dead_letter_strategy),
+        );
+        if settings.dead_letter_strategy == "at-least-once" {
+            // RabbitMQ requires reject-publish overflow for at-least-once dead-lettering; with
+            // no length limit set it never rejects anything.
+            argument(&mut arguments, "x-overflow", text("reject-publish"));
+        }
+    }
+    arguments
+}
+
+/// The dead-letter queue keeps everything until an operator looks at it.
+pub fn dead_letter_queue_arguments(settings: &BrokerSettings) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    argument(&mut arguments, "x-queue-type", text(&settings.storage_queue_type));
+    arguments
+}
+
+/// The monitoring queue is a bounded sample: old messages go first when the monitor lags.
+pub fn monitoring_queue_arguments(settings: &BrokerSettings) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    argument(&mut arguments, "x-queue-type", text("classic"));
+    argument(
+        &mut arguments,
+        "x-max-length",
+        AMQPValue::LongLongInt(i64::from(settings.monitoring_queue_max_length)),
+    );
+    argument(&mut arguments, "x-overflow", text("drop-head"));
+    argument(
+        &mut arguments,
+        "x-message-ttl",
+        AMQPValue::LongLongInt(i64::from(settings.monitoring_message_ttl_ms)),
+    );
+    arguments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(table: &'a FieldTable, key: &str) -> Option<&'a AMQPValue> {
+        table.inner().get(&ShortString::from(key))
+    }
+
+    #[test]
+    fn storage_queue_is_quorum_with_delivery_limit_and_dead_lettering() {
+        let settings = BrokerSettings::default();
+        let arguments = storage_queue_arguments(&settings);
+        assert_eq!(get(&arguments, "x-queue-type"), Some(&text("quorum")));
+        assert_eq!(
+            get(&arguments, "x-delivery-limit"),
+            Some(&AMQPValue::LongLongInt(20))
+        );
+        assert_eq!(
+            get(&arguments, "x-dead-letter-exchange"),
+            Some(&text("logs.dead_letter"))
+        );
+        assert_eq!(get(&arguments, "x-overflow"), Some(&text("reject-publish")));
+    }
+
+    #[test]
+    fn classic_storage_queue_gets_no_quorum_only_arguments() {
+        let settings = BrokerSettings {
+            storage_queue_type: "classic".into(),
+            ..BrokerSettings::default()
+        };
+        let arguments = storage_queue_arguments(&settings);
+        assert!(get(&arguments, "x-delivery-limit").is_none());
+        assert!(get(&arguments, "x-dead-letter-strategy").is_none());
+    }
+
+    #[test]
+    fn monitoring_queue_is_bounded() {
+        let arguments = monitoring_queue_arguments(&BrokerSettings::default());
+        assert_eq!(
+            get(&arguments, "x-max-length"),
+            Some(&AMQPValue::LongLongInt(100_000))
+        );
+        assert_eq!(get(&arguments, "x-overflow"), Some(&text("drop-head")));
+    }
+}
