@@ -46,7 +46,10 @@ mod tests {
         let delays: Vec<Duration> = (0..6).map(|_| backoff.next_delay()).collect();
         let steps = [100u64, 200, 400, 800, 800, 800];
         for (delay, step) in delays.iter().zip(steps) {
-            assert!(*delay >= Duration::from_millis(step / 2), "{delay:?} < half of {step}");
+            assert!(
+                *delay >= Duration::from_millis(step / 2),
+                "{delay:?} < half of {step}"
+            );
             assert!(*delay <= Duration::from_millis(step), "{delay:?} > {step}");
         }
         backoff.reset();

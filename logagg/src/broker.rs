@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::PublisherConfirm;
 use lapin::types::{FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
+use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -52,8 +52,7 @@ impl BrokerError {
 
 /// Opens a connection named after the service (shown in the RabbitMQ management UI).
 pub async fn connect(settings: &BrokerSettings, name: &str) -> Result<Connection, BrokerError> {
-    let mut uri =
-        AMQPUri::from_str(&settings.url).map_err(|reason| BrokerError::InvalidUrl(reason))?;
+    let mut uri = AMQPUri::from_str(&settings.url).map_err(BrokerError::InvalidUrl)?;
     uri.query.heartbeat = Some(settings.heartbeat_seconds);
     let properties = ConnectionProperties::default()
         .with_connection_name(LongString::from(format!("{name}@{}", host_name())));

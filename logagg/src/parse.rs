@@ -174,8 +174,7 @@ pub fn parse_plain_line(text: &str) -> Result<PlainLine<'_>, ParseError> {
     let timestamp = parse_timestamp(&timestamp_text)?;
     let (service, rest) = next_token(rest).ok_or(ParseError::MalformedLine("no service"))?;
     validate_service(service)?;
-    let (severity_text, rest) =
-        next_token(rest).ok_or(ParseError::MalformedLine("no severity"))?;
+    let (severity_text, rest) = next_token(rest).ok_or(ParseError::MalformedLine("no severity"))?;
     let severity = severity_text.parse::<Severity>()?;
     let message = rest.trim_start();
     if message.is_empty() {
@@ -195,9 +194,7 @@ fn next_token(text: &str) -> Option<(&str, &str)> {
     if trimmed.is_empty() {
         return None;
     }
-    let end = trimmed
-        .find(char::is_whitespace)
-        .unwrap_or(trimmed.len());
+    let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
     Some(trimmed.split_at(end))
 }
 
@@ -267,7 +264,9 @@ pub fn validate_service(name: &str) -> Result<(), ParseError> {
         .bytes()
         .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
     {
-        return Err(invalid("only letters, digits, '_', '-' and '.' are allowed"));
+        return Err(invalid(
+            "only letters, digits, '_', '-' and '.' are allowed",
+        ));
     }
     if !name.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(invalid("must start with a letter or digit"));
@@ -312,8 +311,8 @@ fn parse_json_record(
     id: String,
     received_at: DateTime<Utc>,
 ) -> Result<LogRecord, ParseError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
     let Value::Object(mut object) = value else {
         return Err(ParseError::NotAnObject);
     };
@@ -422,7 +421,10 @@ fn sanitize_attributes(attributes: Map<String, Value>) -> Result<Map<String, Val
 /// Deepest nesting of objects and arrays inside `attributes`.
 pub const MAX_ATTRIBUTE_DEPTH: usize = 16;
 
-fn sanitize_object(object: Map<String, Value>, depth: usize) -> Result<Map<String, Value>, ParseError> {
+fn sanitize_object(
+    object: Map<String, Value>,
+    depth: usize,
+) -> Result<Map<String, Value>, ParseError> {
     let mut sanitized = Map::with_capacity(object.len());
     for (key, value) in object {
         if key.is_empty() || key.starts_with('$') {
@@ -530,7 +532,9 @@ mod tests {
     }
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -603,8 +607,11 @@ mod tests {
         assert_eq!(record.service, "payments.api");
         assert_eq!(record.severity, Severity::Warn);
         assert_eq!(record.timestamp, utc("2024-05-01T12:00:00Z"));
-        let millis = parse_message(&envelope("a.info", br#"{"message":"x","ts":1714564800123}"#))
-            .unwrap();
+        let millis = parse_message(&envelope(
+            "a.info",
+            br#"{"message":"x","ts":1714564800123}"#,
+        ))
+        .unwrap();
         assert_eq!(millis.timestamp, utc("2024-05-01T12:00:00.123Z"));
     }
 
@@ -624,22 +631,47 @@ mod tests {
         let cases: [(&str, &[u8], &str); 12] = [
             ("a.info", b"{not json", "invalid_json"),
             ("a.info", b"[1,2]", "not_an_object"),
-            ("a.info", br#"{"service":"a","severity":"info"}"#, "missing_field"),
+            (
+                "a.info",
+                br#"{"service":"a","severity":"info"}"#,
+                "missing_field",
+            ),
             ("a.info", br#"{"message":5}"#, "wrong_type"),
             ("a.loud", br#"{"message":"x"}"#, "unknown_severity"),
             ("nodots", br#"{"message":"x"}"#, "missing_field"),
-            ("a.info", br#"{"message":"x","service":"a b"}"#, "invalid_service"),
-            ("a.info", br#"{"message":"x","ts":"yesterday"}"#, "invalid_timestamp"),
+            (
+                "a.info",
+                br#"{"message":"x","service":"a b"}"#,
+                "invalid_service",
+            ),
+            (
+                "a.info",
+                br#"{"message":"x","ts":"yesterday"}"#,
+                "invalid_timestamp",
+            ),
             ("a.info", br#"{"message":"x","ts":-5}"#, "invalid_timestamp"),
-            ("a.info", br#"{"message":"x","http":{"status":999}}"#, "invalid_field"),
-            ("a.info", br#"{"message":"x","attrs":{"$where":1}}"#, "invalid_field"),
+            (
+                "a.info",
+                br#"{"message":"x","http":{"status":999}}"#,
+                "invalid_field",
+            ),
+            (
+                "a.info",
+                br#"{"message":"x","attrs":{"$where":1}}"#,
+                "invalid_field",
+            ),
             ("a.info", b"   ", "empty_body"),
         ];
         for (routing_key, body, code) in cases {
             let mut envelope = envelope(routing_key, body);
             envelope.content_type = Some("application/json");
             let error = parse_message(&envelope).unwrap_err();
-            assert_eq!(error.code(), code, "{}: {error}", String::from_utf8_lossy(body));
+            assert_eq!(
+                error.code(),
+                code,
+                "{}: {error}",
+                String::from_utf8_lossy(body)
+            );
         }
         assert_eq!(
             parse_message(&envelope("a.info", &[0xff, 0xfe])).unwrap_err(),
@@ -647,7 +679,9 @@ mod tests {
         );
         let huge = vec![b'x'; MAX_BODY_BYTES + 1];
         assert_eq!(
-            parse_message(&envelope("a.info", &huge)).unwrap_err().code(),
+            parse_message(&envelope("a.info", &huge))
+                .unwrap_err()
+                .code(),
             "too_large"
         );
     }
@@ -668,7 +702,17 @@ mod tests {
             assert!(validate_service(good).is_ok(), "{good}");
         }
         let too_long = "a".repeat(65);
-        for bad in ["", "a*", "a#", "a b", ".a", "a.", "a..b", "-a", too_long.as_str()] {
+        for bad in [
+            "",
+            "a*",
+            "a#",
+            "a b",
+            ".a",
+            "a.",
+            "a..b",
+            "-a",
+            too_long.as_str(),
+        ] {
             assert!(validate_service(bad).is_err(), "{bad}");
         }
     }

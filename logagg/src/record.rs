@@ -144,7 +144,10 @@ pub fn derive_message_id(routing_key: &str, body: &[u8]) -> String {
     hasher.update([0u8]);
     hasher.update(body);
     let digest = hasher.finalize();
-    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Keeps error reasons short when they quote client input.
@@ -223,9 +226,6 @@ mod tests {
         assert_ne!(first, derive_message_id("b.error", b"boom"));
         assert_ne!(first, derive_message_id("a.error", b"boom!"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
-        assert_ne!(
-            derive_message_id("ab", b"c"),
-            derive_message_id("a", b"bc")
-        );
+        assert_ne!(derive_message_id("ab", b"c"), derive_message_id("a", b"bc"));
     }
 }

@@ -23,7 +23,10 @@ pub enum SettingsError {
     #[error("could not load settings: {0}")]
     Load(#[from] config::ConfigError),
     #[error("invalid setting `{setting}`: {reason}")]
-    Invalid { setting: &'static str, reason: String },
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 /// All settings; each service reads the sections it needs.
@@ -217,10 +220,16 @@ impl Default for SourceSettings {
             services: ["checkout", "payments", "auth", "search", "inventory"]
                 .map(String::from)
                 .to_vec(),
-            severity_weights: [("debug", 10), ("info", 70), ("warn", 12), ("error", 7), ("fatal", 1)]
-                .into_iter()
-                .map(|(severity, weight)| (severity.to_owned(), weight))
-                .collect(),
+            severity_weights: [
+                ("debug", 10),
+                ("info", 70),
+                ("warn", 12),
+                ("error", 7),
+                ("fatal", 1),
+            ]
+            .into_iter()
+            .map(|(severity, weight)| (severity.to_owned(), weight))
+            .collect(),
             message_min_bytes: 40,
             message_max_bytes: 200,
             max_unconfirmed: 2_000,
@@ -272,7 +281,10 @@ impl Settings {
                 reason: reason.to_owned(),
             })
         };
-        if !matches!(self.broker.storage_queue_type.as_str(), "quorum" | "classic") {
+        if !matches!(
+            self.broker.storage_queue_type.as_str(),
+            "quorum" | "classic"
+        ) {
             return invalid("broker.storage_queue_type", "must be `quorum` or `classic`");
         }
         if !matches!(
@@ -291,7 +303,10 @@ impl Settings {
             ("broker.exchange", &self.broker.exchange),
             ("broker.storage_queue", &self.broker.storage_queue),
             ("broker.monitoring_queue", &self.broker.monitoring_queue),
-            ("broker.dead_letter_exchange", &self.broker.dead_letter_exchange),
+            (
+                "broker.dead_letter_exchange",
+                &self.broker.dead_letter_exchange,
+            ),
             ("broker.dead_letter_queue", &self.broker.dead_letter_queue),
         ] {
             if name.is_empty() || name.len() > 255 || name.starts_with("amq.") {
@@ -304,13 +319,24 @@ impl Settings {
             return invalid("store.write_concern_w", "must be `majority` or a number");
         }
         if self.store.database.is_empty() || self.store.logs_collection.is_empty() {
-            return invalid("store.database", "database and collection names must be set");
+            return invalid(
+                "store.database",
+                "database and collection names must be set",
+            );
         }
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return invalid("telemetry.log_format", "must be `text` or `json`");
         }
-        if self.telemetry.admin_listen.parse::<std::net::SocketAddr>().is_err() {
-            return invalid("telemetry.admin_listen", "must be an address like 0.0.0.0:9100");
+        if self
+            .telemetry
+            .admin_listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return invalid(
+                "telemetry.admin_listen",
+                "must be an address like 0.0.0.0:9100",
+            );
         }
         let collector = &self.collector;
         if collector.batch_size == 0 || collector.max_in_flight_batches == 0 {
@@ -336,12 +362,23 @@ impl Settings {
                 return invalid("source.services", &error.to_string());
             }
         }
-        if self.source.severity_weights.values().all(|weight| *weight == 0) {
-            return invalid("source.severity_weights", "at least one weight must be positive");
+        if self
+            .source
+            .severity_weights
+            .values()
+            .all(|weight| *weight == 0)
+        {
+            return invalid(
+                "source.severity_weights",
+                "at least one weight must be positive",
+            );
         }
         for severity in self.source.severity_weights.keys() {
             if severity.parse::<Severity>().is_err() {
-                return invalid("source.severity_weights", &format!("unknown severity `{severity}`"));
+                return invalid(
+                    "source.severity_weights",
+                    &format!("unknown severity `{severity}`"),
+                );
             }
         }
         if self.source.message_min_bytes > self.source.message_max_bytes
@@ -403,19 +440,23 @@ mod tests {
     fn unknown_keys_and_bad_values_name_the_setting() {
         let error = Settings::load(&env(&[("LOGAGG__COLLECTOR__BATCH_SIZ", "5")])).unwrap_err();
         assert!(error.to_string().contains("batch_siz"), "{error}");
-        let error = Settings::load(&env(&[("LOGAGG__BROKER__STORAGE_QUEUE_TYPE", "stream")]))
-            .unwrap_err();
-        assert!(error.to_string().contains("broker.storage_queue_type"), "{error}");
+        let error =
+            Settings::load(&env(&[("LOGAGG__BROKER__STORAGE_QUEUE_TYPE", "stream")])).unwrap_err();
+        assert!(
+            error.to_string().contains("broker.storage_queue_type"),
+            "{error}"
+        );
         let error = Settings::load(&env(&[("LOGAGG__COLLECTOR__PREFETCH", "10")])).unwrap_err();
         assert!(error.to_string().contains("collector.prefetch"), "{error}");
-        let error = Settings::load(&env(&[("LOGAGG__SOURCE__SERVICES", "ok,bad name")]))
-            .unwrap_err();
+        let error =
+            Settings::load(&env(&[("LOGAGG__SOURCE__SERVICES", "ok,bad name")])).unwrap_err();
         assert!(error.to_string().contains("source.services"), "{error}");
     }
 
     #[test]
     fn a_named_file_layers_between_defaults_and_environment() {
-        let directory = std::env::temp_dir().join(format!("logagg-settings-{}", std::process::id()));
+        let directory =
+            std::env::temp_dir().join(format!("logagg-settings-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("extra.toml");
         std::fs::write(&path, "[collector]\nbatch_size = 300\nprefetch = 900\n").unwrap();

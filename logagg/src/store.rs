@@ -42,8 +42,7 @@ pub const DUPLICATE_KEY: i32 = 11000;
 
 /// Write-error codes that mean "try again" rather than "this document is bad".
 const TRANSIENT_WRITE_CODES: [i32; 19] = [
-    6, 7, 24, 46, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 100,
-    134,
+    6, 7, 24, 46, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 100, 134,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +82,8 @@ impl Store {
         options.server_selection_timeout =
             Some(Duration::from_millis(settings.server_selection_timeout_ms));
         options.connect_timeout = Some(Duration::from_millis(settings.connect_timeout_ms));
-        let client =
-            Client::with_options(options).map_err(|error| StoreError::Settings(error.to_string()))?;
+        let client = Client::with_options(options)
+            .map_err(|error| StoreError::Settings(error.to_string()))?;
         let write_concern = write_concern(settings)?;
         let logs = client
             .database(&settings.database)
@@ -194,7 +193,10 @@ fn classify_insert_error(
         } else {
             outcome.rejected.push((
                 write_error.index,
-                format!("MongoDB refused the document (code {}): {}", write_error.code, write_error.message),
+                format!(
+                    "MongoDB refused the document (code {}): {}",
+                    write_error.code, write_error.message
+                ),
             ));
         }
     }
@@ -265,16 +267,19 @@ pub fn document_to_record(document: &Document) -> Result<LogRecord, StoreError> 
         },
         Err(_) => Map::new(),
     };
-    let http = document.get_document(fields::HTTP).ok().map(|http| HttpFields {
-        method: http.get_str(fields::HTTP_METHOD).ok().map(str::to_owned),
-        path: http.get_str(fields::HTTP_PATH).ok().map(str::to_owned),
-        status: http
-            .get_i32(fields::HTTP_STATUS)
-            .ok()
-            .and_then(|status| u16::try_from(status).ok()),
-        duration_ms: http.get_f64(fields::HTTP_DURATION_MS).ok(),
-        client_ip: http.get_str(fields::HTTP_CLIENT_IP).ok().map(str::to_owned),
-    });
+    let http = document
+        .get_document(fields::HTTP)
+        .ok()
+        .map(|http| HttpFields {
+            method: http.get_str(fields::HTTP_METHOD).ok().map(str::to_owned),
+            path: http.get_str(fields::HTTP_PATH).ok().map(str::to_owned),
+            status: http
+                .get_i32(fields::HTTP_STATUS)
+                .ok()
+                .and_then(|status| u16::try_from(status).ok()),
+            duration_ms: http.get_f64(fields::HTTP_DURATION_MS).ok(),
+            client_ip: http.get_str(fields::HTTP_CLIENT_IP).ok().map(str::to_owned),
+        });
     Ok(LogRecord {
         id: text(fields::ID)?,
         timestamp: time(fields::TIMESTAMP)?,

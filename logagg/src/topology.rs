@@ -45,18 +45,40 @@ pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(),
         )
         .await
         .map_err(|source| {
-            BrokerError::declare("dead-letter exchange", &settings.dead_letter_exchange, source)
+            BrokerError::declare(
+                "dead-letter exchange",
+                &settings.dead_letter_exchange,
+                source,
+            )
         })?;
 
-    declare_queue(channel, &settings.dead_letter_queue, dead_letter_queue_arguments(settings))
-        .await?;
-    bind(channel, &settings.dead_letter_queue, &settings.dead_letter_exchange).await?;
+    declare_queue(
+        channel,
+        &settings.dead_letter_queue,
+        dead_letter_queue_arguments(settings),
+    )
+    .await?;
+    bind(
+        channel,
+        &settings.dead_letter_queue,
+        &settings.dead_letter_exchange,
+    )
+    .await?;
 
-    declare_queue(channel, &settings.storage_queue, storage_queue_arguments(settings)).await?;
+    declare_queue(
+        channel,
+        &settings.storage_queue,
+        storage_queue_arguments(settings),
+    )
+    .await?;
     bind(channel, &settings.storage_queue, &settings.exchange).await?;
 
-    declare_queue(channel, &settings.monitoring_queue, monitoring_queue_arguments(settings))
-        .await?;
+    declare_queue(
+        channel,
+        &settings.monitoring_queue,
+        monitoring_queue_arguments(settings),
+    )
+    .await?;
     bind(channel, &settings.monitoring_queue, &settings.exchange).await?;
     Ok(())
 }
@@ -97,7 +119,11 @@ fn argument(table: &mut FieldTable, key: &str, value: AMQPValue) {
 /// The storage queue: quorum by default, dead-lettering rejected and over-delivered messages.
 pub fn storage_queue_arguments(settings: &BrokerSettings) -> FieldTable {
     let mut arguments = FieldTable::default();
-    argument(&mut arguments, "x-queue-type", text(&settings.storage_queue_type));
+    argument(
+        &mut arguments,
+        "x-queue-type",
+        text(&settings.storage_queue_type),
+    );
     argument(
         &mut arguments,
         "x-dead-letter-exchange",
@@ -126,7 +152,11 @@ pub fn storage_queue_arguments(settings: &BrokerSettings) -> FieldTable {
 /// The dead-letter queue keeps everything until an operator looks at it.
 pub fn dead_letter_queue_arguments(settings: &BrokerSettings) -> FieldTable {
     let mut arguments = FieldTable::default();
-    argument(&mut arguments, "x-queue-type", text(&settings.storage_queue_type));
+    argument(
+        &mut arguments,
+        "x-queue-type",
+        text(&settings.storage_queue_type),
+    );
     arguments
 }
 

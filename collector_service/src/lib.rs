@@ -1,0 +1,125 @@
+//! collector_service: consumes the storage queue with manual acks and stores batches in
+//! MongoDB, acking only what MongoDB acknowledged. Run more copies to scale out.
+
+pub mod batch;
+pub mod consumer;
+pub mod dead_letter;
+pub mod metrics;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use logagg::backoff::Backoff;
+use logagg::broker;
+use logagg::settings::Settings;
+use logagg::store::Store;
+use logagg::telemetry::{self, Health};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::consumer::consume;
+use crate::writer::Writer;
+
+/// Name shown for the collector's broker connections and MongoDB client.
+pub const SERVICE_NAME: &str = "collector_service";
+
+/// Runs the collector until `shutdown` is cancelled: admin server, indexes, then the consume
+/// loop, reconnecting with backoff whenever the broker connection is lost.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    metrics::describe();
+    let settings = Arc::new(settings);
+    let health = Health::default();
+    health.set("broker", false);
+    health.set("store", false);
+    let (_admin_address, admin_task) = telemetry::serve_admin(
+        &settings.telemetry.admin_listen,
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("binding the admin server")?;
+    let store = Store::connect(&settings.store, SERVICE_NAME)
+        .await
+        .context("configuring the MongoDB client")?;
+    if !ensure_indexes(&store, &settings, &health, &shutdown).await {
+        admin_task.abort();
+        return Ok(());
+    }
+
+    let mut reconnect = Backoff::new(
+        Duration::from_millis(settings.broker.reconnect_initial_ms),
+        Duration::from_millis(settings.broker.reconnect_max_ms),
+    );
+    while !shutdown.is_cancelled() {
+        let Some(connection) =
+            broker::connect_with_backoff(&settings.broker, SERVICE_NAME, &shutdown).await
+        else {
+            break;
+        };
+        let session = async {
+            let dead_letter_channel = broker::confirm_channel(&connection).await?;
+            let writer = Arc::new(Writer {
+                store: store.clone(),
+                dead_letter_channel,
+                settings: Arc::clone(&settings),
+                health: health.clone(),
+                shutdown: shutdown.clone(),
+            });
+            consume(&connection, writer).await
+        };
+        match session.await {
+            Ok(_) => {
+                let _ = connection
+                    .close(200, "collector shutting down".into())
+                    .await;
+                break;
+            }
+            Err(error) => {
+                health.set("broker", false);
+                metrics::counter!(metrics::RECONNECTS).increment(1);
+                let delay = reconnect.next_delay();
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker session lost; reconnecting");
+                let _ = connection.close(320, "collector reconnecting".into()).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    info!("collector stopped");
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// Creates the indexes, retrying while MongoDB is unreachable. `false` if shut down first.
+async fn ensure_indexes(
+    store: &Store,
+    settings: &Settings,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(settings.collector.retry_initial_ms),
+        Duration::from_millis(settings.collector.retry_max_ms),
+    );
+    loop {
+        match store.ensure_indexes().await {
+            Ok(()) => {
+                health.set("store", true);
+                info!("indexes ready");
+                return true;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot create indexes yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}

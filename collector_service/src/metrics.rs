@@ -1,0 +1,30 @@
+//! The collector's Prometheus metrics: series names, descriptions, and the macros to record them.
+
+pub use ::metrics::{counter, histogram};
+
+pub const CONSUMED: &str = "logagg_collector_consumed_total";
+pub const STORED: &str = "logagg_collector_stored_total";
+pub const DUPLICATES: &str = "logagg_collector_duplicates_total";
+pub const DEAD_LETTERED: &str = "logagg_collector_dead_lettered_total";
+pub const BATCH_SIZE: &str = "logagg_collector_batch_size";
+pub const WRITE_LATENCY: &str = "logagg_collector_write_latency_seconds";
+pub const WRITE_FAILURES: &str = "logagg_collector_write_failures_total";
+pub const RECONNECTS: &str = "logagg_collector_broker_reconnects_total";
+
+/// Registers descriptions so `/metrics` explains each series.
+pub fn describe() {
+    metrics::describe_counter!(CONSUMED, "Messages received from the storage queue.");
+    metrics::describe_counter!(STORED, "Records newly written to MongoDB.");
+    metrics::describe_counter!(DUPLICATES, "Redelivered records that were already stored.");
+    metrics::describe_counter!(
+        DEAD_LETTERED,
+        "Messages sent to the dead-letter queue, by reason."
+    );
+    metrics::describe_histogram!(BATCH_SIZE, "Messages per written batch.");
+    metrics::describe_histogram!(WRITE_LATENCY, "Seconds per bulk insert, successful or not.");
+    metrics::describe_counter!(WRITE_FAILURES, "Bulk inserts that failed and were retried.");
+    metrics::describe_counter!(
+        RECONNECTS,
+        "Times the broker connection was re-established."
+    );
+}

@@ -1,0 +1,320 @@
+//! The durable pipeline against the real RabbitMQ and MongoDB-compatible server:
+//! source → exchange → collector → MongoDB, exactly once, through crashes and outages.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::BasicGetOptions;
+use lapin::types::{AMQPValue, ShortString};
+use logagg::broker;
+use logagg::settings::Settings;
+use logagg::telemetry::Health;
+use logagg::testsuite::{metric_value, wait_until, MongoServer, TestContext};
+use tokio_util::sync::CancellationToken;
+
+const STORE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn spawn_collector(settings: Settings) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        collector_service::run(settings, token)
+            .await
+            .expect("collector run");
+    });
+    (shutdown, task)
+}
+
+async fn simulate(settings: &Settings, count: u64, rate: u64, format: &str) {
+    let mut settings = settings.clone();
+    settings.source.count = count;
+    settings.source.rate = rate;
+    settings.source.format = format.into();
+    let report = source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
+        .await
+        .expect("simulator");
+    assert_eq!(report.confirmed, count, "{report}");
+}
+
+/// Ids stored, checked to be distinct and each a UUID the simulator generated.
+async fn stored_ids(context: &TestContext) -> Vec<String> {
+    let mut cursor = context
+        .store
+        .logs()
+        .find(bson::doc! {})
+        .projection(bson::doc! { "_id": 1 })
+        .await
+        .expect("find");
+    let mut ids = Vec::new();
+    while let Some(document) = cursor.next().await {
+        let document = document.expect("document");
+        ids.push(document.get_str("_id").expect("string _id").to_owned());
+    }
+    ids
+}
+
+fn assert_distinct_uuids(ids: &[String]) {
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "duplicate ids");
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_published_are_stored_exactly_once() {
+    let context = TestContext::new("exactly_once").await;
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+
+    simulate(&context.settings, 5_000, 0, "json").await;
+    simulate(&context.settings, 5_000, 0, "plain").await;
+    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 10_000 }).await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+
+    assert!(
+        all_stored,
+        "only {} of 10000 stored",
+        context.stored().await
+    );
+    let ids = stored_ids(&context).await;
+    assert_eq!(ids.len(), 10_000);
+    assert_distinct_uuids(&ids);
+    let storage_queue = context.settings.broker.storage_queue.clone();
+    let dead_letter_queue = context.settings.broker.dead_letter_queue.clone();
+    assert_eq!(context.ready_messages(&storage_queue).await, 0, "all acked");
+    assert_eq!(context.ready_messages(&dead_letter_queue).await, 0);
+    let plain = context
+        .store
+        .logs()
+        .count_documents(bson::doc! { "host": { "$exists": false } })
+        .await
+        .expect("count");
+    assert_eq!(plain, 5_000, "plain-text lines carry no host");
+    context.cleanup().await;
+}
+
+fn start_collector_process(context: &TestContext) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_collector_service"))
+        .envs(context.env_vars())
+        .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("collector process")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_killed_mid_stream_still_stores_exactly_once() {
+    let mut context = TestContext::new("killed").await;
+    context.settings.collector.batch_size = 200;
+    context.settings.collector.prefetch = 1_000;
+    let mut first = start_collector_process(&context);
+
+    let publisher = {
+        let settings = context.settings.clone();
+        tokio::spawn(async move { simulate(&settings, 10_000, 4_000, "json").await })
+    };
+    let midway = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 2_000 }).await;
+    assert!(midway, "the first collector stored too little");
+    first.kill().expect("SIGKILL the collector");
+    first.wait().expect("reap the collector");
+    let stored_at_kill = context.stored().await;
+    assert!(
+        stored_at_kill < 10_000,
+        "killed after the stream ended: proves nothing"
+    );
+
+    let mut second = start_collector_process(&context);
+    publisher.await.expect("publisher");
+    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 10_000 }).await;
+    let queue_drained = wait_until(STORE_TIMEOUT, || async {
+        context
+            .ready_messages(&context.settings.broker.storage_queue)
+            .await
+            == 0
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let exit = second.wait().expect("second collector exits");
+
+    assert!(
+        all_stored && queue_drained,
+        "stored {}",
+        context.stored().await
+    );
+    assert!(exit.success(), "graceful shutdown on SIGTERM: {exit:?}");
+    let ids = stored_ids(&context).await;
+    assert_eq!(ids.len(), 10_000, "killed at {stored_at_kill}");
+    assert_distinct_uuids(&ids);
+    context.cleanup().await;
+}
+
+fn header_text(properties: &lapin::BasicProperties, key: &str) -> Option<String> {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(&ShortString::from(key))?
+    {
+        AMQPValue::LongString(value) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_with_its_reason_while_the_rest_flow_on() {
+    let context = TestContext::new("poison").await;
+    let publish = |routing_key: &'static str, body: String, content_type: &'static str| {
+        let channel = context.channel.clone();
+        let exchange = context.settings.broker.exchange.clone();
+        async move {
+            let properties =
+                broker::log_properties(content_type, &uuid::Uuid::now_v7().to_string());
+            broker::publish_confirmed(
+                &channel,
+                &exchange,
+                routing_key,
+                body.as_bytes(),
+                properties,
+            )
+            .await
+            .expect("publish");
+        }
+    };
+    let poison: [(&str, &str, &str, &str); 3] = [
+        ("web.error", "{not json", "application/json", "invalid_json"),
+        (
+            "web.loud",
+            r#"{"message":"x"}"#,
+            "application/json",
+            "unknown_severity",
+        ),
+        (
+            "web.info",
+            "2024-05-01 12:00:00 bad*name error boom",
+            "text/plain",
+            "invalid_service",
+        ),
+    ];
+    for round in 0..50 {
+        publish(
+            "web.info",
+            format!(r#"{{"message":"good {round}"}}"#),
+            "application/json",
+        )
+        .await;
+        // Rounds 10, 27 and 44 each add one poison message between good ones.
+        let poison_here = (round % 17 == 10).then(|| poison.get(round / 17)).flatten();
+        if let Some((routing_key, body, content_type, _)) = poison_here {
+            publish(routing_key, (*body).to_owned(), content_type).await;
+        }
+    }
+    // Python services' plain lines keep flowing too.
+    publish(
+        "ServiceA.Error",
+        "2024-05-01 12:00:00 ServiceA Error Log message generated".into(),
+        "text/plain",
+    )
+    .await;
+
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+    let dead_letter_queue = context.settings.broker.dead_letter_queue.clone();
+    let flowed = wait_until(STORE_TIMEOUT, || async {
+        context.stored().await >= 51 && context.ready_messages(&dead_letter_queue).await >= 3
+    })
+    .await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+    assert!(flowed, "stored {}", context.stored().await);
+    assert_eq!(context.stored().await, 51);
+
+    let mut codes = Vec::new();
+    while let Some(message) = context
+        .channel
+        .basic_get(
+            dead_letter_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("basic_get")
+    {
+        let properties = &message.delivery.properties;
+        let reason =
+            header_text(properties, logagg::topology::HEADER_REASON).expect("reason header");
+        let code =
+            header_text(properties, logagg::topology::HEADER_ERROR_CODE).expect("code header");
+        let (_, body, _, expected_code) = poison
+            .iter()
+            .find(|(_, _, _, expected)| *expected == code)
+            .expect("a known poison");
+        assert_eq!(message.delivery.data, body.as_bytes(), "original body kept");
+        assert!(!reason.is_empty());
+        codes.push(expected_code.to_string());
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        ["invalid_json", "invalid_service", "unknown_severity"]
+    );
+    let service_a = context
+        .store
+        .logs()
+        .find_one(bson::doc! { "service": "ServiceA", "severity": "error" })
+        .await
+        .expect("query");
+    assert!(service_a.is_some(), "the Python service's line was stored");
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_outage_loses_nothing() {
+    let mut mongo = MongoServer::start();
+    let mut context = TestContext::with_mongo_url("outage", &mongo.url()).await;
+    context.settings.store.server_selection_timeout_ms = 500;
+    context.settings.collector.batch_size = 100;
+    context.settings.collector.prefetch = 500;
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+
+    simulate(&context.settings, 1_000, 0, "json").await;
+    let before = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 1_000 }).await;
+    assert!(
+        before,
+        "stored {} before the outage",
+        context.stored().await
+    );
+
+    mongo.stop();
+    let failures_before = metric_value("logagg_collector_write_failures_total");
+    simulate(&context.settings, 2_000, 0, "json").await;
+    let collector_saw_outage = wait_until(STORE_TIMEOUT, || async {
+        metric_value("logagg_collector_write_failures_total") > failures_before
+    })
+    .await;
+    assert!(
+        collector_saw_outage,
+        "the collector never tried to write during the outage"
+    );
+
+    mongo.resume();
+    let recovered = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 3_000 }).await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+    assert!(
+        recovered,
+        "stored {} after recovery",
+        context.stored().await
+    );
+    let ids = stored_ids(&context).await;
+    assert_eq!(ids.len(), 3_000);
+    assert_distinct_uuids(&ids);
+    assert_eq!(
+        context
+            .ready_messages(&context.settings.broker.storage_queue)
+            .await,
+        0
+    );
+    context.cleanup().await;
+}

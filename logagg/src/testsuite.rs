@@ -1,0 +1,329 @@
+//! Helpers for integration tests against the real RabbitMQ and MongoDB-compatible server:
+//! isolated names per test, bounded waits, and a private server that tests can stop.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+
+use crate::broker;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// RabbitMQ for tests: `LOGAGG_TEST_AMQP_URL`, or the local broker.
+pub fn amqp_url() -> String {
+    std::env::var("LOGAGG_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// MongoDB-compatible server for tests: `LOGAGG_TEST_MONGO_URL`, or the local one.
+pub fn mongo_url() -> String {
+    std::env::var("LOGAGG_TEST_MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
+}
+
+/// Polls `check` every 20 ms until it is true or `timeout` passes; returns the last answer.
+/// For waiting on state another process changes (documents stored, a queue drained).
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One test's world: settings naming its own exchange, queues and database.
+pub struct TestContext {
+    pub settings: Settings,
+    pub connection: Connection,
+    pub channel: Channel,
+    pub store: Store,
+}
+
+impl TestContext {
+    /// Fresh names derived from `test_name`, both services reachable, nothing left over.
+    pub async fn new(test_name: &str) -> TestContext {
+        Self::with_mongo_url(test_name, &mongo_url()).await
+    }
+
+    pub async fn with_mongo_url(test_name: &str, mongo_url: &str) -> TestContext {
+        let unique = format!(
+            "logagg_test_{test_name}_{}_{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        );
+        let mut settings = Settings::default();
+        settings.broker.url = amqp_url();
+        settings.broker.exchange = format!("{unique}.exchange");
+        settings.broker.storage_queue = format!("{unique}.storage");
+        settings.broker.monitoring_queue = format!("{unique}.monitoring");
+        settings.broker.dead_letter_exchange = format!("{unique}.dlx");
+        settings.broker.dead_letter_queue = format!("{unique}.dlq");
+        settings.broker.reconnect_initial_ms = 50;
+        settings.broker.reconnect_max_ms = 500;
+        settings.store.url = mongo_url.to_owned();
+        settings.store.database = unique.chars().take(60).collect();
+        settings.store.server_selection_timeout_ms = 2_000;
+        settings.store.connect_timeout_ms = 1_000;
+        settings.telemetry.admin_listen = "127.0.0.1:0".into();
+        settings.collector.retry_initial_ms = 50;
+        settings.collector.retry_max_ms = 500;
+
+        let connection = await_broker(&settings).await;
+        let channel = connection.create_channel().await.expect("test channel");
+        crate::topology::declare(&channel, &settings.broker)
+            .await
+            .expect("declaring the test topology");
+        let store = Store::connect(&settings.store, "logagg-tests")
+            .await
+            .expect("mongo client");
+        await_store(&store).await;
+        store
+            .logs()
+            .drop()
+            .await
+            .expect("dropping the test collection");
+        TestContext {
+            settings,
+            connection,
+            channel,
+            store,
+        }
+    }
+
+    /// Ready messages in a queue (not counting delivered-but-unacked ones).
+    pub async fn ready_messages(&self, queue: &str) -> u32 {
+        let declared = self
+            .channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive queue declare");
+        declared.message_count()
+    }
+
+    /// Documents in the logs collection.
+    pub async fn stored(&self) -> u64 {
+        self.store
+            .logs()
+            .count_documents(bson::doc! {})
+            .await
+            .unwrap_or(0)
+    }
+
+    /// The settings as `LOGAGG__…` environment variables, for service binaries run as children.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let settings = &self.settings;
+        let pairs = [
+            ("BROKER__URL", settings.broker.url.clone()),
+            ("BROKER__EXCHANGE", settings.broker.exchange.clone()),
+            (
+                "BROKER__STORAGE_QUEUE",
+                settings.broker.storage_queue.clone(),
+            ),
+            (
+                "BROKER__MONITORING_QUEUE",
+                settings.broker.monitoring_queue.clone(),
+            ),
+            (
+                "BROKER__DEAD_LETTER_EXCHANGE",
+                settings.broker.dead_letter_exchange.clone(),
+            ),
+            (
+                "BROKER__DEAD_LETTER_QUEUE",
+                settings.broker.dead_letter_queue.clone(),
+            ),
+            ("STORE__URL", settings.store.url.clone()),
+            ("STORE__DATABASE", settings.store.database.clone()),
+            (
+                "TELEMETRY__ADMIN_LISTEN",
+                settings.telemetry.admin_listen.clone(),
+            ),
+            (
+                "COLLECTOR__PREFETCH",
+                settings.collector.prefetch.to_string(),
+            ),
+            (
+                "COLLECTOR__BATCH_SIZE",
+                settings.collector.batch_size.to_string(),
+            ),
+            (
+                "COLLECTOR__BATCH_MAX_AGE_MS",
+                settings.collector.batch_max_age_ms.to_string(),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .map(|(key, value)| (format!("LOGAGG__{key}"), value))
+            .collect()
+    }
+
+    /// Deletes the test's queues, exchanges and database.
+    pub async fn cleanup(self) {
+        let broker_settings = &self.settings.broker;
+        for queue in [
+            &broker_settings.storage_queue,
+            &broker_settings.monitoring_queue,
+            &broker_settings.dead_letter_queue,
+        ] {
+            let _ = self
+                .channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for exchange in [
+            &broker_settings.exchange,
+            &broker_settings.dead_letter_exchange,
+        ] {
+            let _ = self
+                .channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self.store.logs().drop().await;
+        let _ = self
+            .store
+            .client()
+            .database(&self.settings.store.database)
+            .drop()
+            .await;
+        let _ = self.connection.close(200, "test done".into()).await;
+    }
+}
+
+/// Connects to the test broker, retrying for up to 30 s with a clear failure.
+pub async fn await_broker(settings: &Settings) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match broker::connect(&settings.broker, "logagg-tests").await {
+            Ok(connection) => return connection,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("waiting for RabbitMQ: {error}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => panic!("RabbitMQ at {} unreachable: {error}", amqp_url()),
+        }
+    }
+}
+
+/// Waits up to 30 s for MongoDB to answer a ping.
+pub async fn await_store(store: &Store) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.ping().await {
+            Ok(()) => return,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("waiting for MongoDB: {error}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => panic!("MongoDB-compatible server unreachable: {error}"),
+        }
+    }
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A private SecantusDB server that a test can stop and start again on the same port and
+/// data, to play "MongoDB went down". The binary is `SECANTUSD_BIN` or `secantusd-rs`.
+pub struct MongoServer {
+    pub port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl MongoServer {
+    pub fn start() -> MongoServer {
+        let data_dir = std::env::temp_dir().join(format!(
+            "logagg-mongo-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&data_dir).expect("mongo data dir");
+        let mut server = MongoServer {
+            port: free_port(),
+            data_dir,
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn resume(&mut self) {
+        let binary = std::env::var("SECANTUSD_BIN").unwrap_or_else(|_| "secantusd-rs".into());
+        let child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(&self.data_dir)
+            .args(["--log-level", "WARNING"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start {binary} (install it: scripts/setup.sh): {error}")
+            });
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Sum of a metric's series in this process's Prometheus output (0 when absent).
+pub fn metric_value(name: &str) -> f64 {
+    crate::telemetry::metrics_handle()
+        .render()
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

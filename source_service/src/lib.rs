@@ -1,0 +1,169 @@
+//! source_service: gets logs onto the exchange. Today: the traffic simulator, publishing
+//! persistent messages with publisher confirms at a set rate or as fast as confirms allow.
+
+pub mod pacer;
+pub mod simulator;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use lapin::{Confirmation, PublisherConfirm};
+use logagg::settings::Settings;
+use logagg::telemetry::{self, Health};
+use logagg::{broker, topology};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::pacer::Pacer;
+use crate::simulator::Generator;
+
+pub const SERVICE_NAME: &str = "source_service";
+const PUBLISHED: &str = "logagg_source_published_total";
+const CONFIRMED: &str = "logagg_source_confirmed_total";
+const NACKED: &str = "logagg_source_nacked_total";
+
+/// What a simulator run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PublishReport {
+    pub published: u64,
+    pub confirmed: u64,
+    pub nacked: u64,
+    pub elapsed: Duration,
+}
+
+impl PublishReport {
+    /// Confirmed messages per second.
+    pub fn rate(&self) -> f64 {
+        self.confirmed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl std::fmt::Display for PublishReport {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "published {} confirmed {} nacked {} in {:.2}s: {:.0} msg/s",
+            self.published,
+            self.confirmed,
+            self.nacked,
+            self.elapsed.as_secs_f64(),
+            self.rate()
+        )
+    }
+}
+
+/// Runs the simulator with its admin server until the count is reached or `shutdown`.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<PublishReport> {
+    let health = Health::default();
+    let admin_shutdown = shutdown.child_token();
+    let (_address, admin_task) = telemetry::serve_admin(
+        &settings.telemetry.admin_listen,
+        health.clone(),
+        admin_shutdown.clone(),
+    )
+    .await
+    .context("binding the admin server")?;
+    let report = simulate(&settings, &health, &shutdown).await;
+    admin_shutdown.cancel();
+    let _ = admin_task.await;
+    report
+}
+
+/// Publishes simulated logs: `source.count` of them (0: until shutdown) at `source.rate`
+/// per second (0: as fast as confirms allow), keeping at most `source.max_unconfirmed`
+/// awaiting the broker's confirm. Waits for every confirm before returning.
+pub async fn simulate(
+    settings: &Settings,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PublishReport> {
+    let source = &settings.source;
+    let Some(connection) =
+        broker::connect_with_backoff(&settings.broker, SERVICE_NAME, shutdown).await
+    else {
+        return Ok(PublishReport::default());
+    };
+    let channel = broker::confirm_channel(&connection)
+        .await
+        .context("opening a confirm channel")?;
+    topology::declare(&channel, &settings.broker)
+        .await
+        .context("declaring the topology")?;
+    health.set("broker", true);
+
+    let mut generator = Generator::new(source, rand::random());
+    let pacer = Pacer::new(source.rate);
+    let content_type = generator.format().content_type();
+    let mut unconfirmed: FuturesUnordered<PublisherConfirm> = FuturesUnordered::new();
+    let mut report = PublishReport::default();
+    let started = Instant::now();
+    let mut last_progress = started;
+    info!(rate = source.rate, count = source.count, format = %source.format, "simulator started");
+
+    while source.count == 0 || report.published < source.count {
+        if let Some(wait) = pacer.wait_before(report.published, started.elapsed()) {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        while unconfirmed.len() >= source.max_unconfirmed {
+            if let Some(confirmation) = unconfirmed.next().await {
+                record_confirmation(confirmation, &mut report)?;
+            }
+        }
+        let log = generator.next_log(Utc::now());
+        let properties = broker::log_properties(content_type, &log.message_id);
+        let confirm = broker::publish(
+            &channel,
+            &settings.broker.exchange,
+            &log.routing_key,
+            &log.body,
+            properties,
+        )
+        .await
+        .context("publishing")?;
+        unconfirmed.push(confirm);
+        report.published += 1;
+        metrics::counter!(PUBLISHED).increment(1);
+        if last_progress.elapsed() >= Duration::from_secs(5) {
+            last_progress = Instant::now();
+            info!(
+                published = report.published,
+                confirmed = report.confirmed,
+                "progress"
+            );
+        }
+    }
+    while let Some(confirmation) = unconfirmed.next().await {
+        record_confirmation(confirmation, &mut report)?;
+    }
+    report.elapsed = started.elapsed();
+    let _ = channel.close(200, "simulator done".into()).await;
+    let _ = connection.close(200, "simulator done".into()).await;
+    health.set("broker", false);
+    info!(%report, "simulator finished");
+    Ok(report)
+}
+
+fn record_confirmation(
+    confirmation: lapin::Result<Confirmation>,
+    report: &mut PublishReport,
+) -> anyhow::Result<()> {
+    let confirmation = confirmation.context("waiting for a publisher confirm")?;
+    if confirmation.is_nack() {
+        report.nacked += 1;
+        metrics::counter!(NACKED).increment(1);
+        warn!("broker nacked a message");
+    } else {
+        report.confirmed += 1;
+        metrics::counter!(CONFIRMED).increment(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Simulated log traffic: which service logs what, how severe and how long. Pure code.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use logagg::parse::routing_key;
+use logagg::settings::SourceSettings;
+use logagg::Severity;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+/// Body format of generated messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON record, `content-type: application/json`.
+    Json,
+    /// `<timestamp> <service> <severity> <message>`, as the Python services publish it.
+    Plain,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => logagg::broker::CONTENT_TYPE_JSON,
+            Format::Plain => logagg::broker::CONTENT_TYPE_TEXT,
+        }
+    }
+}
+
+/// One message ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedLog {
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub message_id: String,
+}
+
+const WORDS: [&str; 16] = [
+    "request",
+    "handled",
+    "user",
+    "cache",
+    "miss",
+    "timeout",
+    "payment",
+    "order",
+    "retry",
+    "session",
+    "token",
+    "upstream",
+    "latency",
+    "queue",
+    "database",
+    "connection",
+];
+
+/// Draws services, severities and message sizes from the configured mix.
+pub struct Generator {
+    rng: SmallRng,
+    services: Vec<String>,
+    severities: Vec<(Severity, u32)>,
+    total_weight: u32,
+    min_bytes: usize,
+    max_bytes: usize,
+    format: Format,
+}
+
+impl Generator {
+    /// `settings` must have passed `Settings::validate`.
+    pub fn new(settings: &SourceSettings, seed: u64) -> Self {
+        let severities: Vec<(Severity, u32)> = settings
+            .severity_weights
+            .iter()
+            .filter_map(|(name, weight)| Some((name.parse().ok()?, *weight)))
+            .filter(|(_, weight)| *weight > 0)
+            .collect();
+        let total_weight = severities.iter().map(|(_, weight)| weight).sum();
+        let format = if settings.format == "plain" {
+            Format::Plain
+        } else {
+            Format::Json
+        };
+        Self {
+            rng: SmallRng::seed_from_u64(seed),
+            services: settings.services.clone(),
+            severities,
+            total_weight,
+            min_bytes: settings.message_min_bytes,
+            max_bytes: settings.message_max_bytes,
+            format,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    fn severity(&mut self) -> Severity {
+        let mut draw = self.rng.random_range(0..self.total_weight.max(1));
+        for (severity, weight) in &self.severities {
+            if draw < *weight {
+                return *severity;
+            }
+            draw -= weight;
+        }
+        Severity::Info
+    }
+
+    fn message(&mut self) -> String {
+        let target = self.rng.random_range(self.min_bytes..=self.max_bytes);
+        let mut message = String::with_capacity(target + 16);
+        while message.len() < target {
+            if !message.is_empty() {
+                message.push(' ');
+            }
+            message.push_str(WORDS[self.rng.random_range(0..WORDS.len())]);
+        }
+        message.truncate(target.max(1));
+        message.trim_end().to_owned()
+    }
+
+    /// The next message, stamped with `now` and a fresh time-ordered id.
+    pub fn next_log(&mut self, now: DateTime<Utc>) -> GeneratedLog {
+        let service = self.services[self.rng.random_range(0..self.services.len())].clone();
+        let severity = self.severity();
+        let mut message = self.message();
+        if message.is_empty() {
+            message.push_str("event");
+        }
+        let message_id = uuid::Uuid::now_v7().to_string();
+        let body = match self.format {
+            Format::Json => serde_json::json!({
+                "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "service": service,
+                "severity": severity.as_str(),
+                "message": message,
+                "host": "simulator",
+            })
+            .to_string()
+            .into_bytes(),
+            Format::Plain => format!(
+                "{} {service} {severity} {message}",
+                now.format("%Y-%m-%d %H:%M:%S%.3f")
+            )
+            .into_bytes(),
+        };
+        GeneratedLog {
+            routing_key: routing_key(&service, severity),
+            body,
+            message_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logagg::parse::{parse_message, Envelope};
+
+    fn parse(log: &GeneratedLog, format: Format) -> logagg::LogRecord {
+        parse_message(&Envelope {
+            routing_key: &log.routing_key,
+            body: &log.body,
+            content_type: Some(format.content_type()),
+            message_id: Some(&log.message_id),
+            amqp_timestamp: None,
+            received_at: Utc::now(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn generated_logs_parse_in_both_formats_and_respect_sizes() {
+        for format_name in ["json", "plain"] {
+            let settings = SourceSettings {
+                format: format_name.into(),
+                message_min_bytes: 10,
+                message_max_bytes: 30,
+                ..SourceSettings::default()
+            };
+            let mut generator = Generator::new(&settings, 7);
+            for _ in 0..200 {
+                let log = generator.next_log(Utc::now());
+                let record = parse(&log, generator.format());
+                assert!(settings.services.contains(&record.service));
+                assert!(
+                    (1..=30).contains(&record.message.len()),
+                    "{}",
+                    record.message
+                );
+                assert_eq!(
+                    log.routing_key,
+                    routing_key(&record.service, record.severity)
+                );
+                assert_eq!(record.id, log.message_id);
+            }
+        }
+    }
+
+    #[test]
+    fn severity_mix_follows_weights() {
+        let settings = SourceSettings {
+            severity_weights: [("error".to_owned(), 1), ("info".to_owned(), 3)].into(),
+            ..SourceSettings::default()
+        };
+        let mut generator = Generator::new(&settings, 1);
+        let errors = (0..10_000)
+            .filter(|_| generator.severity() == Severity::Error)
+            .count();
+        assert!((2_200..2_800).contains(&errors), "{errors} errors of 10000");
+    }
+}
