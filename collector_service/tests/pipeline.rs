@@ -318,3 +318,32 @@ async fn mongodb_outage_loses_nothing() {
     );
     context.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_connection_loss_is_survived_by_reconnecting() {
+    let mut context = TestContext::new("reconnect").await;
+    let connection_name = format!("{}-collector", context.settings.broker.storage_queue);
+    context.settings.broker.connection_name = connection_name.clone();
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+
+    simulate(&context.settings, 1_000, 0, "json").await;
+    let first = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 1_000 }).await;
+    assert!(first, "stored {} before the cut", context.stored().await);
+
+    let reconnects_before = metric_value("logagg_collector_broker_reconnects_total");
+    assert_eq!(
+        logagg::testsuite::close_broker_connections(&connection_name),
+        1
+    );
+    simulate(&context.settings, 1_000, 0, "json").await;
+    let resumed = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 2_000 }).await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+
+    assert!(resumed, "stored {} after the cut", context.stored().await);
+    assert!(metric_value("logagg_collector_broker_reconnects_total") > reconnects_before);
+    let ids = stored_ids(&context).await;
+    assert_eq!(ids.len(), 2_000);
+    assert_distinct_uuids(&ids);
+    context.cleanup().await;
+}

@@ -54,8 +54,13 @@ impl BrokerError {
 pub async fn connect(settings: &BrokerSettings, name: &str) -> Result<Connection, BrokerError> {
     let mut uri = AMQPUri::from_str(&settings.url).map_err(BrokerError::InvalidUrl)?;
     uri.query.heartbeat = Some(settings.heartbeat_seconds);
-    let properties = ConnectionProperties::default()
-        .with_connection_name(LongString::from(format!("{name}@{}", host_name())));
+    let connection_name = if settings.connection_name.is_empty() {
+        format!("{name}@{}", host_name())
+    } else {
+        settings.connection_name.clone()
+    };
+    let properties =
+        ConnectionProperties::default().with_connection_name(LongString::from(connection_name));
     Connection::connect_uri(uri, properties)
         .await
         .map_err(BrokerError::Connect)

@@ -72,6 +72,9 @@ pub struct BrokerSettings {
     pub dead_letter_queue: String,
     /// Seconds between AMQP heartbeats.
     pub heartbeat_seconds: u16,
+    /// Name this process's connections carry in RabbitMQ's connection list; empty means
+    /// `<service>@<hostname>`.
+    pub connection_name: String,
     /// First wait before reconnecting after a lost connection, milliseconds; doubles each try.
     pub reconnect_initial_ms: u64,
     /// Longest wait between reconnect attempts, milliseconds.
@@ -93,6 +96,7 @@ impl Default for BrokerSettings {
             dead_letter_exchange: "logs.dead_letter".into(),
             dead_letter_queue: "logs.dead_letter".into(),
             heartbeat_seconds: 30,
+            connection_name: String::new(),
             reconnect_initial_ms: 200,
             reconnect_max_ms: 10_000,
         }

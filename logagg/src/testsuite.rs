@@ -327,3 +327,27 @@ pub fn metric_value(name: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Closes, from the broker's side, every connection whose client-provided name is `name`:
+/// what a network cut or a broker restart looks like to the client. Returns how many.
+pub fn close_broker_connections(name: &str) -> usize {
+    let listing = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl list_connections");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    let quoted = format!("\"{name}\"");
+    let pids: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(&quoted))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    for pid in &pids {
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "closed by a logagg test"])
+            .status()
+            .expect("rabbitmqctl close_connection");
+        assert!(status.success(), "could not close connection {pid}");
+    }
+    pids.len()
+}

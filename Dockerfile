@@ -1,0 +1,15 @@
+# One image with every logagg service binary; compose picks the binary per service.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p collector_service -p source_service \
+ && mkdir /out && cp target/release/collector_service target/release/source_service /out/
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 logagg
+COPY --from=build /out/ /usr/local/bin/
+COPY config /app/config
+WORKDIR /app
+USER logagg
+EXPOSE 9100

@@ -1,0 +1,124 @@
+//! docker-compose.yml is checked by parsing, as no Docker engine runs here: scaled services
+//! must not collide, and every LOGAGG__ variable must be a real setting.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use logagg::settings::Settings;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+}
+
+fn compose() -> Yaml {
+    let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
+        .expect("docker-compose.yml");
+    YamlLoader::load_from_str(&text)
+        .expect("valid YAML")
+        .remove(0)
+}
+
+/// A service's mapping with YAML merge keys (`<<: *anchor`) applied.
+fn merged(service: &Yaml) -> HashMap<String, Yaml> {
+    let mut fields = HashMap::new();
+    let Yaml::Hash(hash) = service else {
+        panic!("service is not a mapping")
+    };
+    if let Some(Yaml::Hash(base)) = hash.get(&Yaml::String("<<".into())) {
+        for (key, value) in base {
+            fields.insert(key.as_str().expect("key").to_owned(), value.clone());
+        }
+    }
+    for (key, value) in hash {
+        if key.as_str() != Some("<<") {
+            fields.insert(key.as_str().expect("key").to_owned(), value.clone());
+        }
+    }
+    fields
+}
+
+#[test]
+fn scaled_services_have_no_fixed_names_or_host_ports() {
+    let compose = compose();
+    let services = &compose["services"];
+    for name in ["rabbitmq", "mongo", "collector_service", "source_service"] {
+        assert!(!services[name].is_badvalue(), "service {name} missing");
+    }
+    for name in ["collector_service", "source_service"] {
+        let fields = merged(&services[name]);
+        assert!(
+            !fields.contains_key("container_name"),
+            "{name} has a container_name"
+        );
+        assert!(!fields.contains_key("ports"), "{name} publishes host ports");
+        assert!(
+            fields.contains_key("build"),
+            "{name} is built from this repo"
+        );
+    }
+}
+
+#[test]
+fn service_commands_name_workspace_binaries_and_valid_settings() {
+    let compose = compose();
+    for name in ["collector_service", "source_service"] {
+        let fields = merged(&compose["services"][name]);
+        let binary = fields["command"][0].as_str().expect("command");
+        assert!(
+            workspace_root().join(binary).join("src/main.rs").exists(),
+            "{name} runs unknown binary {binary}"
+        );
+        let environment: HashMap<String, String> = fields["environment"]
+            .as_hash()
+            .expect("environment mapping")
+            .iter()
+            .map(|(key, value)| {
+                let value = value
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{value:?}"));
+                (key.as_str().expect("key").to_owned(), value)
+            })
+            .collect();
+        assert!(environment.contains_key("LOGAGG__BROKER__URL"));
+        assert!(environment.contains_key("LOGAGG__STORE__URL"));
+        let settings = Settings::load(&environment)
+            .unwrap_or_else(|error| panic!("{name}'s environment is not valid settings: {error}"));
+        assert_eq!(settings.telemetry.log_format, "json");
+    }
+}
+
+#[test]
+fn broker_and_store_images_are_production_ones() {
+    let compose = compose();
+    let rabbitmq = compose["services"]["rabbitmq"]["image"]
+        .as_str()
+        .expect("image");
+    let mongo = compose["services"]["mongo"]["image"]
+        .as_str()
+        .expect("image");
+    assert!(rabbitmq.starts_with("rabbitmq:3."), "{rabbitmq}");
+    assert!(
+        mongo.starts_with("mongo:7") || mongo.starts_with("mongo:8"),
+        "{mongo}"
+    );
+}
+
+#[test]
+fn readme_lists_every_setting() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let defaults = serde_json::to_value(Settings::default()).expect("settings serialise");
+    let mut missing = Vec::new();
+    for (section, keys) in defaults.as_object().expect("sections") {
+        for key in keys.as_object().expect("keys").keys() {
+            let name = format!("`{section}.{key}`");
+            if !readme.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "README does not document {missing:?}");
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Brings the pipeline up on a machine without Docker: RabbitMQ, the MongoDB-compatible server,
+# COLLECTORS collector processes (default 2) and a simulator at RATE logs/s (default 200).
+#   scripts/run-local.sh          start everything (logs in .data/logs)
+#   scripts/run-local.sh stop     stop the services it started
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+RUN_DIR="$ROOT/.data/run"
+mkdir -p "$RUN_DIR" "$ROOT/.data/logs"
+
+stop() {
+  for pidfile in "$RUN_DIR"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+  echo "stopped"
+}
+
+if [ "${1:-}" = "stop" ]; then stop; exit 0; fi
+
+scripts/setup.sh
+cargo build --release --locked -p collector_service -p source_service
+
+start() {
+  local name=$1; shift
+  nohup "$@" >"$ROOT/.data/logs/$name.log" 2>&1 &
+  echo $! >"$RUN_DIR/$name.pid"
+  echo "started $name (pid $!, log .data/logs/$name.log)"
+}
+
+for index in $(seq 1 "${COLLECTORS:-2}"); do
+  LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:$((9110 + index))" \
+    start "collector-$index" target/release/collector_service
+done
+LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9120" \
+  start simulator target/release/source_service simulate --rate "${RATE:-200}"
+echo "collector metrics: http://127.0.0.1:9111/metrics   stop with: scripts/run-local.sh stop"
