@@ -347,3 +347,45 @@ async fn broker_connection_loss_is_survived_by_reconnecting() {
     assert_distinct_uuids(&ids);
     context.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_collectors_share_the_queue_and_store_each_log_once() {
+    let context = TestContext::new("competing").await;
+    let mut first_settings = context.settings.clone();
+    first_settings.collector.batch_size = 100;
+    first_settings.collector.prefetch = 200;
+    let (first_shutdown, first) = spawn_collector(first_settings.clone());
+    let (second_shutdown, second) = spawn_collector(first_settings);
+    let storage_queue = context.settings.broker.storage_queue.clone();
+    let both_attached = wait_until(STORE_TIMEOUT, || async {
+        let declared = context
+            .channel
+            .queue_declare(
+                storage_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("passive declare");
+        declared.consumer_count() == 2
+    })
+    .await;
+    assert!(both_attached, "two collectors consume the storage queue");
+
+    simulate(&context.settings, 5_000, 0, "json").await;
+    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 5_000 }).await;
+    first_shutdown.cancel();
+    second_shutdown.cancel();
+    first.await.expect("first collector");
+    second.await.expect("second collector");
+
+    assert!(all_stored, "stored {}", context.stored().await);
+    let ids = stored_ids(&context).await;
+    assert_eq!(ids.len(), 5_000);
+    assert_distinct_uuids(&ids);
+    assert_eq!(context.ready_messages(&storage_queue).await, 0);
+    context.cleanup().await;
+}
