@@ -239,16 +239,7 @@ async fn pipeline(count: u64) -> f64 {
     source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
         .await
         .expect("simulate");
-    let stored = wait_until(WAIT, || async {
-        context
-            .store
-            .logs()
-            .estimated_document_count()
-            .await
-            .unwrap_or(0)
-            >= count
-    })
-    .await;
+    let stored = wait_stored(&context, count).await;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     shutdown.cancel();
     let _ = collector.await;
@@ -280,16 +271,7 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
         .stdout(Stdio::null())
         .spawn()
         .expect("collector process");
-    let stored = wait_until(WAIT, || async {
-        context
-            .store
-            .logs()
-            .estimated_document_count()
-            .await
-            .unwrap_or(0)
-            >= count
-    })
-    .await;
+    let stored = wait_stored(&context, count).await;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     let peak_rss_kib = peak_rss_kib(collector.id());
     let _ = Command::new("kill")
@@ -331,6 +313,15 @@ fn decode_cost(count: u64) -> (f64, f64) {
     assert!(encoded_bytes > 0);
     let per_message = |seconds: f64| seconds * 1e6 / count as f64;
     (per_message(decode_seconds), per_message(encode_seconds))
+}
+
+/// Waits until `count` documents are stored (the cheap metadata count, polled).
+async fn wait_stored(context: &TestContext, count: u64) -> bool {
+    wait_until(WAIT, || async {
+        let stored = context.store.logs().estimated_document_count().await;
+        stored.unwrap_or(0) >= count
+    })
+    .await
 }
 
 /// `VmHWM` (peak resident set) of a process, KiB.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use logagg::backoff::Backoff;
-use logagg::broker;
 use logagg::settings::Settings;
 use logagg::store::Store;
 use logagg::telemetry::{self, Health};
+use logagg::{broker, shutdown};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -82,9 +82,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 let delay = reconnect.next_delay();
                 warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker session lost; reconnecting");
                 let _ = connection.close(320, "collector reconnecting".into()).await;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
+                if !shutdown::sleep_unless_cancelled(delay, &shutdown).await {
+                    break;
                 }
             }
         }
@@ -115,9 +114,8 @@ async fn ensure_indexes(
             Err(error) => {
                 let delay = backoff.next_delay();
                 warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot create indexes yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(delay) => {}
+                if !shutdown::sleep_unless_cancelled(delay, shutdown).await {
+                    return false;
                 }
             }
         }

@@ -8,6 +8,7 @@ use lapin::Channel;
 use logagg::backoff::Backoff;
 use logagg::broker::BrokerError;
 use logagg::settings::Settings;
+use logagg::shutdown;
 use logagg::store::{InsertOutcome, Store};
 use logagg::telemetry::Health;
 use tokio_util::sync::CancellationToken;
@@ -143,9 +144,8 @@ impl Writer {
                         retry_in_ms = delay.as_millis() as u64,
                         "write failed; keeping the batch unacked and retrying"
                     );
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Err(WriteError::Interrupted),
-                        _ = tokio::time::sleep(delay) => {}
+                    if !shutdown::sleep_unless_cancelled(delay, &self.shutdown).await {
+                        return Err(WriteError::Interrupted);
                     }
                 }
             }

@@ -89,9 +89,8 @@ pub async fn connect_with_backoff(
             Err(error) => {
                 let delay = backoff.next_delay();
                 warn!(%error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unreachable");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => {}
+                if !crate::shutdown::sleep_unless_cancelled(delay, shutdown).await {
+                    return None;
                 }
             }
         }

@@ -55,3 +55,25 @@ pub async fn wait_for_tasks(tracker: &TaskTracker, deadline: Duration) -> bool {
     }
     finished
 }
+
+/// Sleeps for `delay` unless `shutdown` comes first. Returns `false` when shut down, so retry
+/// loops read `if !sleep_unless_cancelled(delay, &shutdown).await { return … }`.
+pub async fn sleep_unless_cancelled(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_returns_true_after_the_delay_and_false_on_shutdown() {
+        let shutdown = CancellationToken::new();
+        assert!(sleep_unless_cancelled(Duration::from_secs(60), &shutdown).await);
+        shutdown.cancel();
+        assert!(!sleep_unless_cancelled(Duration::from_secs(60), &shutdown).await);
+    }
+}
