@@ -11,15 +11,18 @@ use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use logagg::broker::{self, BrokerError};
 use logagg::topology;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 use crate::batch::{Batch, PendingMessage};
 use crate::metrics;
 use crate::writer::{WriteError, Writer, Written};
 
-type InFlight = FuturesOrdered<JoinHandle<Result<Written, WriteError>>>;
+/// Write tasks in dispatch order. Dropping the session aborts them: after a lost connection
+/// their deliveries are back in the queue, and a write retrying against a down MongoDB must
+/// not outlive the session that can no longer ack it.
+type InFlight = FuturesOrdered<AbortOnDropHandle<Result<Written, WriteError>>>;
 
 /// How a session on one connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -156,7 +159,9 @@ impl Session {
         let messages = self.batch.take();
         let writer = Arc::clone(&self.writer);
         self.in_flight
-            .push_back(tokio::spawn(async move { writer.write(messages).await }));
+            .push_back(AbortOnDropHandle::new(tokio::spawn(async move {
+                writer.write(messages).await
+            })));
         Ok(())
     }
 
