@@ -6,6 +6,7 @@ use logagg::settings::SourceSettings;
 use logagg::Severity;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use serde::Serialize;
 
 /// Body format of generated messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,16 @@ const WORDS: [&str; 16] = [
     "database",
     "connection",
 ];
+
+/// The JSON body the simulator publishes; borrowed fields keep generation allocation-light.
+#[derive(Serialize)]
+struct SimulatedRecord<'a> {
+    timestamp: String,
+    service: &'a str,
+    severity: &'a str,
+    message: &'a str,
+    host: &'a str,
+}
 
 /// Draws services, severities and message sizes from the configured mix.
 pub struct Generator {
@@ -127,15 +138,14 @@ impl Generator {
         }
         let message_id = uuid::Uuid::now_v7().to_string();
         let body = match self.format {
-            Format::Json => serde_json::json!({
-                "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "service": service,
-                "severity": severity.as_str(),
-                "message": message,
-                "host": "simulator",
+            Format::Json => serde_json::to_vec(&SimulatedRecord {
+                timestamp: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+                service: &service,
+                severity: severity.as_str(),
+                message: &message,
+                host: "simulator",
             })
-            .to_string()
-            .into_bytes(),
+            .unwrap_or_default(),
             Format::Plain => format!(
                 "{} {service} {severity} {message}",
                 now.format("%Y-%m-%d %H:%M:%S%.3f")
