@@ -17,7 +17,7 @@ use logagg::store::Store;
 use logagg::telemetry::{self, Health};
 use logagg::{broker, shutdown};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::consumer::consume;
 use crate::writer::Writer;
@@ -80,7 +80,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 health.set("broker", false);
                 metrics::counter!(metrics::RECONNECTS).increment(1);
                 let delay = reconnect.next_delay();
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker session lost; reconnecting");
+                if let Some(hint) = error.hint() {
+                    error!(%error, %hint, retry_in_ms = delay.as_millis() as u64, "cannot consume until an operator fixes the broker topology");
+                } else {
+                    warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker session lost; reconnecting");
+                }
                 let _ = connection.close(320, "collector reconnecting".into()).await;
                 if !shutdown::sleep_unless_cancelled(delay, &shutdown).await {
                     break;

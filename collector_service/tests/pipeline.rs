@@ -389,3 +389,34 @@ async fn competing_collectors_share_the_queue_and_store_each_log_once() {
     assert_eq!(context.ready_messages(&storage_queue).await, 0);
     context.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_logs_are_stored_while_the_source_is_still_publishing() {
+    let context = TestContext::new("paced").await;
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+    // 300 logs at 100/s take three seconds; a third of them must be stored long before the
+    // end. A source that held messages back until max_unconfirmed (2000) had queued would
+    // store nothing until it finished.
+    let publisher = {
+        let settings = context.settings.clone();
+        tokio::spawn(async move { simulate(&settings, 300, 100, "json").await })
+    };
+    let flowing = wait_until(Duration::from_secs(30), || async {
+        context.stored().await >= 100 || publisher.is_finished()
+    })
+    .await;
+    let still_publishing = !publisher.is_finished();
+    let stored_meanwhile = context.stored().await;
+    publisher.await.expect("publisher");
+    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 300 }).await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+
+    assert!(
+        flowing && still_publishing,
+        "stored {stored_meanwhile} before the source finished"
+    );
+    assert!(all_stored);
+    assert_eq!(stored_ids(&context).await.len(), 300);
+    context.cleanup().await;
+}

@@ -41,6 +41,34 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// The broker already has this exchange or queue with other arguments (`PRECONDITION_FAILED`
+    /// on declare). Retrying cannot fix it: an operator must delete it or change the setting.
+    pub fn is_topology_mismatch(&self) -> bool {
+        let BrokerError::Declare { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.kind(),
+            lapin::ErrorKind::ProtocolError(error)
+                if matches!(
+                    error.kind(),
+                    lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+                )
+        )
+    }
+
+    /// What an operator should do about this error, when there is something to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BrokerError::Declare { kind, name, .. } if self.is_topology_mismatch() => Some(format!(
+                "the {kind} `{name}` exists with other arguments than these settings declare; \
+                 delete it (`rabbitmqctl delete_queue {name}` for a queue; its messages go with it) \
+                 or name another one in settings"
+            )),
+            _ => None,
+        }
+    }
+
     pub(crate) fn declare(kind: &'static str, name: &str, source: lapin::Error) -> Self {
         BrokerError::Declare {
             kind,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::Confirmation;
 use logagg::settings::Settings;
 use logagg::telemetry::{self, Health};
@@ -89,9 +89,10 @@ pub async fn simulate(
     let channel = broker::confirm_channel(&connection)
         .await
         .context("opening a confirm channel")?;
-    topology::declare(&channel, &settings.broker)
-        .await
-        .context("declaring the topology")?;
+    if let Err(error) = topology::declare(&channel, &settings.broker).await {
+        let hint = error.hint().unwrap_or_default();
+        return Err(anyhow::Error::new(error).context(format!("declaring the topology. {hint}")));
+    }
     health.set("broker", true);
 
     let mut generator = Generator::new(source, rand::random());
@@ -105,10 +106,19 @@ pub async fn simulate(
     info!(rate = source.rate, count = source.count, format = %source.format, "simulator started");
 
     while source.count == 0 || report.published < source.count {
+        // Publishes only travel while their futures are polled, so waiting for the pacer
+        // must keep driving them: otherwise a paced message would sit unsent until
+        // max_unconfirmed more had queued up behind it.
         if let Some(wait) = pacer.wait_before(report.published, started.elapsed()) {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+            let due = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep_until(due) => break,
+                    Some(confirmation) = unconfirmed.next(), if !unconfirmed.is_empty() => {
+                        record_confirmation(confirmation, &mut report)?;
+                    }
+                }
             }
         }
         if shutdown.is_cancelled() {
@@ -130,6 +140,10 @@ pub async fn simulate(
         ));
         report.published += 1;
         metrics::counter!(PUBLISHED).increment(1);
+        // Poll once so the new publish starts now, collecting any confirms already in.
+        while let Some(Some(confirmation)) = unconfirmed.next().now_or_never() {
+            record_confirmation(confirmation, &mut report)?;
+        }
         if last_progress.elapsed() >= Duration::from_secs(5) {
             last_progress = Instant::now();
             info!(
