@@ -420,3 +420,79 @@ async fn paced_logs_are_stored_while_the_source_is_still_publishing() {
     assert_eq!(stored_ids(&context).await.len(), 300);
     context.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_never_acked_into_a_missing_dead_letter_queue() {
+    let context = TestContext::new("dlq_missing").await;
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+    let storage_queue = context.settings.broker.storage_queue.clone();
+    let dead_letter_queue = context.settings.broker.dead_letter_queue.clone();
+    let attached = wait_until(STORE_TIMEOUT, || async {
+        consumers_on(&context, &storage_queue).await == 1
+    })
+    .await;
+    assert!(attached);
+    // Someone deletes the dead-letter queue under a running collector. Publishing a dead
+    // letter to its exchange would now be confirmed and dropped, unless published mandatory.
+    context
+        .channel
+        .queue_delete(dead_letter_queue.as_str().into(), Default::default())
+        .await
+        .expect("delete the dead-letter queue");
+    let properties = broker::log_properties("application/json", "poison-1");
+    broker::publish_confirmed(
+        &context.channel,
+        &context.settings.broker.exchange,
+        "web.error",
+        b"{not json",
+        properties,
+    )
+    .await
+    .expect("publish poison");
+
+    // The collector must not ack it; after it reconnects (re-declaring the topology) the
+    // poison lands in the recreated dead-letter queue.
+    let dead_lettered = wait_until(Duration::from_secs(30), || async {
+        queue_exists_with(&context, &dead_letter_queue, 1).await
+    })
+    .await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+    assert!(dead_lettered, "the poison message was lost");
+    context.cleanup().await;
+}
+
+async fn consumers_on(context: &TestContext, queue: &str) -> u32 {
+    let channel = context.connection.create_channel().await.expect("channel");
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .map(|declared| declared.consumer_count())
+        .unwrap_or(0)
+}
+
+/// Whether `queue` exists and holds `messages` ready messages (a passive declare of a
+/// missing queue closes its channel, so each check uses a fresh one).
+async fn queue_exists_with(context: &TestContext, queue: &str, messages: u32) -> bool {
+    let Ok(channel) = context.connection.create_channel().await else {
+        return false;
+    };
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .is_ok_and(|declared| declared.message_count() == messages)
+}

@@ -8,7 +8,6 @@ use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
-use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -38,6 +37,8 @@ pub enum BrokerError {
     Operation(#[from] lapin::Error),
     #[error("broker refused (nacked) the message")]
     Nacked,
+    #[error("no queue is bound to receive the message (returned as unroutable)")]
+    Unroutable,
 }
 
 impl BrokerError {
@@ -143,26 +144,6 @@ pub fn log_properties(content_type: &str, message_id: &str) -> BasicProperties {
         .with_timestamp(Utc::now().timestamp().max(0) as u64)
 }
 
-/// Publishes one message; the returned future resolves when the broker confirms it.
-pub async fn publish(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    payload: &[u8],
-    properties: BasicProperties,
-) -> Result<PublisherConfirm, BrokerError> {
-    let confirm = channel
-        .basic_publish(
-            ShortString::from(exchange),
-            ShortString::from(routing_key),
-            BasicPublishOptions::default(),
-            payload,
-            properties,
-        )
-        .await?;
-    Ok(confirm)
-}
-
 /// Publishes one message and resolves with the broker's confirmation, owning its inputs so
 /// that many can be in flight at once (in a `FuturesUnordered`). lapin resolves
 /// `basic_publish` only once its I/O loop has written the frames, so publishing one message
@@ -178,12 +159,24 @@ pub async fn publish_owned(
         .basic_publish(
             exchange,
             ShortString::from(routing_key),
-            BasicPublishOptions::default(),
+            MANDATORY,
             &payload,
             properties,
         )
         .await?;
     Ok(confirm.await?)
+}
+
+/// Mandatory publishing: a message no queue would receive comes back (`basic.return`)
+/// instead of being confirmed and dropped, so "confirmed" always means "queued".
+const MANDATORY: BasicPublishOptions = BasicPublishOptions {
+    mandatory: true,
+    immediate: false,
+};
+
+/// Whether a confirmation means the message is safely queued: acked and not returned.
+pub fn is_queued(confirmation: &Confirmation) -> bool {
+    matches!(confirmation, Confirmation::Ack(None))
 }
 
 /// Publishes one message and waits for the broker's confirm; a nack is an error.
@@ -194,13 +187,22 @@ pub async fn publish_confirmed(
     payload: &[u8],
     properties: BasicProperties,
 ) -> Result<(), BrokerError> {
-    let confirmation = publish(channel, exchange, routing_key, payload, properties)
+    let confirmation = channel
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            MANDATORY,
+            payload,
+            properties,
+        )
         .await?
         .await?;
-    if confirmation.is_nack() {
-        return Err(BrokerError::Nacked);
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => Err(BrokerError::Unroutable),
+        Confirmation::Nack(None) => Err(BrokerError::Nacked),
+        Confirmation::NotRequested => Ok(()),
     }
-    Ok(())
 }
 
 /// Headers of a message as a mutable table (empty when it had none).

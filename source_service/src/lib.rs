@@ -169,10 +169,10 @@ fn record_confirmation(
     report: &mut PublishReport,
 ) -> anyhow::Result<()> {
     let confirmation = confirmation.context("publishing")?;
-    if confirmation.is_nack() {
+    if !broker::is_queued(&confirmation) {
         report.nacked += 1;
         metrics::counter!(NACKED).increment(1);
-        warn!("broker nacked a message");
+        warn!(?confirmation, "broker did not queue a message");
     } else {
         report.confirmed += 1;
         metrics::counter!(CONFIRMED).increment(1);
