@@ -17,25 +17,16 @@ use tracing::{info, warn};
 
 use crate::batch::{Batch, PendingMessage};
 use crate::metrics;
-use crate::writer::{WriteError, Writer, Written};
+use crate::writer::{WriteError, Writer};
 
 /// Write tasks in dispatch order. Dropping the session aborts them: after a lost connection
 /// their deliveries are back in the queue, and a write retrying against a down MongoDB must
 /// not outlive the session that can no longer ack it.
-type InFlight = FuturesOrdered<AbortOnDropHandle<Result<Written, WriteError>>>;
+type InFlight = FuturesOrdered<AbortOnDropHandle<Result<u64, WriteError>>>;
 
-/// How a session on one connection ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// Shutdown requested; in-flight work was finished or returned.
-    Shutdown,
-}
-
-/// Consumes on one connection until shutdown (`Ok`) or a broker failure (`Err`: reconnect).
-pub async fn consume(
-    connection: &Connection,
-    writer: Arc<Writer>,
-) -> Result<SessionEnd, BrokerError> {
+/// Consumes on one connection until shutdown (`Ok`: in-flight work was finished or returned)
+/// or a broker failure (`Err`: reconnect).
+pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(), BrokerError> {
     let settings = Arc::clone(&writer.settings);
     let channel = connection.create_channel().await?;
     topology::declare(&channel, &settings.broker).await?;
@@ -100,12 +91,12 @@ impl Session {
         &mut self,
         consumer: &mut Consumer,
         shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Result<SessionEnd, BrokerError> {
+    ) -> Result<(), BrokerError> {
         loop {
             let batch_deadline = self.batch.deadline();
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+                _ = shutdown.cancelled() => return Ok(()),
                 Some(joined) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.handle_written(joined).await?;
                 }
@@ -126,14 +117,7 @@ impl Session {
         let delivery = match delivery {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => return Err(BrokerError::Operation(error)),
-            None => {
-                return Err(BrokerError::Operation(lapin::Error::from(
-                    lapin::ErrorKind::InvalidChannelState(
-                        lapin::ChannelState::Closed,
-                        "consumer cancelled by the broker",
-                    ),
-                )))
-            }
+            None => return Err(BrokerError::ConsumerCancelled),
         };
         metrics::counter!(metrics::CONSUMED).increment(1);
         let full = self
@@ -168,12 +152,12 @@ impl Session {
     /// Acks a written batch (and, by `multiple`, everything before it), in delivery order.
     async fn handle_written(
         &mut self,
-        joined: Result<Result<Written, WriteError>, tokio::task::JoinError>,
+        joined: Result<Result<u64, WriteError>, tokio::task::JoinError>,
     ) -> Result<(), BrokerError> {
         match joined {
-            Ok(Ok(written)) if !self.acks_stopped => {
+            Ok(Ok(last_tag)) if !self.acks_stopped => {
                 self.channel
-                    .basic_ack(written.last_tag, BasicAckOptions { multiple: true })
+                    .basic_ack(last_tag, BasicAckOptions { multiple: true })
                     .await?;
                 Ok(())
             }
@@ -186,12 +170,7 @@ impl Session {
             Err(join_error) => {
                 self.acks_stopped = true;
                 warn!(%join_error, "write task failed; its batch will be redelivered");
-                Err(BrokerError::Operation(lapin::Error::from(
-                    lapin::ErrorKind::InvalidChannelState(
-                        lapin::ChannelState::Error,
-                        "write task failed",
-                    ),
-                )))
+                Err(BrokerError::WriteTaskFailed(join_error.to_string()))
             }
         }
     }

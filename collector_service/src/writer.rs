@@ -27,15 +27,6 @@ pub struct Writer {
     pub shutdown: CancellationToken,
 }
 
-/// What a finished write reports: the last delivery tag it covers, and counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Written {
-    pub last_tag: u64,
-    pub stored: usize,
-    pub duplicates: usize,
-    pub dead_lettered: usize,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// Shutdown came while MongoDB was failing: the batch goes back to the queue unacked.
@@ -46,9 +37,9 @@ pub enum WriteError {
 }
 
 impl Writer {
-    /// Writes a batch. On `Ok`, every message is either stored (new or duplicate) or
-    /// confirmed in the dead-letter queue, so all may be acked.
-    pub async fn write(&self, messages: Vec<PendingMessage>) -> Result<Written, WriteError> {
+    /// Writes a batch and returns its last delivery tag. On `Ok`, every message is either
+    /// stored (new or duplicate) or confirmed in the dead-letter queue, so all may be acked.
+    pub async fn write(&self, messages: Vec<PendingMessage>) -> Result<u64, WriteError> {
         let last_tag = messages.last().map_or(0, |message| message.delivery_tag);
         metrics::histogram!(metrics::BATCH_SIZE).record(messages.len() as f64);
         let decoded = decode(&messages);
@@ -78,12 +69,7 @@ impl Writer {
             dead_lettered,
             "batch written"
         );
-        Ok(Written {
-            last_tag,
-            stored: outcome.inserted,
-            duplicates: outcome.duplicates,
-            dead_lettered,
-        })
+        Ok(last_tag)
     }
 
     async fn reject(

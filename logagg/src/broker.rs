@@ -39,6 +39,10 @@ pub enum BrokerError {
     Nacked,
     #[error("no queue is bound to receive the message (returned as unroutable)")]
     Unroutable,
+    #[error("the broker cancelled the consumer (queue deleted, or node down)")]
+    ConsumerCancelled,
+    #[error("a write task failed: {0}")]
+    WriteTaskFailed(String),
 }
 
 impl BrokerError {
