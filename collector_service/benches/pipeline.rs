@@ -26,7 +26,7 @@ use logagg::parse::{parse_message, Envelope};
 use logagg::settings::Settings;
 use logagg::store::record_to_document;
 use logagg::telemetry::Health;
-use logagg::testsuite::{wait_until, TestContext};
+use logagg::testsuite::{metric_in, scrape_metrics, wait_until, TestContext};
 use source_service::simulator::Generator;
 use tokio_util::sync::CancellationToken;
 
@@ -350,7 +350,7 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
     // The drain starts at the first delivery: process start, connecting and declaring are
     // not draining (their time is printed separately).
     let consuming = wait_until(WAIT, || async {
-        scrape(admin_port)
+        scrape_metrics(admin_port)
             .await
             .lines()
             .any(|line| line.starts_with("logagg_collector_consumed_total "))
@@ -360,7 +360,7 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
     let startup = started.elapsed();
     let drain_started = Instant::now();
     let written = wait_until(WAIT, || async {
-        written_in(&scrape(admin_port).await) >= count as f64
+        written_in(&scrape_metrics(admin_port).await) >= count as f64
     })
     .await;
     let rate = count as f64 / drain_started.elapsed().as_secs_f64();
@@ -413,28 +413,8 @@ fn decode_cost(count: u64) -> (f64, f64) {
 
 /// Records the collector reports written (new or already there), from its metrics text.
 fn written_in(metrics_text: &str) -> f64 {
-    metrics_text
-        .lines()
-        .filter(|line| {
-            line.starts_with("logagg_collector_stored_total ")
-                || line.starts_with("logagg_collector_duplicates_total ")
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Fetches `/metrics` from a collector's admin port with a bare HTTP/1.0 request.
-async fn scrape(admin_port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await else {
-        return String::new();
-    };
-    let mut response = String::new();
-    let sent = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await;
-    if sent.is_ok() {
-        let _ = stream.read_to_string(&mut response).await;
-    }
-    response
+    metric_in(metrics_text, "logagg_collector_stored_total")
+        + metric_in(metrics_text, "logagg_collector_duplicates_total")
 }
 
 /// Stored documents, counted once; SecantusDB counts by scanning, so timed loops never call it.

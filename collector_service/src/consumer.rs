@@ -68,6 +68,7 @@ pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(),
         let _ = channel
             .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
             .await;
+        session.take_delivered(&mut consumer).await;
         session
             .finish(settings.collector.shutdown_grace_seconds)
             .await;
@@ -171,6 +172,21 @@ impl Session {
                 self.acks_stopped = true;
                 warn!(%join_error, "write task failed; its batch will be redelivered");
                 Err(BrokerError::WriteTaskFailed(join_error.to_string()))
+            }
+        }
+    }
+
+    /// After the consumer is cancelled, takes in what the broker had already delivered, so it
+    /// is written now rather than returned and redelivered. The stream ends once the broker
+    /// confirmed the cancel; a quiet half second ends it too.
+    async fn take_delivered(&mut self, consumer: &mut Consumer) {
+        let quiet = std::time::Duration::from_millis(500);
+        while let Ok(Some(Ok(delivery))) = tokio::time::timeout(quiet, consumer.next()).await {
+            let full = self
+                .batch
+                .push(PendingMessage::from_delivery(delivery), Instant::now());
+            if full && self.dispatch().await.is_err() {
+                return;
             }
         }
     }

@@ -10,7 +10,9 @@ use lapin::types::{AMQPValue, ShortString};
 use logagg::broker;
 use logagg::settings::Settings;
 use logagg::telemetry::Health;
-use logagg::testsuite::{metric_value, wait_until, MongoServer, TestContext};
+use logagg::testsuite::{
+    metric_in, metric_value, scrape_metrics, wait_until, MongoServer, TestContext,
+};
 use tokio_util::sync::CancellationToken;
 
 const STORE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -93,13 +95,29 @@ async fn ten_thousand_published_are_stored_exactly_once() {
     context.cleanup().await;
 }
 
-fn start_collector_process(context: &TestContext) -> Child {
+/// The collector binary as a child process, with its admin server on `admin_port`.
+fn start_collector_process_on(context: &TestContext, admin_port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_collector_service"))
         .envs(context.env_vars())
         .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
+        .env(
+            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
+            format!("127.0.0.1:{admin_port}"),
+        )
         .stdout(Stdio::null())
         .spawn()
         .expect("collector process")
+}
+
+fn start_collector_process(context: &TestContext) -> Child {
+    start_collector_process_on(context, logagg::testsuite::free_port())
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().expect("collector exits")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,10 +151,7 @@ async fn collector_killed_mid_stream_still_stores_exactly_once() {
             == 0
     })
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status();
-    let exit = second.wait().expect("second collector exits");
+    let exit = terminate(&mut second);
 
     assert!(
         all_stored && queue_drained,
@@ -495,4 +510,104 @@ async fn queue_exists_with(context: &TestContext, queue: &str, messages: u32) ->
         )
         .await
         .is_ok_and(|declared| declared.message_count() == messages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_twice_is_one_record_counted_as_a_duplicate() {
+    let context = TestContext::new("duplicates").await;
+    let admin_port = logagg::testsuite::free_port();
+    // A process of its own, so its counters are this test's alone.
+    let mut collector = start_collector_process_on(&context, admin_port);
+    let exchange = context.settings.broker.exchange.clone();
+    let publish_round = || async {
+        for index in 0..100 {
+            let body = format!(r#"{{"message":"order {index} placed"}}"#);
+            let properties = broker::log_properties("application/json", &format!("order-{index}"));
+            broker::publish_confirmed(
+                &context.channel,
+                &exchange,
+                "shop.info",
+                body.as_bytes(),
+                properties,
+            )
+            .await
+            .expect("publish");
+        }
+        // No message-id: the id derives from routing key and bytes, the same both rounds.
+        let line = b"2024-05-01 12:00:00 ServiceA Error Log message generated";
+        broker::publish_confirmed(
+            &context.channel,
+            &exchange,
+            "ServiceA.Error",
+            line,
+            lapin::BasicProperties::default().with_delivery_mode(broker::PERSISTENT),
+        )
+        .await
+        .expect("publish plain line");
+    };
+    let counter =
+        |name: &'static str| async move { metric_in(&scrape_metrics(admin_port).await, name) };
+
+    publish_round().await;
+    let first = wait_until(STORE_TIMEOUT, || async {
+        counter("logagg_collector_stored_total").await >= 101.0
+    })
+    .await;
+    assert!(first, "stored {}", context.stored().await);
+    publish_round().await;
+    let second = wait_until(STORE_TIMEOUT, || async {
+        counter("logagg_collector_duplicates_total").await >= 101.0
+    })
+    .await;
+    let stored_total = counter("logagg_collector_stored_total").await;
+    let duplicates_total = counter("logagg_collector_duplicates_total").await;
+    let exit = terminate(&mut collector);
+
+    assert!(second, "the second round was not recognised as duplicates");
+    assert!(exit.success());
+    assert_eq!((stored_total, duplicates_total), (101.0, 101.0));
+    assert_eq!(context.stored().await, 101, "no second copy of anything");
+    let order = context
+        .store
+        .logs()
+        .find_one(bson::doc! { "_id": "order-7" })
+        .await
+        .expect("query")
+        .expect("order-7 stored under its message-id");
+    assert_eq!(order.get_str("message").expect("message"), "order 7 placed");
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_writes_the_batch_in_hand_before_exiting() {
+    let mut context = TestContext::new("sigterm").await;
+    // Batches would wait a minute to fill: only the graceful shutdown can write these.
+    context.settings.collector.batch_max_age_ms = 60_000;
+    let admin_port = logagg::testsuite::free_port();
+    let mut collector = start_collector_process_on(&context, admin_port);
+    simulate(&context.settings, 300, 0, "json").await;
+    let in_hand = wait_until(STORE_TIMEOUT, || async {
+        metric_in(
+            &scrape_metrics(admin_port).await,
+            "logagg_collector_consumed_total",
+        ) >= 300.0
+    })
+    .await;
+    assert!(in_hand, "the collector never received the 300");
+    assert_eq!(
+        context.stored().await,
+        0,
+        "nothing written before the signal"
+    );
+
+    let exit = terminate(&mut collector);
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(context.stored().await, 300);
+    let storage_queue = context.settings.broker.storage_queue.clone();
+    assert_eq!(
+        context.ready_messages(&storage_queue).await,
+        0,
+        "all acked, none returned"
+    );
+    context.cleanup().await;
 }

@@ -315,10 +315,9 @@ impl Drop for MongoServer {
     }
 }
 
-/// Sum of a metric's series in this process's Prometheus output (0 when absent).
-pub fn metric_value(name: &str) -> f64 {
-    crate::telemetry::metrics_handle()
-        .render()
+/// Sum of a metric's series in Prometheus text (0 when absent).
+pub fn metric_in(exposition: &str, name: &str) -> f64 {
+    exposition
         .lines()
         .filter(|line| {
             line.strip_prefix(name)
@@ -326,6 +325,29 @@ pub fn metric_value(name: &str) -> f64 {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Sum of a metric's series in this process's own recorder (shared by all its tests).
+pub fn metric_value(name: &str) -> f64 {
+    metric_in(&crate::telemetry::metrics_handle().render(), name)
+}
+
+/// `/metrics` of a service process on a loopback admin port (empty if it does not answer),
+/// with a bare HTTP/1.0 request: counters of that process alone.
+pub async fn scrape_metrics(admin_port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await else {
+        return String::new();
+    };
+    let mut response = String::new();
+    if stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .is_ok()
+    {
+        let _ = stream.read_to_string(&mut response).await;
+    }
+    response
 }
 
 /// Closes, from the broker's side, every connection whose client-provided name is `name`:
