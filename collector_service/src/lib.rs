@@ -1,6 +1,7 @@
 //! collector_service: consumes the storage queue with manual acks and stores batches in
 //! MongoDB, acking only what MongoDB acknowledged. Run more copies to scale out.
 
+pub mod acks;
 pub mod batch;
 pub mod consumer;
 pub mod dead_letter;
@@ -44,6 +45,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .context("configuring the MongoDB client")?;
     if !ensure_indexes(&store, &settings, &health, &shutdown).await {
+        store.shutdown().await;
         admin_task.abort();
         return Ok(());
     }
@@ -92,6 +94,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             }
         }
     }
+    store.shutdown().await;
     info!("collector stopped");
     let _ = admin_task.await;
     Ok(())

@@ -104,6 +104,19 @@ impl Store {
         &self.client
     }
 
+    /// Closes the client's connections and stops its background tasks, waiting at most five
+    /// seconds. Without it, a runtime that stops while the driver's pool is mid-request can
+    /// panic inside the driver (mongo-rust-driver issue #847).
+    pub async fn shutdown(self) {
+        let closing = self.client.shutdown();
+        if tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("MongoDB client did not shut down within 5 s");
+        }
+    }
+
     /// Round-trips a `ping` to check that MongoDB answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.client

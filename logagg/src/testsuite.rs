@@ -207,6 +207,7 @@ impl TestContext {
             .drop()
             .await;
         let _ = self.connection.close(200, "test done".into()).await;
+        self.store.shutdown().await;
     }
 }
 
