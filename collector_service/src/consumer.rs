@@ -1,10 +1,10 @@
 //! The consume loop for one broker connection: deliveries, batch deadlines, finished writes
-//! and shutdown in one `select!`. Writes finish in any order, freeing their slot at once;
-//! acks go out in delivery order, each a `multiple` ack up to the oldest unwritten batch.
+//! and shutdown in one `select!`. Acks go out in delivery order, each one a `multiple` ack
+//! of a whole written batch.
 
 use std::sync::Arc;
 
-use futures::stream::FuturesUnordered;
+use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -15,15 +15,14 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
-use crate::acks::AckFrontier;
 use crate::batch::{Batch, PendingMessage};
 use crate::metrics;
 use crate::writer::{WriteError, Writer};
 
-/// Running write tasks. Dropping the session aborts them: after a lost connection their
-/// deliveries are back in the queue, and a write retrying against a down MongoDB must not
-/// outlive the session that can no longer ack it.
-type InFlight = FuturesUnordered<AbortOnDropHandle<Result<u64, WriteError>>>;
+/// Write tasks in dispatch order. Dropping the session aborts them: after a lost connection
+/// their deliveries are back in the queue, and a write retrying against a down MongoDB must
+/// not outlive the session that can no longer ack it.
+type InFlight = FuturesOrdered<AbortOnDropHandle<Result<u64, WriteError>>>;
 
 /// Consumes on one connection until shutdown (`Ok`: in-flight work was finished or returned)
 /// or a broker failure (`Err`: reconnect).
@@ -58,8 +57,7 @@ pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(),
             settings.collector.batch_size,
             settings.collector.batch_max_age(),
         ),
-        in_flight: FuturesUnordered::new(),
-        frontier: AckFrontier::default(),
+        in_flight: FuturesOrdered::new(),
         max_in_flight: settings.collector.max_in_flight_batches,
         acks_stopped: false,
     };
@@ -84,7 +82,6 @@ struct Session {
     channel: lapin::Channel,
     batch: Batch,
     in_flight: InFlight,
-    frontier: AckFrontier,
     max_in_flight: usize,
     /// Set once a write did not finish: later batches must not be acked past it.
     acks_stopped: bool,
@@ -145,29 +142,24 @@ impl Session {
             }
         }
         let messages = self.batch.take();
-        if let Some(last) = messages.last() {
-            self.frontier.dispatched(last.delivery_tag);
-        }
         let writer = Arc::clone(&self.writer);
         self.in_flight
-            .push(AbortOnDropHandle::new(tokio::spawn(async move {
+            .push_back(AbortOnDropHandle::new(tokio::spawn(async move {
                 writer.write(messages).await
             })));
         Ok(())
     }
 
-    /// Acks up to the oldest unwritten batch (by `multiple`) once a write finishes.
+    /// Acks a written batch (and, by `multiple`, everything before it), in delivery order.
     async fn handle_written(
         &mut self,
         joined: Result<Result<u64, WriteError>, tokio::task::JoinError>,
     ) -> Result<(), BrokerError> {
         match joined {
             Ok(Ok(last_tag)) if !self.acks_stopped => {
-                if let Some(ack_tag) = self.frontier.written(last_tag) {
-                    self.channel
-                        .basic_ack(ack_tag, BasicAckOptions { multiple: true })
-                        .await?;
-                }
+                self.channel
+                    .basic_ack(last_tag, BasicAckOptions { multiple: true })
+                    .await?;
                 Ok(())
             }
             Ok(Ok(_)) => Ok(()),

@@ -1,7 +1,6 @@
 //! collector_service: consumes the storage queue with manual acks and stores batches in
 //! MongoDB, acking only what MongoDB acknowledged. Run more copies to scale out.
 
-pub mod acks;
 pub mod batch;
 pub mod consumer;
 pub mod dead_letter;
