@@ -56,6 +56,13 @@ async fn stored_ids(context: &TestContext) -> Vec<String> {
     ids
 }
 
+/// Exactly `expected` records stored, each under a distinct id the simulator generated.
+async fn assert_exactly_once(context: &TestContext, expected: usize) {
+    let ids = stored_ids(context).await;
+    assert_eq!(ids.len(), expected, "records stored");
+    assert_distinct_uuids(&ids);
+}
+
 fn assert_distinct_uuids(ids: &[String]) {
     let distinct: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "duplicate ids");
@@ -78,9 +85,7 @@ async fn ten_thousand_published_are_stored_exactly_once() {
         "only {} of 10000 stored",
         context.stored().await
     );
-    let ids = stored_ids(&context).await;
-    assert_eq!(ids.len(), 10_000);
-    assert_distinct_uuids(&ids);
+    assert_exactly_once(&context, 10_000).await;
     let storage_queue = context.settings.broker.storage_queue.clone();
     let dead_letter_queue = context.settings.broker.dead_letter_queue.clone();
     assert_eq!(context.ready_messages(&storage_queue).await, 0, "all acked");
@@ -159,9 +164,7 @@ async fn collector_killed_mid_stream_still_stores_exactly_once() {
         context.stored().await
     );
     assert!(exit.success(), "graceful shutdown on SIGTERM: {exit:?}");
-    let ids = stored_ids(&context).await;
-    assert_eq!(ids.len(), 10_000, "killed at {stored_at_kill}");
-    assert_distinct_uuids(&ids);
+    assert_exactly_once(&context, 10_000).await;
     context.cleanup().await;
 }
 
@@ -322,9 +325,7 @@ async fn mongodb_outage_loses_nothing() {
         "stored {} after recovery",
         context.stored().await
     );
-    let ids = stored_ids(&context).await;
-    assert_eq!(ids.len(), 3_000);
-    assert_distinct_uuids(&ids);
+    assert_exactly_once(&context, 3_000).await;
     assert_eq!(
         context
             .ready_messages(&context.settings.broker.storage_queue)
@@ -357,9 +358,7 @@ async fn broker_connection_loss_is_survived_by_reconnecting() {
 
     assert!(resumed, "stored {} after the cut", context.stored().await);
     assert!(metric_value("logagg_collector_broker_reconnects_total") > reconnects_before);
-    let ids = stored_ids(&context).await;
-    assert_eq!(ids.len(), 2_000);
-    assert_distinct_uuids(&ids);
+    assert_exactly_once(&context, 2_000).await;
     context.cleanup().await;
 }
 
@@ -398,9 +397,7 @@ async fn competing_collectors_share_the_queue_and_store_each_log_once() {
     second.await.expect("second collector");
 
     assert!(all_stored, "stored {}", context.stored().await);
-    let ids = stored_ids(&context).await;
-    assert_eq!(ids.len(), 5_000);
-    assert_distinct_uuids(&ids);
+    assert_exactly_once(&context, 5_000).await;
     assert_eq!(context.ready_messages(&storage_queue).await, 0);
     context.cleanup().await;
 }
@@ -432,7 +429,7 @@ async fn paced_logs_are_stored_while_the_source_is_still_publishing() {
         "stored {stored_meanwhile} before the source finished"
     );
     assert!(all_stored);
-    assert_eq!(stored_ids(&context).await.len(), 300);
+    assert_exactly_once(&context, 300).await;
     context.cleanup().await;
 }
 
