@@ -372,19 +372,10 @@ async fn competing_collectors_share_the_queue_and_store_each_log_once() {
     let (second_shutdown, second) = spawn_collector(first_settings);
     let storage_queue = context.settings.broker.storage_queue.clone();
     let both_attached = wait_until(STORE_TIMEOUT, || async {
-        let declared = context
-            .channel
-            .queue_declare(
-                storage_queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
+        context
+            .queue_state(&storage_queue)
             .await
-            .expect("passive declare");
-        declared.consumer_count() == 2
+            .is_some_and(|state| state.consumers == 2)
     })
     .await;
     assert!(both_attached, "two collectors consume the storage queue");
@@ -440,7 +431,10 @@ async fn poison_is_never_acked_into_a_missing_dead_letter_queue() {
     let storage_queue = context.settings.broker.storage_queue.clone();
     let dead_letter_queue = context.settings.broker.dead_letter_queue.clone();
     let attached = wait_until(STORE_TIMEOUT, || async {
-        consumers_on(&context, &storage_queue).await == 1
+        context
+            .queue_state(&storage_queue)
+            .await
+            .is_some_and(|state| state.consumers == 1)
     })
     .await;
     assert!(attached);
@@ -465,48 +459,16 @@ async fn poison_is_never_acked_into_a_missing_dead_letter_queue() {
     // The collector must not ack it; after it reconnects (re-declaring the topology) the
     // poison lands in the recreated dead-letter queue.
     let dead_lettered = wait_until(Duration::from_secs(30), || async {
-        queue_exists_with(&context, &dead_letter_queue, 1).await
+        context
+            .queue_state(&dead_letter_queue)
+            .await
+            .is_some_and(|state| state.ready == 1)
     })
     .await;
     shutdown.cancel();
     collector.await.expect("collector task");
     assert!(dead_lettered, "the poison message was lost");
     context.cleanup().await;
-}
-
-async fn consumers_on(context: &TestContext, queue: &str) -> u32 {
-    let channel = context.connection.create_channel().await.expect("channel");
-    channel
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .map(|declared| declared.consumer_count())
-        .unwrap_or(0)
-}
-
-/// Whether `queue` exists and holds `messages` ready messages (a passive declare of a
-/// missing queue closes its channel, so each check uses a fresh one).
-async fn queue_exists_with(context: &TestContext, queue: &str, messages: u32) -> bool {
-    let Ok(channel) = context.connection.create_channel().await else {
-        return false;
-    };
-    channel
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .is_ok_and(|declared| declared.message_count() == messages)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,13 @@ where
     }
 }
 
+/// What a passive declare tells about a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    pub ready: u32,
+    pub consumers: u32,
+}
+
 /// One test's world: settings naming its own exchange, queues and database.
 pub struct TestContext {
     pub settings: Settings,
@@ -104,10 +111,12 @@ impl TestContext {
         }
     }
 
-    /// Ready messages in a queue (not counting delivered-but-unacked ones).
-    pub async fn ready_messages(&self, queue: &str) -> u32 {
-        let declared = self
-            .channel
+    /// A queue's ready messages (not counting delivered-but-unacked ones) and consumers, or
+    /// `None` if it does not exist. A passive declare of a missing queue closes the channel it
+    /// runs on, so each call uses a channel of its own, closed afterwards.
+    pub async fn queue_state(&self, queue: &str) -> Option<QueueState> {
+        let channel = self.connection.create_channel().await.ok()?;
+        let declared = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -116,9 +125,20 @@ impl TestContext {
                 },
                 FieldTable::default(),
             )
+            .await;
+        let _ = channel.close(200, "queue state read".into()).await;
+        declared.ok().map(|declared| QueueState {
+            ready: declared.message_count(),
+            consumers: declared.consumer_count(),
+        })
+    }
+
+    /// Ready messages in a queue that must exist.
+    pub async fn ready_messages(&self, queue: &str) -> u32 {
+        self.queue_state(queue)
             .await
-            .expect("passive queue declare");
-        declared.message_count()
+            .unwrap_or_else(|| panic!("queue {queue} does not exist"))
+            .ready
     }
 
     /// Documents in the logs collection.
