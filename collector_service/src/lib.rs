@@ -35,7 +35,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     health.set("store", false);
     let (_admin_address, admin_task) = telemetry::serve_admin(
         &settings.telemetry.admin_listen,
-        health.clone(),
+        telemetry::admin_router(health.clone()),
         shutdown.clone(),
     )
     .await

@@ -38,6 +38,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub collector: CollectorSettings,
     pub source: SourceSettings,
+    pub retention: RetentionSettings,
 }
 
 /// RabbitMQ connection and topology. Every service declares the same topology at start.
@@ -119,6 +120,12 @@ pub struct StoreSettings {
     pub database: String,
     /// Collection of log records.
     pub logs_collection: String,
+    /// Collection of alerts raised by the monitor.
+    pub alerts_collection: String,
+    /// Collection of leases: which replica may run a singleton job (the purge) until when.
+    pub leases_collection: String,
+    /// Collection recording each retention run: when, what it deleted, how it ended.
+    pub retention_runs_collection: String,
     /// Write concern `w`: `1`, `majority`, or a number of nodes.
     pub write_concern_w: String,
     /// Write concern `j`: a write is acknowledged only once it is in the on-disk journal.
@@ -135,6 +142,9 @@ impl Default for StoreSettings {
             url: "mongodb://127.0.0.1:27017".into(),
             database: "logagg".into(),
             logs_collection: "logs".into(),
+            alerts_collection: "alerts".into(),
+            leases_collection: "leases".into(),
+            retention_runs_collection: "retention_runs".into(),
             write_concern_w: "1".into(),
             write_concern_journal: true,
             server_selection_timeout_ms: 5_000,
@@ -245,6 +255,73 @@ impl Default for SourceSettings {
             max_unconfirmed: 2_000,
         }
     }
+}
+
+/// retention_service: when and what to purge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// When purges run, UTC, as a cron expression with seconds:
+    /// `sec min hour day-of-month month day-of-week`. Default: daily at 00:00.
+    pub schedule: String,
+    /// Days a log is kept when no policy matches it.
+    pub default_max_age_days: i64,
+    /// Policies by service and severity; the first that matches a log decides its age.
+    pub policies: Vec<RetentionPolicy>,
+    /// Days a resolved alert is kept. Firing alerts are never purged.
+    pub alert_max_age_days: i64,
+    /// Logs deleted per batch.
+    pub batch_size: usize,
+    /// Milliseconds to pause between batches, so ingest and search keep their share of MongoDB.
+    pub batch_pause_ms: u64,
+    /// Write purged logs to compressed NDJSON files before deleting them.
+    pub archive_enabled: bool,
+    /// Directory of archive files: `<service>/<service>-<YYYY-MM-DD>.ndjson.gz`.
+    pub archive_dir: String,
+    /// Seconds a replica's purge lease lasts without renewal; renewed every batch.
+    pub lease_seconds: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "0 0 0 * * *".into(),
+            default_max_age_days: 10,
+            policies: Vec::new(),
+            alert_max_age_days: 90,
+            batch_size: 1_000,
+            batch_pause_ms: 50,
+            archive_enabled: false,
+            archive_dir: "archive".into(),
+            lease_seconds: 300,
+        }
+    }
+}
+
+/// One retention policy: logs of these services and severities are kept this many days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Name shown in reports and metrics.
+    pub name: String,
+    /// Services the policy applies to; empty means every service.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Severities the policy applies to (any accepted spelling); empty means every severity.
+    #[serde(default)]
+    pub severities: Vec<String>,
+    /// Days a matching log is kept.
+    pub max_age_days: i64,
+}
+
+/// Parses a retention schedule the way tokio-cron-scheduler does (six or seven fields, the
+/// first being seconds; day-of-month and day-of-week both must match).
+pub fn parse_schedule(expression: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
 }
 
 impl Settings {
@@ -402,6 +479,82 @@ impl Settings {
         if self.source.max_unconfirmed == 0 {
             return invalid("source.max_unconfirmed", "must be at least 1");
         }
+        self.retention.validate()
+    }
+}
+
+impl RetentionSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid =
+            |setting: &'static str, reason: String| Err(SettingsError::Invalid { setting, reason });
+        if let Err(error) = parse_schedule(&self.schedule) {
+            return invalid(
+                "retention.schedule",
+                format!(
+                    "`{}` is not a cron expression with seconds (e.g. `0 0 0 * * *`): {error}",
+                    self.schedule
+                ),
+            );
+        }
+        if self.default_max_age_days < 1 {
+            return invalid(
+                "retention.default_max_age_days",
+                format!("must be at least 1 day, not {}", self.default_max_age_days),
+            );
+        }
+        if self.alert_max_age_days < 1 {
+            return invalid(
+                "retention.alert_max_age_days",
+                format!("must be at least 1 day, not {}", self.alert_max_age_days),
+            );
+        }
+        if self.batch_size == 0 || self.batch_size > 100_000 {
+            return invalid(
+                "retention.batch_size",
+                "must be between 1 and 100000".into(),
+            );
+        }
+        if self.lease_seconds < 10 {
+            return invalid("retention.lease_seconds", "must be at least 10".into());
+        }
+        if self.archive_enabled && self.archive_dir.trim().is_empty() {
+            return invalid(
+                "retention.archive_dir",
+                "must be set when archive_enabled is true".into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, policy) in self.policies.iter().enumerate() {
+            let which = format!("policy {} (`{}`)", index + 1, policy.name);
+            if policy.name.trim().is_empty() || !names.insert(policy.name.as_str()) {
+                return invalid(
+                    "retention.policies",
+                    format!("{which}: every policy needs a unique, non-empty name"),
+                );
+            }
+            if policy.max_age_days < 1 {
+                return invalid(
+                    "retention.policies",
+                    format!(
+                        "{which}: max_age_days must be at least 1, not {}",
+                        policy.max_age_days
+                    ),
+                );
+            }
+            for severity in &policy.severities {
+                if severity.parse::<Severity>().is_err() {
+                    return invalid(
+                        "retention.policies",
+                        format!("{which}: unknown severity `{severity}`"),
+                    );
+                }
+            }
+            for service in &policy.services {
+                if let Err(error) = crate::parse::validate_service(service) {
+                    return invalid("retention.policies", format!("{which}: {error}"));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -461,6 +614,58 @@ mod tests {
         let error =
             Settings::load(&env(&[("LOGAGG__SOURCE__SERVICES", "ok,bad name")])).unwrap_err();
         assert!(error.to_string().contains("source.services"), "{error}");
+    }
+
+    #[test]
+    fn retention_settings_fail_with_the_setting_named() {
+        let error =
+            Settings::load(&env(&[("LOGAGG__RETENTION__SCHEDULE", "every day")])).unwrap_err();
+        assert!(error.to_string().contains("retention.schedule"), "{error}");
+        let error =
+            Settings::load(&env(&[("LOGAGG__RETENTION__DEFAULT_MAX_AGE_DAYS", "-3")])).unwrap_err();
+        assert!(
+            error.to_string().contains("retention.default_max_age_days"),
+            "{error}"
+        );
+        let policy = |name: &str, severities: &[&str], days| RetentionPolicy {
+            name: name.into(),
+            services: Vec::new(),
+            severities: severities.iter().map(|s| (*s).to_owned()).collect(),
+            max_age_days: days,
+        };
+        let mut settings = Settings::default();
+        settings.retention.policies = vec![policy("debug", &["debug", "TRACE"], 2)];
+        assert!(settings.validate().is_ok());
+        for (policies, expected) in [
+            (vec![policy("x", &["loud"], 2)], "unknown severity `loud`"),
+            (
+                vec![policy("x", &[], -1)],
+                "max_age_days must be at least 1",
+            ),
+            (
+                vec![policy("x", &[], 1), policy("x", &[], 2)],
+                "unique, non-empty name",
+            ),
+        ] {
+            settings.retention.policies = policies;
+            let error = settings.validate().unwrap_err().to_string();
+            assert!(error.contains("retention.policies"), "{error}");
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_default_schedule_is_daily_at_midnight() {
+        use chrono::TimeZone;
+        let schedule = parse_schedule(&RetentionSettings::default().schedule).unwrap();
+        let after = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 7, 30, 0)
+            .unwrap();
+        let next = schedule.find_next_occurrence(&after, false).unwrap();
+        assert_eq!(
+            next,
+            chrono::Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap()
+        );
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! MongoDB: the logs collection's field names, its indexes, and idempotent batch writes.
+//! Leases and retention's queries live in the submodules.
+
+pub mod lease;
+pub mod retention;
 
 use std::time::Duration;
 
@@ -30,6 +34,17 @@ pub mod fields {
     pub const HTTP_STATUS: &str = "status";
     pub const HTTP_DURATION_MS: &str = "duration_ms";
     pub const HTTP_CLIENT_IP: &str = "client_ip";
+}
+
+/// Field names of a stored alert (written by the monitor, purged by retention).
+pub mod alert_fields {
+    pub const ID: &str = "_id";
+    pub const RULE: &str = "rule";
+    pub const SERVICE: &str = "service";
+    pub const STATE: &str = "state";
+    pub const STARTED_AT: &str = "started_at";
+    /// Absent while the alert fires; set when it resolves.
+    pub const RESOLVED_AT: &str = "resolved_at";
 }
 
 /// Index serving service + severity + time-range queries, newest first.
@@ -70,6 +85,9 @@ pub struct InsertOutcome {
 pub struct Store {
     client: Client,
     logs: Collection<Document>,
+    alerts: Collection<Document>,
+    leases: Collection<Document>,
+    retention_runs: Collection<Document>,
 }
 
 impl Store {
@@ -85,19 +103,34 @@ impl Store {
         let client = Client::with_options(options)
             .map_err(|error| StoreError::Settings(error.to_string()))?;
         let write_concern = write_concern(settings)?;
-        let logs = client
-            .database(&settings.database)
-            .collection_with_options::<Document>(
-                &settings.logs_collection,
+        let database = client.database(&settings.database);
+        let collection = |name: &str| {
+            database.collection_with_options::<Document>(
+                name,
                 CollectionOptions::builder()
-                    .write_concern(write_concern)
+                    .write_concern(write_concern.clone())
                     .build(),
-            );
-        Ok(Store { client, logs })
+            )
+        };
+        Ok(Store {
+            logs: collection(&settings.logs_collection),
+            alerts: collection(&settings.alerts_collection),
+            leases: collection(&settings.leases_collection),
+            retention_runs: collection(&settings.retention_runs_collection),
+            client,
+        })
     }
 
     pub fn logs(&self) -> &Collection<Document> {
         &self.logs
+    }
+
+    pub fn alerts(&self) -> &Collection<Document> {
+        &self.alerts
+    }
+
+    pub fn retention_runs(&self) -> &Collection<Document> {
+        &self.retention_runs
     }
 
     pub fn client(&self) -> &Client {
@@ -159,12 +192,25 @@ impl Store {
             return Ok(InsertOutcome::default());
         }
         let documents: Vec<Document> = records.iter().map(record_to_document).collect();
+        self.insert_documents(documents).await
+    }
+
+    /// Writes stored-form documents (as read back from an archive) the same way: one
+    /// unordered insert, existing `_id`s counted as duplicates.
+    pub async fn insert_documents(
+        &self,
+        documents: Vec<Document>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let batch_len = documents.len();
+        if batch_len == 0 {
+            return Ok(InsertOutcome::default());
+        }
         match self.logs.insert_many(documents).ordered(false).await {
             Ok(result) => Ok(InsertOutcome {
                 inserted: result.inserted_ids.len(),
                 ..InsertOutcome::default()
             }),
-            Err(error) => classify_insert_error(error, records.len()),
+            Err(error) => classify_insert_error(error, batch_len),
         }
     }
 }

@@ -120,16 +120,16 @@ async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-/// Binds the admin server and serves it until `shutdown`. Returns the bound address.
+/// Binds the admin server and serves `router` (usually [`admin_router`], perhaps merged with
+/// a service's own admin routes) until `shutdown`. Returns the bound address.
 pub async fn serve_admin(
     listen: &str,
-    health: Health,
+    router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     info!(%address, "admin server listening (/healthz, /metrics)");
-    let router = admin_router(health);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

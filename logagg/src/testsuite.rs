@@ -353,22 +353,34 @@ pub fn metric_value(name: &str) -> f64 {
     metric_in(&crate::telemetry::metrics_handle().render(), name)
 }
 
-/// `/metrics` of a service process on a loopback admin port (empty if it does not answer),
-/// with a bare HTTP/1.0 request: counters of that process alone.
+/// `/metrics` of a service process on a loopback admin port (empty if it does not answer):
+/// counters of that process alone.
 pub async fn scrape_metrics(admin_port: u16) -> String {
+    http_request(admin_port, "GET", "/metrics").await.1
+}
+
+/// A bare HTTP/1.0 request to a loopback port: the status (0 if nothing answered) and the
+/// body. Enough for admin endpoints, without an HTTP client dependency.
+pub async fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await else {
-        return String::new();
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
     };
+    let request = format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
     let mut response = String::new();
-    if stream
-        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .await
-        .is_ok()
-    {
+    if stream.write_all(request.as_bytes()).await.is_ok() {
         let _ = stream.read_to_string(&mut response).await;
     }
-    response
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Closes, from the broker's side, every connection whose client-provided name is `name`:

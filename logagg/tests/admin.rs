@@ -1,7 +1,7 @@
 //! The admin server over a real socket: /healthz follows the checks, /metrics serves
 //! Prometheus text, unknown paths are 404.
 
-use logagg::telemetry::{serve_admin, Health};
+use logagg::telemetry::{admin_router, serve_admin, Health};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -21,9 +21,13 @@ async fn healthz_and_metrics_over_a_real_socket() {
     let health = Health::default();
     health.set("broker", false);
     let shutdown = CancellationToken::new();
-    let (address, server) = serve_admin("127.0.0.1:0", health.clone(), shutdown.clone())
-        .await
-        .expect("bind");
+    let (address, server) = serve_admin(
+        "127.0.0.1:0",
+        admin_router(health.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .expect("bind");
 
     let unhealthy = get(address, "/healthz").await;
     assert!(unhealthy.starts_with("HTTP/1.0 503"), "{unhealthy}");

@@ -61,7 +61,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let admin_shutdown = shutdown.child_token();
     let (_address, admin_task) = telemetry::serve_admin(
         &settings.telemetry.admin_listen,
-        health.clone(),
+        telemetry::admin_router(health.clone()),
         admin_shutdown.clone(),
     )
     .await

@@ -1,0 +1,82 @@
+//! The admin port's own route: `POST /api/v1/purge[?dry_run=true]` runs a purge now and
+//! answers with its report.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::purge::{PurgeError, Trigger};
+use crate::service::RunRequest;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeParams {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Routes that hand manual runs to the service loop through `requests`.
+pub fn router(requests: mpsc::Sender<RunRequest>) -> Router {
+    Router::new()
+        .route("/api/v1/purge", post(purge))
+        .with_state(requests)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({ "error": { "code": code, "message": message.into() } });
+    (status, Json(body)).into_response()
+}
+
+async fn purge(
+    State(requests): State<mpsc::Sender<RunRequest>>,
+    params: Result<Query<PurgeParams>, QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(params) => params,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                rejection.body_text(),
+            )
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = RunRequest {
+        trigger: Trigger::Manual,
+        dry_run: params.dry_run,
+        reply: Some(reply),
+    };
+    if requests.try_send(request).is_err() {
+        return error(
+            StatusCode::CONFLICT,
+            "busy",
+            "purges are already queued on this replica; try again when they are done",
+        );
+    }
+    match answer.await {
+        Ok(Ok(report)) => (StatusCode::OK, Json(report)).into_response(),
+        Ok(Err(purge_error @ PurgeError::LeaseHeld(_))) => {
+            error(StatusCode::CONFLICT, "lease_held", purge_error.to_string())
+        }
+        Ok(Err(purge_error)) => {
+            tracing::warn!(error = %purge_error, "manual purge failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                purge_error.reason(),
+                purge_error.to_string(),
+            )
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service stopped before running the purge",
+        ),
+    }
+}
