@@ -2,12 +2,15 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p collector_service -p source_service \
- && mkdir /out && cp target/release/collector_service target/release/source_service /out/
+RUN cargo build --release --locked -p collector_service -p source_service -p retention_service \
+ && mkdir /out \
+ && cp target/release/collector_service target/release/source_service \
+       target/release/retention_service /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
- && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 logagg
+ && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 logagg \
+ && mkdir -p /app/archive && chown logagg /app/archive
 COPY --from=build /out/ /usr/local/bin/
 COPY config /app/config
 WORKDIR /app

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings the pipeline up on a machine without Docker: RabbitMQ, the MongoDB-compatible server,
-# COLLECTORS collector processes (default 2) and a simulator at RATE logs/s (default 200).
+# COLLECTORS collector processes (default 2), a simulator at RATE logs/s (default 200) and the
+# retention service (admin port 9130: POST /api/v1/purge?dry_run=true).
 #   scripts/run-local.sh          start everything (logs in .data/logs)
 #   scripts/run-local.sh stop     stop the services it started
 set -euo pipefail
@@ -22,7 +23,7 @@ stop() {
 if [ "${1:-}" = "stop" ]; then stop; exit 0; fi
 
 scripts/setup.sh
-cargo build --release --locked -p collector_service -p source_service
+cargo build --release --locked -p collector_service -p source_service -p retention_service
 
 start() {
   local name=$1; shift
@@ -37,4 +38,6 @@ for index in $(seq 1 "${COLLECTORS:-2}"); do
 done
 LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9120" \
   start simulator target/release/source_service simulate --rate "${RATE:-200}"
+LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9130" LOGAGG__RETENTION__ARCHIVE_DIR="$ROOT/.data/archive" \
+  start retention target/release/retention_service serve
 echo "collector metrics: http://127.0.0.1:9111/metrics   stop with: scripts/run-local.sh stop"

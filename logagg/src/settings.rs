@@ -483,6 +483,9 @@ impl Settings {
     }
 }
 
+/// Retention ages a setting may give, in days: a day to a century.
+const AGE_DAYS: std::ops::RangeInclusive<i64> = 1..=36_500;
+
 impl RetentionSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid =
@@ -496,16 +499,16 @@ impl RetentionSettings {
                 ),
             );
         }
-        if self.default_max_age_days < 1 {
+        if !AGE_DAYS.contains(&self.default_max_age_days) {
             return invalid(
                 "retention.default_max_age_days",
-                format!("must be at least 1 day, not {}", self.default_max_age_days),
+                format!("must be 1 to 36500 days, not {}", self.default_max_age_days),
             );
         }
-        if self.alert_max_age_days < 1 {
+        if !AGE_DAYS.contains(&self.alert_max_age_days) {
             return invalid(
                 "retention.alert_max_age_days",
-                format!("must be at least 1 day, not {}", self.alert_max_age_days),
+                format!("must be 1 to 36500 days, not {}", self.alert_max_age_days),
             );
         }
         if self.batch_size == 0 || self.batch_size > 100_000 {
@@ -532,11 +535,11 @@ impl RetentionSettings {
                     format!("{which}: every policy needs a unique, non-empty name"),
                 );
             }
-            if policy.max_age_days < 1 {
+            if !AGE_DAYS.contains(&policy.max_age_days) {
                 return invalid(
                     "retention.policies",
                     format!(
-                        "{which}: max_age_days must be at least 1, not {}",
+                        "{which}: max_age_days must be 1 to 36500, not {}",
                         policy.max_age_days
                     ),
                 );
@@ -640,7 +643,11 @@ mod tests {
             (vec![policy("x", &["loud"], 2)], "unknown severity `loud`"),
             (
                 vec![policy("x", &[], -1)],
-                "max_age_days must be at least 1",
+                "max_age_days must be 1 to 36500",
+            ),
+            (
+                vec![policy("x", &[], i64::MAX)],
+                "max_age_days must be 1 to 36500",
             ),
             (
                 vec![policy("x", &[], 1), policy("x", &[], 2)],

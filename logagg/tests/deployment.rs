@@ -40,14 +40,17 @@ fn merged(service: &Yaml) -> HashMap<String, Yaml> {
     fields
 }
 
+/// logagg's own services in the compose file.
+const SERVICES: [&str; 3] = ["collector_service", "source_service", "retention_service"];
+
 #[test]
 fn scaled_services_have_no_fixed_names_or_host_ports() {
     let compose = compose();
     let services = &compose["services"];
-    for name in ["rabbitmq", "mongo", "collector_service", "source_service"] {
-        assert!(!services[name].is_badvalue(), "service {name} missing");
+    for name in ["rabbitmq", "mongo"].iter().chain(&SERVICES) {
+        assert!(!services[*name].is_badvalue(), "service {name} missing");
     }
-    for name in ["collector_service", "source_service"] {
+    for name in SERVICES {
         let fields = merged(&services[name]);
         assert!(
             !fields.contains_key("container_name"),
@@ -64,7 +67,7 @@ fn scaled_services_have_no_fixed_names_or_host_ports() {
 #[test]
 fn service_commands_name_workspace_binaries_and_valid_settings() {
     let compose = compose();
-    for name in ["collector_service", "source_service"] {
+    for name in SERVICES {
         let fields = merged(&compose["services"][name]);
         let binary = fields["command"][0].as_str().expect("command");
         assert!(
@@ -83,8 +86,10 @@ fn service_commands_name_workspace_binaries_and_valid_settings() {
                 (key.as_str().expect("key").to_owned(), value)
             })
             .collect();
-        assert!(environment.contains_key("LOGAGG__BROKER__URL"));
-        assert!(environment.contains_key("LOGAGG__STORE__URL"));
+        if name != "retention_service" {
+            assert!(environment.contains_key("LOGAGG__BROKER__URL"), "{name}");
+        }
+        assert!(environment.contains_key("LOGAGG__STORE__URL"), "{name}");
         let settings = Settings::load(&environment)
             .unwrap_or_else(|error| panic!("{name}'s environment is not valid settings: {error}"));
         assert_eq!(settings.telemetry.log_format, "json");

@@ -1,1 +1,188 @@
-fn main() {}
+//! Retention benchmark, one run on this machine, printing every figure:
+//!
+//! (a) purge rate on `BENCH_RECORDS` (default 1,000,000) expired logs, alone, with the default
+//!     batch size and pause;
+//! (b) ingest throughput (bulk inserts of 1,000 with 2 in flight, as a collector writes) alone,
+//!     then while a purge of as many expired logs runs, and the ratio of the two; the purge
+//!     rate under that load is printed too.
+//!
+//! Run: `cargo bench -p retention_service --bench purge` (MongoDB-compatible server from
+//! scripts/setup.sh). `BENCH_RECORDS`, `BENCH_INGEST_SECONDS` (default 10),
+//! `BENCH_BATCH_SIZE` and `BENCH_PAUSE_MS` (defaults: the settings' 1000 and 50) change sizes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use logagg::settings::RetentionSettings;
+use logagg::store::Store;
+use logagg::testsuite::TestContext;
+use logagg::{LogRecord, Severity};
+use retention_service::clock::SystemClock;
+use retention_service::purge::{Purger, Trigger};
+use tokio_util::sync::CancellationToken;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if !std::env::args().any(|argument| argument == "--bench") {
+        println!("purge benchmark: run it with `cargo bench -p retention_service --bench purge`");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let records = setting("BENCH_RECORDS", 1_000_000);
+    let ingest_seconds = setting("BENCH_INGEST_SECONDS", 10);
+    let defaults = RetentionSettings::default();
+    let settings = RetentionSettings {
+        batch_size: setting("BENCH_BATCH_SIZE", defaults.batch_size as u64) as usize,
+        batch_pause_ms: setting("BENCH_PAUSE_MS", defaults.batch_pause_ms),
+        ..defaults
+    };
+    println!(
+        "retention benchmark: {records} expired logs, batch {} with {} ms pause, {ingest_seconds} s ingest window",
+        settings.batch_size, settings.batch_pause_ms
+    );
+    let context = TestContext::new("bench_retention").await;
+    let purger = Purger {
+        store: context.store.clone(),
+        settings: Arc::new(settings),
+        clock: Arc::new(SystemClock),
+        holder: "bench".into(),
+        shutdown: CancellationToken::new(),
+    };
+
+    let seeded = seed_expired(&context.store, records).await;
+    println!("seeded {records} expired logs at {seeded:.0} logs/s");
+    let started = Instant::now();
+    let report = purger.run(Trigger::Manual, false).await.expect("purge");
+    let alone = report.total_deleted() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "(a) purge alone: {} deleted in {:.1} s = {alone:.0} logs/s ({} batches)",
+        report.total_deleted(),
+        started.elapsed().as_secs_f64(),
+        report
+            .policies
+            .iter()
+            .map(|policy| policy.batches)
+            .sum::<u64>()
+    );
+
+    let window = Duration::from_secs(ingest_seconds);
+    let ingest_alone = ingest(&context.store, Ingest::For(window)).await;
+    println!("(b) ingest alone: {ingest_alone:.0} logs/s");
+    seed_expired(&context.store, records).await;
+    let purging = Arc::new(AtomicBool::new(true));
+    let during = tokio::spawn({
+        let store = context.store.clone();
+        let until = Ingest::While(Arc::clone(&purging));
+        async move { ingest(&store, until).await }
+    });
+    let started = Instant::now();
+    let report = purger.run(Trigger::Manual, false).await.expect("purge");
+    let purge_elapsed = started.elapsed().as_secs_f64();
+    purging.store(false, Ordering::SeqCst);
+    let ingest_during = during.await.expect("ingest task");
+    println!(
+        "    ingest during the purge: {ingest_during:.0} logs/s = {:.2} of ingest alone",
+        ingest_during / ingest_alone
+    );
+    println!(
+        "    purge under that ingest: {} deleted in {purge_elapsed:.1} s = {:.0} logs/s",
+        report.total_deleted(),
+        report.total_deleted() as f64 / purge_elapsed
+    );
+    context.cleanup().await;
+}
+
+fn log(id: String, age: chrono::Duration) -> LogRecord {
+    let timestamp = Utc::now() - age;
+    LogRecord {
+        message: format!("GET /api/orders/{id} returned 200 in 12 ms for a benchmark"),
+        id,
+        timestamp,
+        received_at: timestamp,
+        service: "bench".into(),
+        severity: Severity::Info,
+        host: Some("bench-host".into()),
+        attributes: serde_json::Map::new(),
+        http: None,
+    }
+}
+
+/// Inserts `count` logs aged 11 to 20 days; returns the insert rate.
+async fn seed_expired(store: &Store, count: u64) -> f64 {
+    let started = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let prefix = uuid::Uuid::now_v7().simple().to_string();
+    for first in (0..count).step_by(1_000) {
+        if in_flight.len() >= 2 {
+            in_flight.next().await;
+        }
+        let batch: Vec<LogRecord> = (first..(first + 1_000).min(count))
+            .map(|n| {
+                let age =
+                    chrono::Duration::days(11) + chrono::Duration::seconds((n % 777_600) as i64);
+                log(format!("{prefix}-{n}"), age)
+            })
+            .collect();
+        let store = store.clone();
+        in_flight.push(tokio::spawn(async move {
+            store.insert_records(&batch).await.expect("seed insert")
+        }));
+    }
+    while in_flight.next().await.is_some() {}
+    store.ensure_retention_indexes().await.expect("indexes");
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+enum Ingest {
+    For(Duration),
+    While(Arc<AtomicBool>),
+}
+
+/// Writes fresh logs in batches of 1,000 with 2 in flight until told to stop; returns the rate.
+async fn ingest(store: &Store, until: Ingest) -> f64 {
+    let written = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let keep_going = || match &until {
+        Ingest::For(window) => started.elapsed() < *window,
+        Ingest::While(flag) => flag.load(Ordering::SeqCst),
+    };
+    let prefix = uuid::Uuid::now_v7().simple().to_string();
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = 0_u64;
+    while keep_going() {
+        if in_flight.len() >= 2 {
+            in_flight.next().await;
+            continue;
+        }
+        let batch: Vec<LogRecord> = (next..next + 1_000)
+            .map(|n| log(format!("{prefix}-{n}"), chrono::Duration::zero()))
+            .collect();
+        next += 1_000;
+        let store = store.clone();
+        let written = Arc::clone(&written);
+        in_flight.push(tokio::spawn(async move {
+            let outcome = store.insert_records(&batch).await.expect("ingest insert");
+            written.fetch_add(outcome.inserted as u64, Ordering::SeqCst);
+        }));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    while in_flight.next().await.is_some() {}
+    written.load(Ordering::SeqCst) as f64 / elapsed
+}

@@ -24,6 +24,11 @@ use crate::policy::{self, Policy};
 /// Name of the lease document that makes purges one at a time across replicas.
 pub const LEASE_NAME: &str = "retention";
 
+/// First time window a purge queries; it then adapts to how dense the logs are.
+const INITIAL_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+const MIN_WINDOW: chrono::Duration = chrono::Duration::seconds(1);
+const MAX_WINDOW: chrono::Duration = chrono::Duration::days(366);
+
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -194,76 +199,131 @@ impl Purger {
             .then(|| Archiver::new(&self.settings.archive_dir));
         for (index, policy_report) in report.policies.iter_mut().enumerate() {
             let filter = policy::expired_filter(policies, index, report.as_of);
-            self.purge_target(PurgeTarget::Logs, filter, archiver.as_ref(), policy_report)
-                .await?;
+            let end = policy_report.cutoff;
+            self.purge_target(
+                PurgeTarget::Logs,
+                filter,
+                end,
+                archiver.as_ref(),
+                policy_report,
+            )
+            .await?;
         }
         let alert_filter = policy::expired_alerts_filter(
             chrono::Duration::days(self.settings.alert_max_age_days),
             report.as_of,
         );
-        self.purge_target(PurgeTarget::Alerts, alert_filter, None, &mut report.alerts)
-            .await
+        let end = report.alerts.cutoff;
+        self.purge_target(
+            PurgeTarget::Alerts,
+            alert_filter,
+            end,
+            None,
+            &mut report.alerts,
+        )
+        .await
     }
 
-    /// Deletes what `filter` matches, oldest first, a bounded batch at a time. Each batch
-    /// starts where the last one ended, so documents the filter skips are walked past once,
-    /// and renews the lease first, so a replica that lost it stops.
+    /// Deletes what `filter` matches (all of it older than `end`), oldest first, a bounded
+    /// batch at a time, renewing the lease before each batch so a replica that lost it stops.
+    ///
+    /// Each query covers a time window `[from, from + window)` sized to hold about one batch:
+    /// the span the last full batch took, or twice the last window when it came back short.
+    /// So no query ranges over more than a batch's worth of the index, whatever the server's
+    /// planner does with a limit, and documents the filter skips are walked past once.
     async fn purge_target(
         &self,
         target: PurgeTarget,
         filter: Document,
+        end: DateTime<Utc>,
         archiver: Option<&Archiver>,
         report: &mut PolicyReport,
     ) -> Result<(), PurgeError> {
         let batch_size = self.settings.batch_size;
         let pause = Duration::from_millis(self.settings.batch_pause_ms);
-        let mut from = None;
-        loop {
+        let time_of = |document: &Document| {
+            document
+                .get_datetime(target.time_field())
+                .ok()
+                .map(|time| time.to_chrono())
+        };
+        let oldest = self
+            .store
+            .expired_batch(target, filter.clone(), None, None, 1, false)
+            .await?;
+        let Some(mut from) = oldest.first().and_then(time_of) else {
+            return Ok(());
+        };
+        let mut window = INITIAL_WINDOW;
+        while from < end {
             if self.shutdown.is_cancelled() {
                 return Err(PurgeError::Interrupted);
             }
             if let Some(holder) = self.take_lease().await? {
                 return Err(PurgeError::LeaseLost(holder));
             }
+            let until = from.checked_add_signed(window).unwrap_or(end).min(end);
             let batch = self
                 .store
-                .expired_batch(target, filter.clone(), from, batch_size, archiver.is_some())
+                .expired_batch(
+                    target,
+                    filter.clone(),
+                    Some(from),
+                    Some(until),
+                    batch_size,
+                    archiver.is_some(),
+                )
                 .await?;
-            let Some(last) = batch.last() else {
-                return Ok(());
-            };
-            from = last
-                .get_datetime(target.time_field())
-                .ok()
-                .map(|time| time.to_chrono());
-            if let Some(archiver) = archiver {
-                report.archived += archive(archiver, &batch).await?;
-                metrics::counter!(metrics::ARCHIVED, "policy" => report.policy.clone())
-                    .increment(batch.len() as u64);
+            let full = batch.len() == batch_size;
+            if full {
+                let last = batch.last().and_then(time_of).unwrap_or(until);
+                window = (last - from).max(MIN_WINDOW);
+                from = last;
+            } else {
+                window = (window * 2).min(MAX_WINDOW);
+                from = until;
             }
-            let ids: Vec<Bson> = batch
-                .iter()
-                .filter_map(|document| document.get("_id").cloned())
-                .collect();
-            let deleted = self.store.delete_ids(target, ids).await?;
-            report.deleted += deleted;
-            report.batches += 1;
-            match target {
-                PurgeTarget::Logs => {
-                    metrics::counter!(metrics::DELETED, "policy" => report.policy.clone())
-                        .increment(deleted);
-                }
-                PurgeTarget::Alerts => {
-                    metrics::counter!(metrics::ALERTS_DELETED).increment(deleted);
-                }
+            if batch.is_empty() {
+                continue;
             }
-            if batch.len() < batch_size {
-                return Ok(());
-            }
+            self.delete_batch(target, &batch, archiver, report).await?;
             if !sleep_unless_cancelled(pause, &self.shutdown).await {
                 return Err(PurgeError::Interrupted);
             }
         }
+        Ok(())
+    }
+
+    /// Archives (when enabled) then deletes one batch, counting it in the report and metrics.
+    async fn delete_batch(
+        &self,
+        target: PurgeTarget,
+        batch: &[Document],
+        archiver: Option<&Archiver>,
+        report: &mut PolicyReport,
+    ) -> Result<(), PurgeError> {
+        if let Some(archiver) = archiver {
+            report.archived += archive(archiver, batch).await?;
+            metrics::counter!(metrics::ARCHIVED, "policy" => report.policy.clone())
+                .increment(batch.len() as u64);
+        }
+        let ids: Vec<Bson> = batch
+            .iter()
+            .filter_map(|document| document.get("_id").cloned())
+            .collect();
+        let deleted = self.store.delete_ids(target, ids).await?;
+        report.deleted += deleted;
+        report.batches += 1;
+        match target {
+            PurgeTarget::Logs => {
+                metrics::counter!(metrics::DELETED, "policy" => report.policy.clone())
+                    .increment(deleted);
+            }
+            PurgeTarget::Alerts => {
+                metrics::counter!(metrics::ALERTS_DELETED).increment(deleted);
+            }
+        }
+        Ok(())
     }
 
     /// Takes or renews the lease; `Some(holder)` when another replica has it.

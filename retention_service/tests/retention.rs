@@ -627,6 +627,38 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
 }
 
 #[tokio::test]
+async fn the_cron_job_runs_purges_on_its_schedule() {
+    let context = TestContext::new("retention_cron").await;
+    let mut settings = context.settings.clone();
+    settings.retention.schedule = "*/1 * * * * *".into();
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(retention_service::run(
+        settings,
+        Arc::new(retention_service::clock::SystemClock),
+        shutdown.clone(),
+    ));
+    let runs = context.store.retention_runs().clone();
+    let scheduled_runs_completed = || {
+        let runs = runs.clone();
+        async move {
+            runs.count_documents(doc! { "trigger": "schedule", "status": run_status::COMPLETED })
+                .await
+                .unwrap_or(0)
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            scheduled_runs_completed().await >= 2
+        })
+        .await,
+        "the every-second schedule did not run twice"
+    );
+    shutdown.cancel();
+    service.await.expect("task").expect("service ran");
+    context.cleanup().await;
+}
+
+#[tokio::test]
 async fn invalid_settings_fail_at_start_naming_the_setting() {
     let directory = scratch_dir("settings");
     let file = directory.join("retention.toml");

@@ -81,24 +81,30 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` documents matching `filter` whose time is at or after `from`, oldest
-    /// first, walked through the time index. With `whole` false only `_id` and the time
-    /// field come back.
+    /// Up to `limit` documents matching `filter` whose time lies in `[from, until)` (either
+    /// bound optional), oldest first, walked through the time index. With `whole` false only
+    /// `_id` and the time field come back.
     pub async fn expired_batch(
         &self,
         target: PurgeTarget,
         filter: Document,
         from: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
         limit: usize,
         whole: bool,
     ) -> Result<Vec<Document>, StoreError> {
         let time_field = target.time_field();
-        let query = match from {
-            Some(from) => doc! { "$and": [
-                filter,
-                { time_field: { "$gte": bson::DateTime::from_chrono(from) } },
-            ]},
-            None => filter,
+        let mut window = Document::new();
+        if let Some(from) = from {
+            window.insert("$gte", bson::DateTime::from_chrono(from));
+        }
+        if let Some(until) = until {
+            window.insert("$lt", bson::DateTime::from_chrono(until));
+        }
+        let query = if window.is_empty() {
+            filter
+        } else {
+            doc! { "$and": [filter, { time_field: window }] }
         };
         let mut find = self
             .purge_collection(target)
