@@ -11,7 +11,7 @@ use bson::{doc, Document};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 use logagg::settings::{RetentionPolicy, RetentionSettings};
-use logagg::store::retention::run_status;
+use logagg::store::retention::{run_status, windowed_filter, PurgeTarget};
 use logagg::store::Store;
 use logagg::testsuite::{free_port, http_request, metric_in, wait_until, TestContext};
 use logagg::{LogRecord, Severity};
@@ -151,6 +151,15 @@ fn expected_ids(logs: &[(LogRecord, f64)]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until fewer than `total` logs are stored: a purge is under way.
+async fn wait_for_deletes_to_begin(store: &Store, total: u64) {
+    let began = wait_until(Duration::from_secs(30), || async {
+        store.logs().count_documents(doc! {}).await.unwrap_or(total) < total
+    })
+    .await;
+    assert!(began, "no log was deleted within 30 s");
+}
+
 fn scratch_dir(name: &str) -> PathBuf {
     let directory = std::env::temp_dir().join(format!(
         "logagg-retention-{name}-{}",
@@ -253,7 +262,13 @@ async fn batches_walk_the_time_index() {
     let now = test_now();
     seed(&context.store, &spread_logs(now, 12)).await;
     let policies = retention_service::policy::compile(&mixed_policies());
-    let filter = retention_service::policy::expired_filter(&policies, 2, now);
+    let cutoff = policies[2].cutoff(now);
+    let filter = windowed_filter(
+        PurgeTarget::Logs,
+        retention_service::policy::expired_filter(&policies, 2, now),
+        Some(cutoff - chrono::Duration::days(3)),
+        Some(cutoff - chrono::Duration::days(2)),
+    );
     let explained = context
         .store
         .client()
@@ -262,7 +277,6 @@ async fn batches_walk_the_time_index() {
             "find": &context.settings.store.logs_collection,
             "filter": filter,
             "sort": { "ts": 1 },
-            "hint": "ts",
             "limit": 7,
         }})
         .await
@@ -434,14 +448,7 @@ async fn two_replicas_never_purge_at_once() {
         let replica_a = replica_a.clone();
         async move { replica_a.run(Trigger::Schedule, false).await }
     });
-    let store = context.store.clone();
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            let store = store.clone();
-            async move { store.logs().count_documents(doc! {}).await.unwrap_or(total) < total }
-        })
-        .await
-    );
+    wait_for_deletes_to_begin(&context.store, total).await;
     let later = now + chrono::Duration::seconds(61);
     assert_eq!(
         context
@@ -503,15 +510,7 @@ async fn a_run_killed_midway_completes_on_the_next() {
         .stderr(Stdio::null())
         .spawn()
         .expect("retention_service purge");
-    let store = context.store.clone();
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            let store = store.clone();
-            async move { store.logs().count_documents(doc! {}).await.unwrap_or(total) < total }
-        })
-        .await,
-        "the child never deleted anything"
-    );
+    wait_for_deletes_to_begin(&context.store, total).await;
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let expected: BTreeSet<String> = logs
