@@ -626,6 +626,83 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
 }
 
 #[tokio::test]
+async fn a_run_missed_while_down_runs_at_start() {
+    let context = TestContext::new("retention_missed").await;
+    let now = test_now();
+    let logs = spread_logs(now, 40);
+    seed(&context.store, &logs).await;
+    // The last completed run was two days ago: yesterday's midnight run was missed.
+    let two_days_ago = now - chrono::Duration::days(2);
+    context
+        .store
+        .record_run_start("earlier", "replica-gone", "schedule", two_days_ago)
+        .await
+        .expect("run record");
+    context
+        .store
+        .record_run_end(
+            "earlier",
+            run_status::COMPLETED,
+            two_days_ago,
+            doc! {},
+            None,
+        )
+        .await
+        .expect("run record");
+    let mut settings = context.settings.clone();
+    settings.retention = mixed_policies();
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(retention_service::run(
+        settings,
+        Arc::new(ManualClock::new(now)),
+        shutdown.clone(),
+    ));
+    let runs = context.store.retention_runs().clone();
+    let caught_up = wait_until(Duration::from_secs(30), || async {
+        runs.count_documents(doc! { "trigger": "missed", "status": run_status::COMPLETED })
+            .await
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    assert!(caught_up, "no catch-up run");
+    assert_eq!(stored_ids(&context.store).await, expected_ids(&logs));
+    shutdown.cancel();
+    service.await.expect("task").expect("service ran");
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_purge_command_reports_a_dry_run_as_json() {
+    let context = TestContext::new("retention_cli_dry").await;
+    let now = Utc::now();
+    let logs = spread_logs(now, 40);
+    seed(&context.store, &logs).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_retention_service"))
+        .args(["purge", "--dry-run"])
+        .envs(context.env_vars())
+        .output()
+        .expect("retention_service purge --dry-run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("a JSON report on stdout");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["policies"][0]["policy"], "default");
+    let past_ten_days = logs.iter().filter(|(_, age)| *age >= 10.0).count();
+    assert_eq!(report["policies"][0]["deleted"], past_ten_days);
+    assert_eq!(
+        stored_ids(&context.store).await.len(),
+        logs.len(),
+        "nothing deleted"
+    );
+    context.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_cron_job_runs_purges_on_its_schedule() {
     let context = TestContext::new("retention_cron").await;
     let mut settings = context.settings.clone();
