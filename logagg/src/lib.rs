@@ -11,6 +11,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod topology;
+pub mod words;
 
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -26,6 +26,8 @@ pub mod fields {
     pub const SERVICE: &str = "service";
     pub const SEVERITY: &str = "severity";
     pub const MESSAGE: &str = "message";
+    /// The message's distinct lower-cased words (`crate::words`), for word search.
+    pub const WORDS: &str = "words";
     pub const HOST: &str = "host";
     pub const ATTRIBUTES: &str = "attrs";
     pub const HTTP: &str = "http";
@@ -51,6 +53,8 @@ pub mod alert_fields {
 pub const INDEX_SERVICE_SEVERITY_TIME: &str = "service_severity_ts";
 /// Index serving time-range queries and retention's time-ordered purge.
 pub const INDEX_TIME: &str = "ts";
+/// Multikey index serving word search (`words` contains all of …) newest first.
+pub const INDEX_WORDS_TIME: &str = "words_ts";
 
 /// Server error code for a duplicate `_id`: on redelivery, the record is already stored.
 pub const DUPLICATE_KEY: i32 = 11000;
@@ -175,6 +179,14 @@ impl Store {
                 .keys(doc! { fields::TIMESTAMP: -1 })
                 .options(IndexOptions::builder().name(INDEX_TIME.to_owned()).build())
                 .build(),
+            IndexModel::builder()
+                .keys(doc! { fields::WORDS: 1, fields::TIMESTAMP: -1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(INDEX_WORDS_TIME.to_owned())
+                        .build(),
+                )
+                .build(),
         ];
         self.logs
             .create_indexes(indexes)
@@ -273,6 +285,10 @@ pub fn record_to_document(record: &LogRecord) -> Document {
         fields::SEVERITY: record.severity.as_str(),
         fields::MESSAGE: &record.message,
     };
+    let words = crate::words::message_words(&record.message);
+    if !words.is_empty() {
+        document.insert(fields::WORDS, words);
+    }
     if let Some(host) = &record.host {
         document.insert(fields::HOST, host);
     }
@@ -411,6 +427,13 @@ mod tests {
         let document = record_to_document(&record);
         assert_eq!(document.get_str(fields::ID).unwrap(), "m-1");
         assert_eq!(document.get_str(fields::SEVERITY).unwrap(), "error");
+        let words: Vec<&str> = document
+            .get_array(fields::WORDS)
+            .unwrap()
+            .iter()
+            .filter_map(Bson::as_str)
+            .collect();
+        assert_eq!(words, ["payment", "failed"]);
         assert_eq!(document_to_record(&document).unwrap(), record);
     }
 
