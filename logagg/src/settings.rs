@@ -39,6 +39,7 @@ pub struct Settings {
     pub collector: CollectorSettings,
     pub source: SourceSettings,
     pub retention: RetentionSettings,
+    pub search: SearchSettings,
 }
 
 /// RabbitMQ connection and topology. Every service declares the same topology at start.
@@ -298,6 +299,37 @@ impl Default for RetentionSettings {
     }
 }
 
+/// search_service: the REST API over stored logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Address the REST API listens on.
+    pub listen: String,
+    /// Records per page when a request names no `limit`.
+    pub default_limit: u32,
+    /// Largest `limit` a request may ask for.
+    pub max_limit: u32,
+    /// Hours back from now that a request without `from` searches.
+    pub default_range_hours: u32,
+    /// Milliseconds MongoDB may spend on one query before it is stopped (`maxTimeMS`).
+    pub query_timeout_ms: u64,
+    /// Longest `q` or `contains` parameter, bytes.
+    pub max_text_bytes: usize,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:5000".into(),
+            default_limit: 100,
+            max_limit: 1_000,
+            default_range_hours: 24,
+            query_timeout_ms: 5_000,
+            max_text_bytes: 256,
+        }
+    }
+}
+
 /// One retention policy: logs of these services and severities are kept this many days.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -479,7 +511,38 @@ impl Settings {
         if self.source.max_unconfirmed == 0 {
             return invalid("source.max_unconfirmed", "must be at least 1");
         }
-        self.retention.validate()
+        self.retention.validate()?;
+        self.search.validate()
+    }
+}
+
+impl SearchSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |setting: &'static str, reason: &str| {
+            Err(SettingsError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("search.listen", "must be an address like 0.0.0.0:5000");
+        }
+        if self.max_limit == 0 || self.max_limit > 10_000 {
+            return invalid("search.max_limit", "must be between 1 and 10000");
+        }
+        if self.default_limit == 0 || self.default_limit > self.max_limit {
+            return invalid("search.default_limit", "must be between 1 and max_limit");
+        }
+        if self.default_range_hours == 0 {
+            return invalid("search.default_range_hours", "must be at least 1");
+        }
+        if self.query_timeout_ms == 0 {
+            return invalid("search.query_timeout_ms", "must be at least 1");
+        }
+        if self.max_text_bytes == 0 {
+            return invalid("search.max_text_bytes", "must be at least 1");
+        }
+        Ok(())
     }
 }
 

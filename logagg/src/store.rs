@@ -1,8 +1,9 @@
 //! MongoDB: the logs collection's field names, its indexes, and idempotent batch writes.
-//! Leases and retention's queries live in the submodules.
+//! Leases, retention's and search's queries live in the submodules.
 
 pub mod lease;
 pub mod retention;
+pub mod search;
 
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub enum StoreError {
     Unavailable(#[source] mongodb::error::Error),
     #[error("stored document is malformed: {0}")]
     Malformed(String),
+    /// A query ran past its server time limit (`maxTimeMS`).
+    #[error("the query ran past its time limit")]
+    QueryTimeout,
 }
 
 /// What became of a batch: how many were new, how many were already there, and which

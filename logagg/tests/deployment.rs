@@ -67,7 +67,8 @@ fn scaled_services_have_no_fixed_names_or_host_ports() {
 #[test]
 fn service_commands_name_workspace_binaries_and_valid_settings() {
     let compose = compose();
-    for name in SERVICES {
+    for name in SERVICES.iter().chain(&["search_service"]) {
+        let name = *name;
         let fields = merged(&compose["services"][name]);
         let binary = fields["command"][0].as_str().expect("command");
         assert!(
@@ -86,7 +87,7 @@ fn service_commands_name_workspace_binaries_and_valid_settings() {
                 (key.as_str().expect("key").to_owned(), value)
             })
             .collect();
-        if name != "retention_service" {
+        if !matches!(name, "retention_service" | "search_service") {
             assert!(environment.contains_key("LOGAGG__BROKER__URL"), "{name}");
         }
         assert!(environment.contains_key("LOGAGG__STORE__URL"), "{name}");

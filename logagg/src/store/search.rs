@@ -1,0 +1,274 @@
+//! Search's queries: a page of logs in time order with keyset pagination, walked in time
+//! windows, and one log by id.
+//!
+//! Pages are ordered by `(ts, _id)`, so a cursor (the last record's time and id) names an
+//! exact position and each record appears once however many logs arrive meanwhile. A page is
+//! gathered window by window from the cursor outwards, each window four times wider than the
+//! last: SecantusDB's cost for a sorted, limited range query grows with the documents in the
+//! range, not with the limit (docs/PERFORMANCE.md), so a page of the newest logs of a day
+//! must not ask for the whole day at once.
+
+use std::time::Duration;
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::error::ErrorKind;
+use serde::{Deserialize, Serialize};
+
+use super::{fields, Store, StoreError};
+
+/// Width of the first time window a page walk queries.
+const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
+/// Server code for a query stopped by `maxTimeMS`.
+const MAX_TIME_EXPIRED: i32 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Order {
+    #[serde(rename = "n")]
+    NewestFirst,
+    #[serde(rename = "o")]
+    OldestFirst,
+}
+
+/// Where the next page starts: just past this record, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCursor {
+    #[serde(rename = "t")]
+    pub timestamp_ms: i64,
+    #[serde(rename = "i")]
+    pub id: String,
+    #[serde(rename = "o")]
+    pub order: Order,
+}
+
+impl PageCursor {
+    /// The cursor as an opaque token (hex of its JSON).
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        json.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// Reads a token [`encode`](Self::encode) made; `None` for anything else.
+    pub fn decode(token: &str) -> Option<PageCursor> {
+        if token.len() % 2 != 0 || token.len() > 1024 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..token.len())
+            .step_by(2)
+            .map(|index| u8::from_str_radix(token.get(index..index + 2)?, 16).ok())
+            .collect();
+        serde_json::from_slice(&bytes?).ok()
+    }
+}
+
+/// One page's request.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// Conditions on anything but time, flat.
+    pub filter: Document,
+    pub from: DateTime<Utc>,
+    /// Inclusive.
+    pub to: DateTime<Utc>,
+    pub order: Order,
+    pub after: Option<PageCursor>,
+    pub limit: usize,
+    pub max_time: Duration,
+}
+
+/// One end of a time window.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    time: DateTime<Utc>,
+    inclusive: bool,
+}
+
+impl Store {
+    /// A page of log documents for `request`, in its order.
+    pub async fn find_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
+        let newest_first = request.order == Order::NewestFirst;
+        let direction = if newest_first { -1 } else { 1 };
+        let mut page: Vec<Document> = Vec::with_capacity(request.limit);
+        // The edge the walk starts from: `to` (newest first) or `from` (oldest first), or just
+        // past the cursor, whose equal-time records with a further `_id` come first.
+        let mut edge = if newest_first {
+            Bound {
+                time: request.to,
+                inclusive: true,
+            }
+        } else {
+            Bound {
+                time: request.from,
+                inclusive: true,
+            }
+        };
+        if let Some(cursor) = &request.after {
+            let time =
+                DateTime::<Utc>::from_timestamp_millis(cursor.timestamp_ms).unwrap_or(request.from);
+            let id_past = if newest_first { "$lt" } else { "$gt" };
+            let mut ties = request.filter.clone();
+            ties.insert(fields::TIMESTAMP, bson::DateTime::from_chrono(time));
+            ties.insert(fields::ID, doc! { id_past: &cursor.id });
+            if (request.from..=request.to).contains(&time) {
+                page.extend(
+                    self.find_sorted(
+                        ties,
+                        doc! { fields::ID: direction },
+                        request.limit,
+                        request.max_time,
+                    )
+                    .await?,
+                );
+            }
+            let beyond_range = if newest_first {
+                time > request.to
+            } else {
+                time < request.from
+            };
+            if !beyond_range {
+                edge = Bound {
+                    time,
+                    inclusive: false,
+                };
+            }
+        }
+        let far_end = if newest_first {
+            request.from
+        } else {
+            request.to
+        };
+        let mut width = FIRST_WINDOW;
+        while page.len() < request.limit && in_range(edge, far_end, newest_first) {
+            let (low, high, next_edge) = if newest_first {
+                let low_time = edge
+                    .time
+                    .checked_sub_signed(width)
+                    .unwrap_or(far_end)
+                    .max(far_end);
+                let low = Bound {
+                    time: low_time,
+                    inclusive: true,
+                };
+                (
+                    low,
+                    edge,
+                    Bound {
+                        time: low_time,
+                        inclusive: false,
+                    },
+                )
+            } else {
+                let high_time = edge
+                    .time
+                    .checked_add_signed(width)
+                    .unwrap_or(far_end)
+                    .min(far_end);
+                let high = Bound {
+                    time: high_time,
+                    inclusive: high_time == far_end,
+                };
+                (
+                    edge,
+                    high,
+                    Bound {
+                        time: high_time,
+                        inclusive: true,
+                    },
+                )
+            };
+            let mut window = request.filter.clone();
+            window.insert(fields::TIMESTAMP, time_condition(low, high));
+            let wanted = request.limit - page.len();
+            page.extend(
+                self.find_sorted(
+                    window,
+                    doc! { fields::TIMESTAMP: direction, fields::ID: direction },
+                    wanted,
+                    request.max_time,
+                )
+                .await?,
+            );
+            let reached_far_end = if newest_first {
+                low.time <= far_end
+            } else {
+                high.time >= far_end
+            };
+            if reached_far_end {
+                break;
+            }
+            edge = next_edge;
+            width = width * 4;
+        }
+        Ok(page)
+    }
+
+    /// One log document by id.
+    pub async fn find_log(&self, id: &str) -> Result<Option<Document>, StoreError> {
+        self.logs
+            .find_one(doc! { fields::ID: id })
+            .await
+            .map_err(classify_query_error)
+    }
+
+    async fn find_sorted(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
+        self.logs
+            .find(filter)
+            .sort(sort)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
+            .max_time(max_time)
+            .await
+            .map_err(classify_query_error)?
+            .try_collect()
+            .await
+            .map_err(classify_query_error)
+    }
+}
+
+fn in_range(edge: Bound, far_end: DateTime<Utc>, newest_first: bool) -> bool {
+    if newest_first {
+        edge.time > far_end || (edge.inclusive && edge.time == far_end)
+    } else {
+        edge.time < far_end || (edge.inclusive && edge.time == far_end)
+    }
+}
+
+fn time_condition(low: Bound, high: Bound) -> Document {
+    let low_operator = if low.inclusive { "$gte" } else { "$gt" };
+    let high_operator = if high.inclusive { "$lte" } else { "$lt" };
+    doc! {
+        low_operator: Bson::DateTime(bson::DateTime::from_chrono(low.time)),
+        high_operator: Bson::DateTime(bson::DateTime::from_chrono(high.time)),
+    }
+}
+
+fn classify_query_error(error: mongodb::error::Error) -> StoreError {
+    match error.kind.as_ref() {
+        ErrorKind::Command(command) if command.code == MAX_TIME_EXPIRED => StoreError::QueryTimeout,
+        _ => StoreError::Unavailable(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let cursor = PageCursor {
+            timestamp_ms: 1_795_000_000_123,
+            id: "abc".into(),
+            order: Order::OldestFirst,
+        };
+        assert_eq!(PageCursor::decode(&cursor.encode()), Some(cursor));
+        for token in ["", "zz", "abc", "7b7d", &"a".repeat(2000)] {
+            assert_eq!(PageCursor::decode(token), None, "{token}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! search_service: the REST API over stored logs (port 5000 by default), plus `/healthz` and
+//! `/metrics` on the admin port.
+
+pub mod api;
+pub mod error;
+pub mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use logagg::backoff::Backoff;
+use logagg::settings::Settings;
+use logagg::shutdown::sleep_unless_cancelled;
+use logagg::store::Store;
+use logagg::telemetry::{self, Health};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Name shown for the service's MongoDB client.
+pub const SERVICE_NAME: &str = "search_service";
+
+/// Serves the API until `shutdown`. MongoDB being down does not stop it: queries answer 503
+/// until it is back.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let health = Health::default();
+    health.set("store", false);
+    let (_admin_address, admin_task) = telemetry::serve_admin(
+        &settings.telemetry.admin_listen,
+        telemetry::admin_router(health.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .context("binding the admin server")?;
+    let store = Store::connect(&settings.store, SERVICE_NAME)
+        .await
+        .context("configuring the MongoDB client")?;
+    let indexes = tokio::spawn(ensure_indexes(store.clone(), health, shutdown.clone()));
+    let listener = TcpListener::bind(&settings.search.listen)
+        .await
+        .with_context(|| format!("binding search.listen {}", settings.search.listen))?;
+    info!(address = %listener.local_addr()?, "search API listening");
+    let app = api::router(api::AppState {
+        store: store.clone(),
+        settings: Arc::new(settings.search.clone()),
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        })
+        .await;
+    shutdown.cancel();
+    let _ = indexes.await;
+    store.shutdown().await;
+    let _ = admin_task.await;
+    served.context("serving the API")
+}
+
+/// Creates the indexes the queries use, retrying while MongoDB is unreachable; marks the
+/// store healthy once done.
+async fn ensure_indexes(store: Store, health: Health, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match store.ensure_indexes().await {
+            Ok(()) => {
+                health.set("store", true);
+                return;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot create indexes yet");
+                if !sleep_unless_cancelled(delay, &shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! Query parameters of `GET /api/v1/logs`: parsed, validated (each error names its
+//! parameter) and turned into a flat MongoDB filter. Pure code, no I/O.
+
+use std::collections::BTreeSet;
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Duration, Utc};
+use logagg::parse::validate_service;
+use logagg::settings::SearchSettings;
+use logagg::store::fields;
+use logagg::store::search::{Order, PageCursor};
+use logagg::words::query_words;
+use logagg::Severity;
+
+/// A parameter the request got wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    pub parameter: String,
+    pub message: String,
+}
+
+impl QueryError {
+    pub fn new(parameter: impl Into<String>, message: impl Into<String>) -> QueryError {
+        QueryError {
+            parameter: parameter.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Most words a `q` may hold.
+pub const MAX_QUERY_WORDS: usize = 16;
+/// Longest `path` or attribute value, bytes.
+const MAX_VALUE_BYTES: usize = 1024;
+
+/// What `status` or `status_class` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Exact(u16),
+    /// `5xx` is `Class(5)`.
+    Class(u16),
+}
+
+/// A validated search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogQuery {
+    pub services: Vec<String>,
+    /// Empty means every severity.
+    pub severities: Vec<Severity>,
+    pub from: DateTime<Utc>,
+    /// Inclusive.
+    pub to: DateTime<Utc>,
+    pub host: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub status: Option<StatusFilter>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub words: Vec<String>,
+    pub contains: Option<String>,
+    pub order: Order,
+    pub limit: usize,
+    pub cursor: Option<PageCursor>,
+}
+
+impl LogQuery {
+    /// Parses query-string pairs (repeated keys allowed where the API says so) at `now`.
+    pub fn parse(
+        pairs: &[(String, String)],
+        now: DateTime<Utc>,
+        settings: &SearchSettings,
+    ) -> Result<LogQuery, QueryError> {
+        let mut services = Vec::new();
+        let mut severities: BTreeSet<Severity> = BTreeSet::new();
+        let mut single: std::collections::BTreeMap<&str, &str> = Default::default();
+        let mut attributes = Vec::new();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "service" => {
+                    validate_service(value)
+                        .map_err(|error| QueryError::new("service", error.to_string()))?;
+                    if !services.contains(value) {
+                        services.push(value.clone());
+                    }
+                }
+                "severity" => {
+                    severities.insert(parse_severity("severity", value)?);
+                }
+                "min_severity" | "from" | "to" | "host" | "status" | "status_class" | "method"
+                | "path" | "q" | "contains" | "order" | "limit" | "cursor" => {
+                    if single.insert(key.as_str(), value.as_str()).is_some() {
+                        return Err(QueryError::new(key, "may be given only once"));
+                    }
+                }
+                _ => match key.strip_prefix("attr.") {
+                    Some(attribute) => {
+                        attributes.push(parse_attribute(key, attribute, value)?);
+                    }
+                    None => {
+                        return Err(QueryError::new(key, "is not a parameter of this endpoint"))
+                    }
+                },
+            }
+        }
+        let mut severities: Vec<Severity> = severities.into_iter().collect();
+        if let Some(minimum) = single.get("min_severity") {
+            let minimum = parse_severity("min_severity", minimum)?;
+            if severities.is_empty() {
+                severities = Severity::ALL
+                    .into_iter()
+                    .filter(|severity| *severity >= minimum)
+                    .collect();
+            } else {
+                severities.retain(|severity| *severity >= minimum);
+                if severities.is_empty() {
+                    return Err(QueryError::new(
+                        "min_severity",
+                        "excludes every severity given in `severity`",
+                    ));
+                }
+            }
+        }
+        let to = match single.get("to") {
+            Some(text) => parse_time("to", text, now)?,
+            None => now,
+        };
+        let from = match single.get("from") {
+            Some(text) => parse_time("from", text, now)?,
+            None => to - Duration::hours(i64::from(settings.default_range_hours)),
+        };
+        if from > to {
+            return Err(QueryError::new("from", "is after `to`"));
+        }
+        let status = match (single.get("status"), single.get("status_class")) {
+            (Some(_), Some(_)) => {
+                return Err(QueryError::new(
+                    "status_class",
+                    "give `status` or `status_class`, not both",
+                ))
+            }
+            (Some(status), None) => Some(StatusFilter::Exact(parse_status(status)?)),
+            (None, Some(class)) => Some(StatusFilter::Class(parse_status_class(class)?)),
+            (None, None) => None,
+        };
+        let method = single
+            .get("method")
+            .map(|method| {
+                if method.is_empty()
+                    || method.len() > 16
+                    || !method.bytes().all(|byte| byte.is_ascii_alphabetic())
+                {
+                    Err(QueryError::new("method", "must be an HTTP method like GET"))
+                } else {
+                    Ok(method.to_ascii_uppercase())
+                }
+            })
+            .transpose()?;
+        let path = single
+            .get("path")
+            .map(|path| bounded("path", path, MAX_VALUE_BYTES))
+            .transpose()?;
+        let host = single
+            .get("host")
+            .map(|host| bounded("host", host, 255))
+            .transpose()?;
+        let words = match single.get("q") {
+            Some(text) => {
+                bounded("q", text, settings.max_text_bytes)?;
+                let words = query_words(text);
+                if words.is_empty() {
+                    return Err(QueryError::new("q", "holds no word (letters or digits)"));
+                }
+                if words.len() > MAX_QUERY_WORDS {
+                    return Err(QueryError::new(
+                        "q",
+                        format!("holds more than {MAX_QUERY_WORDS} words"),
+                    ));
+                }
+                words
+            }
+            None => Vec::new(),
+        };
+        let contains = single
+            .get("contains")
+            .map(|text| bounded("contains", text, settings.max_text_bytes))
+            .transpose()?;
+        let order = match single.get("order").copied() {
+            None | Some("newest") => Order::NewestFirst,
+            Some("oldest") => Order::OldestFirst,
+            Some(_) => return Err(QueryError::new("order", "must be `newest` or `oldest`")),
+        };
+        let limit = match single.get("limit") {
+            Some(text) => {
+                let limit: u64 = text
+                    .parse()
+                    .map_err(|_| QueryError::new("limit", "must be a whole number"))?;
+                if limit == 0 || limit > u64::from(settings.max_limit) {
+                    return Err(QueryError::new(
+                        "limit",
+                        format!("must be between 1 and {}", settings.max_limit),
+                    ));
+                }
+                limit as usize
+            }
+            None => settings.default_limit as usize,
+        };
+        let cursor = single
+            .get("cursor")
+            .map(|text| {
+                let cursor = PageCursor::decode(text)
+                    .ok_or_else(|| QueryError::new("cursor", "is not a cursor this API issued"))?;
+                if cursor.order != order {
+                    return Err(QueryError::new(
+                        "cursor",
+                        "was issued for the other `order`",
+                    ));
+                }
+                Ok(cursor)
+            })
+            .transpose()?;
+        Ok(LogQuery {
+            services,
+            severities,
+            from,
+            to,
+            host,
+            attributes,
+            status,
+            method,
+            path,
+            words,
+            contains,
+            order,
+            limit,
+            cursor,
+        })
+    }
+
+    /// The MongoDB filter, flat (one condition per field) and without the time range, which
+    /// the store's page walk adds window by window.
+    pub fn filter(&self) -> Document {
+        let mut filter = Document::new();
+        if let Some(condition) = one_or_in(self.services.iter().map(|s| Bson::from(s.as_str()))) {
+            filter.insert(fields::SERVICE, condition);
+        }
+        if let Some(condition) = one_or_in(self.severities.iter().map(|s| Bson::from(s.as_str()))) {
+            filter.insert(fields::SEVERITY, condition);
+        }
+        if let Some(host) = &self.host {
+            filter.insert(fields::HOST, host.as_str());
+        }
+        for (key, value) in &self.attributes {
+            filter.insert(
+                format!("{}.{key}", fields::ATTRIBUTES),
+                doc! { "$in": attribute_values(value) },
+            );
+        }
+        let http = |name: &str| format!("{}.{name}", fields::HTTP);
+        match self.status {
+            Some(StatusFilter::Exact(status)) => {
+                filter.insert(http(fields::HTTP_STATUS), i32::from(status));
+            }
+            Some(StatusFilter::Class(class)) => {
+                let low = i32::from(class) * 100;
+                filter.insert(
+                    http(fields::HTTP_STATUS),
+                    doc! { "$gte": low, "$lt": low + 100 },
+                );
+            }
+            None => {}
+        }
+        if let Some(method) = &self.method {
+            filter.insert(http(fields::HTTP_METHOD), method.as_str());
+        }
+        if let Some(path) = &self.path {
+            filter.insert(http(fields::HTTP_PATH), path.as_str());
+        }
+        match self.words.as_slice() {
+            [] => {}
+            [word] => {
+                filter.insert(fields::WORDS, word.as_str());
+            }
+            words => {
+                filter.insert(fields::WORDS, doc! { "$all": words });
+            }
+        }
+        if let Some(text) = &self.contains {
+            filter.insert(
+                fields::MESSAGE,
+                Bson::RegularExpression(bson::Regex {
+                    pattern: escape_regex(text),
+                    options: String::new(),
+                }),
+            );
+        }
+        filter
+    }
+}
+
+fn one_or_in(values: impl Iterator<Item = Bson>) -> Option<Bson> {
+    let mut values: Vec<Bson> = values.collect();
+    match values.len() {
+        0 => None,
+        1 => values.pop(),
+        _ => Some(Bson::Document(doc! { "$in": values })),
+    }
+}
+
+fn parse_severity(parameter: &str, text: &str) -> Result<Severity, QueryError> {
+    text.parse()
+        .map_err(|_| QueryError::new(parameter, format!("`{}` is not a severity", clip(text))))
+}
+
+/// RFC 3339, or a relative age back from `now`: `90s`, `15m`, `24h`, `7d`, `2w`; `now` too.
+pub fn parse_time(
+    parameter: &str,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, QueryError> {
+    let invalid = || {
+        QueryError::new(
+            parameter,
+            format!(
+                "`{}` is neither an RFC 3339 time nor an age like 15m, 24h, 7d",
+                clip(text)
+            ),
+        )
+    };
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let amount: i64 = number.parse().map_err(|_| invalid())?;
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(invalid()),
+    };
+    amount
+        .checked_mul(seconds_per_unit)
+        .filter(|seconds| (0..=100 * 366 * 86_400).contains(seconds))
+        .and_then(Duration::try_seconds)
+        .and_then(|age| now.checked_sub_signed(age))
+        .ok_or_else(|| QueryError::new(parameter, "must be an age of at most 100 years"))
+}
+
+fn parse_status(text: &str) -> Result<u16, QueryError> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|status| (100..=599).contains(status))
+        .ok_or_else(|| QueryError::new("status", "must be an HTTP status from 100 to 599"))
+}
+
+fn parse_status_class(text: &str) -> Result<u16, QueryError> {
+    match text.to_ascii_lowercase().as_bytes() {
+        [digit @ b'1'..=b'5', b'x', b'x'] => Ok(u16::from(digit - b'0')),
+        _ => Err(QueryError::new("status_class", "must be one of 1xx … 5xx")),
+    }
+}
+
+fn parse_attribute(
+    parameter: &str,
+    key: &str,
+    value: &str,
+) -> Result<(String, String), QueryError> {
+    let key_ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'));
+    if !key_ok {
+        return Err(QueryError::new(
+            parameter,
+            "attribute names are 1-64 letters, digits, `_` or `-`",
+        ));
+    }
+    bounded(parameter, value, MAX_VALUE_BYTES)?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// An attribute value as text matches it stored as text, number or boolean.
+fn attribute_values(value: &str) -> Vec<Bson> {
+    let mut values = vec![Bson::from(value)];
+    if let Ok(integer) = value.parse::<i64>() {
+        values.push(Bson::Int64(integer));
+    } else if let Ok(number) = value.parse::<f64>() {
+        if number.is_finite() {
+            values.push(Bson::Double(number));
+        }
+    }
+    if let Ok(flag) = value.parse::<bool>() {
+        values.push(Bson::Boolean(flag));
+    }
+    values
+}
+
+fn bounded(parameter: &str, text: &str, max_bytes: usize) -> Result<String, QueryError> {
+    if text.is_empty() {
+        return Err(QueryError::new(parameter, "must not be empty"));
+    }
+    if text.len() > max_bytes {
+        return Err(QueryError::new(
+            parameter,
+            format!("is longer than {max_bytes} bytes"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `text` as a regular expression matching itself literally.
+pub fn escape_regex(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() * 2);
+    for character in text.chars() {
+        if "\\^$.|?*+()[]{}/-".contains(character) {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+/// At most 64 characters of client text, for error messages.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+    }
+
+    fn parse(query: &str) -> Result<LogQuery, QueryError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+        LogQuery::parse(&pairs, now(), &SearchSettings::default())
+    }
+
+    #[test]
+    fn defaults_are_the_last_day_newest_first_a_page_of_100() {
+        let query = parse("").unwrap();
+        assert_eq!(query.to, now());
+        assert_eq!(query.from, now() - Duration::hours(24));
+        assert_eq!((query.order, query.limit), (Order::NewestFirst, 100));
+        assert!(query.filter().is_empty());
+    }
+
+    #[test]
+    fn every_filter_lands_in_one_flat_document() {
+        let query = parse(
+            "service=web&service=auth&min_severity=warn&from=7d&to=2026-11-21T11:00:00Z&host=h1\
+             &attr.order=42&status_class=5xx&method=get&path=/pay&q=Payment+FAILED&contains=a.b*",
+        )
+        .unwrap();
+        assert_eq!(query.from, now() - Duration::days(7));
+        let filter = query.filter();
+        assert_eq!(
+            filter.get_document("service").unwrap(),
+            &doc! { "$in": ["web", "auth"] }
+        );
+        assert_eq!(
+            filter.get_document("severity").unwrap(),
+            &doc! { "$in": ["warn", "error", "fatal"] }
+        );
+        assert_eq!(
+            filter.get_document("attrs.order").unwrap(),
+            &doc! { "$in": ["42", 42_i64] }
+        );
+        assert_eq!(
+            filter.get_document("http.status").unwrap(),
+            &doc! { "$gte": 500, "$lt": 600 }
+        );
+        assert_eq!(filter.get_str("http.method").unwrap(), "GET");
+        assert_eq!(
+            filter.get_document("words").unwrap(),
+            &doc! { "$all": ["payment", "failed"] }
+        );
+        let Some(Bson::RegularExpression(regex)) = filter.get("message") else {
+            panic!("no regex")
+        };
+        assert_eq!(regex.pattern, r"a\.b\*");
+        assert!(
+            filter.keys().all(|key| !key.starts_with('$')),
+            "flat: {filter}"
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_parameter() {
+        let long = "w ".repeat(200);
+        for (query, parameter) in [
+            ("from=yesterday", "from"),
+            ("to=2026-13-01T00:00:00Z", "to"),
+            ("from=1h&to=2h", "from"),
+            ("limit=0", "limit"),
+            ("limit=1000000000", "limit"),
+            ("limit=ten", "limit"),
+            ("severity=loud", "severity"),
+            ("min_severity=loud", "min_severity"),
+            ("severity=debug&min_severity=error", "min_severity"),
+            (&format!("q={long}"), "q"),
+            ("q=---", "q"),
+            ("contains=", "contains"),
+            ("cursor=nonsense", "cursor"),
+            ("status=700", "status"),
+            ("status_class=6xx", "status_class"),
+            ("status=500&status_class=5xx", "status_class"),
+            ("service=bad%20name", "service"),
+            ("attr.a$b=1", "attr.a$b"),
+            ("order=random", "order"),
+            ("limit=5&limit=6", "limit"),
+            ("colour=red", "colour"),
+            ("from=999999999999d", "from"),
+        ] {
+            let error = parse(query).expect_err(query);
+            assert_eq!(error.parameter, parameter, "{query}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn regex_metacharacters_are_escaped_to_literals() {
+        assert_eq!(escape_regex("(a|b)^$"), r"\(a\|b\)\^\$");
+        assert_eq!(escape_regex("plain text"), "plain text");
+    }
+}
