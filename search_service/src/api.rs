@@ -58,18 +58,7 @@ async fn search_logs(
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|_| QueryError::new("query", "is not a valid query string"))?;
     let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
-    let documents = state
-        .store
-        .find_page(&PageRequest {
-            filter: query.filter(),
-            from: query.from,
-            to: query.to,
-            order: query.order,
-            after: query.cursor.clone(),
-            limit: query.limit,
-            max_time: Duration::from_millis(state.settings.query_timeout_ms),
-        })
-        .await?;
+    let documents = state.store.find_page(&page_request(&state, &query)).await?;
     let next_cursor = (documents.len() == query.limit)
         .then(|| {
             documents
@@ -118,7 +107,8 @@ async fn compat_service_severity_logs(
     compat_logs(&state, service, Some(severity)).await
 }
 
-/// Newest first, the default page size, over the default range: what `/logs/...` answered.
+/// Newest first (the parsed default), the default page size, over the default range: what
+/// `/logs/...` answered.
 async fn compat_logs(
     state: &AppState,
     service: String,
@@ -129,22 +119,23 @@ async fn compat_logs(
         pairs.push(("severity".to_owned(), severity.as_str().to_owned()));
     }
     let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
-    let documents = state
-        .store
-        .find_page(&PageRequest {
-            filter: query.filter(),
-            from: query.from,
-            to: query.to,
-            order: Order::NewestFirst,
-            after: None,
-            limit: query.limit,
-            max_time: Duration::from_millis(state.settings.query_timeout_ms),
-        })
-        .await?;
+    let documents = state.store.find_page(&page_request(state, &query)).await?;
     Ok(Json(CompatLogs {
         message: "Logs retrieved successfully",
         logs: documents.iter().map(log_json).collect(),
     }))
+}
+
+fn page_request(state: &AppState, query: &LogQuery) -> PageRequest {
+    PageRequest {
+        filter: query.filter(),
+        from: query.from,
+        to: query.to,
+        order: query.order,
+        after: query.cursor.clone(),
+        limit: query.limit,
+        max_time: Duration::from_millis(state.settings.query_timeout_ms),
+    }
 }
 
 fn cursor_after(document: &Document, order: Order) -> Option<String> {
