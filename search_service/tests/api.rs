@@ -249,3 +249,33 @@ async fn compatible_routes_answer_as_the_prototype_did() {
     assert_eq!(one["message"], records[3].message);
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn mongodb_down_gives_503_and_the_api_recovers() {
+    let mut server = logagg::testsuite::MongoServer::start();
+    let context = TestContext::with_mongo_url("search_mongo_down", &server.url()).await;
+    let records = logs(10, "d");
+    context.store.insert_records(&records).await.expect("seed");
+    let app = app(&context).await;
+    let (status, _) = get(&app, "/api/v1/logs").await;
+    assert_eq!(status, StatusCode::OK);
+
+    server.stop();
+    let (status, body) = get(&app, "/api/v1/logs?service=web").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert!(
+        !body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("127.0.0.1"),
+        "internals stay in the log: {body}"
+    );
+
+    server.resume();
+    logagg::testsuite::await_store(&context.store).await;
+    let (status, body) = get(&app, "/api/v1/logs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body).len(), records.len());
+    context.cleanup().await;
+}
