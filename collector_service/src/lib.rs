@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use logagg::backoff::Backoff;
+use logagg::backoff::{retry_until_ok, Backoff};
 use logagg::settings::Settings;
 use logagg::store::Store;
 use logagg::telemetry::{self, Health};
@@ -106,24 +106,17 @@ async fn ensure_indexes(
     health: &Health,
     shutdown: &CancellationToken,
 ) -> bool {
-    let mut backoff = Backoff::new(
+    let backoff = Backoff::new(
         Duration::from_millis(settings.collector.retry_initial_ms),
         Duration::from_millis(settings.collector.retry_max_ms),
     );
-    loop {
-        match store.ensure_indexes().await {
-            Ok(()) => {
-                health.set("store", true);
-                info!("indexes ready");
-                return true;
-            }
-            Err(error) => {
-                let delay = backoff.next_delay();
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot create indexes yet");
-                if !shutdown::sleep_unless_cancelled(delay, shutdown).await {
-                    return false;
-                }
-            }
-        }
+    let ready = retry_until_ok("create indexes", backoff, shutdown, || {
+        store.ensure_indexes()
+    })
+    .await;
+    if ready {
+        health.set("store", true);
+        info!("indexes ready");
     }
+    ready
 }

@@ -1,6 +1,10 @@
 //! Exponential backoff with jitter for reconnects and write retries.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 /// Doubles the delay after every failure up to a ceiling; `reset` after a success.
 /// Each delay is drawn between half and all of the current step, so many collectors
@@ -33,6 +37,34 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.current = self.initial;
+    }
+}
+
+/// Runs `attempt` until it succeeds, waiting `backoff`'s delays between failures and logging
+/// each failure as a WARN that `what` cannot be done yet. `false` if `shutdown` came first.
+/// For start-up steps that must wait for a dependency, such as creating indexes.
+pub async fn retry_until_ok<Attempt, Fut, Error>(
+    what: &str,
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut attempt: Attempt,
+) -> bool
+where
+    Attempt: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+    Error: Display,
+{
+    loop {
+        match attempt().await {
+            Ok(()) => return true,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot {what} yet");
+                if !crate::shutdown::sleep_unless_cancelled(delay, shutdown).await {
+                    return false;
+                }
+            }
+        }
     }
 }
 

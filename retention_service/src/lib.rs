@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use logagg::backoff::Backoff;
+use logagg::backoff::{retry_until_ok, Backoff};
 use logagg::settings::Settings;
-use logagg::shutdown;
 use logagg::store::{InsertOutcome, Store};
 use logagg::telemetry::{self, Health};
 use serde::Serialize;
@@ -25,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::purge::{PurgeError, Purger, RunReport, Trigger};
+use crate::purge::{Purger, RunReport, Trigger};
 
 /// Name shown for the service's MongoDB client and in lease holders.
 pub const SERVICE_NAME: &str = "retention_service";
@@ -51,7 +50,13 @@ pub async fn run(
     .await
     .context("binding the admin server")?;
     let purger = connect(&settings, clock, shutdown.clone()).await?;
-    let ready = ensure_indexes(&purger.store, &shutdown).await;
+    let ready = retry_until_ok(
+        "create indexes",
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+        &shutdown,
+        || purger.store.ensure_retention_indexes(),
+    )
+    .await;
     if ready {
         health.set("store", true);
         let mut scheduler =
@@ -84,7 +89,7 @@ pub async fn purge_once(
         .context("creating indexes")?;
     let outcome = purger.run(Trigger::Manual, dry_run).await;
     purger.store.shutdown().await;
-    outcome.map_err(|error: PurgeError| anyhow::Error::new(error))
+    Ok(outcome?)
 }
 
 /// What a restore did.
@@ -152,21 +157,4 @@ async fn connect(
         ),
         shutdown,
     })
-}
-
-/// Creates the indexes, retrying while MongoDB is unreachable. `false` if shut down first.
-async fn ensure_indexes(store: &Store, shutdown: &CancellationToken) -> bool {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match store.ensure_retention_indexes().await {
-            Ok(()) => return true,
-            Err(error) => {
-                let delay = backoff.next_delay();
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot create indexes yet");
-                if !shutdown::sleep_unless_cancelled(delay, shutdown).await {
-                    return false;
-                }
-            }
-        }
-    }
 }

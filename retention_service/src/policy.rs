@@ -106,12 +106,9 @@ pub fn expired_filter(policies: &[Policy], index: usize, now: DateTime<Utc>) -> 
     filter
 }
 
-/// The filter for resolved alerts older than `max_age` at `now` (firing alerts have no
-/// resolution time and never match).
-pub fn expired_alerts_filter(max_age: Duration, now: DateTime<Utc>) -> Document {
-    let cutoff = now
-        .checked_sub_signed(max_age)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+/// The filter for alerts resolved before `cutoff` (firing alerts have no resolution time and
+/// never match).
+pub fn expired_alerts_filter(cutoff: DateTime<Utc>) -> Document {
     doc! { alert_fields::RESOLVED_AT: { "$lt": bson::DateTime::from_chrono(cutoff) } }
 }
 

@@ -146,7 +146,9 @@ impl Purger {
             alerts: PolicyReport {
                 policy: "alerts".into(),
                 max_age_days: self.settings.alert_max_age_days,
-                cutoff: as_of - chrono::Duration::days(self.settings.alert_max_age_days),
+                cutoff: as_of
+                    .checked_sub_signed(chrono::Duration::days(self.settings.alert_max_age_days))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
                 ..PolicyReport::default()
             },
             duration_ms: 0,
@@ -181,10 +183,7 @@ impl Purger {
             let filter = policy::expired_filter(policies, index, report.as_of);
             policy_report.deleted = self.store.count_matching(PurgeTarget::Logs, filter).await?;
         }
-        let alert_filter = policy::expired_alerts_filter(
-            chrono::Duration::days(self.settings.alert_max_age_days),
-            report.as_of,
-        );
+        let alert_filter = policy::expired_alerts_filter(report.alerts.cutoff);
         report.alerts.deleted = self
             .store
             .count_matching(PurgeTarget::Alerts, alert_filter)
@@ -209,11 +208,8 @@ impl Purger {
             )
             .await?;
         }
-        let alert_filter = policy::expired_alerts_filter(
-            chrono::Duration::days(self.settings.alert_max_age_days),
-            report.as_of,
-        );
         let end = report.alerts.cutoff;
+        let alert_filter = policy::expired_alerts_filter(end);
         self.purge_target(
             PurgeTarget::Alerts,
             alert_filter,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use logagg::backoff::Backoff;
 use logagg::settings::parse_schedule;
-use logagg::shutdown::sleep_unless_cancelled;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -62,7 +62,8 @@ pub async fn run_loop(
     shutdown: CancellationToken,
 ) {
     let mut retry_backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(1800));
-    let mut retry_in = catch_up_delay(&purger).await;
+    // A run the loop owes itself: the catch-up at start, or the retry of a failed run.
+    let mut owed = catch_up(&purger).await;
     loop {
         let request = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -70,15 +71,11 @@ pub async fn run_loop(
                 Some(request) => request,
                 None => break,
             },
-            true = wait_for_retry(retry_in, &shutdown) => RunRequest {
-                trigger: if retry_in == Some(Duration::ZERO) { Trigger::Missed } else { Trigger::Retry },
-                dry_run: false,
-                reply: None,
-            },
+            trigger = run_when_due(owed) => RunRequest { trigger, dry_run: false, reply: None },
         };
         let outcome = purger.run(request.trigger, request.dry_run).await;
         if !request.dry_run {
-            retry_in = match &outcome {
+            owed = match &outcome {
                 Ok(_) | Err(PurgeError::LeaseHeld(_) | PurgeError::Interrupted) => {
                     retry_backoff.reset();
                     None
@@ -86,7 +83,7 @@ pub async fn run_loop(
                 Err(_) => {
                     let delay = retry_backoff.next_delay();
                     warn!(retry_in_seconds = delay.as_secs(), "purge will be retried");
-                    Some(delay)
+                    Some((Instant::now() + delay, Trigger::Retry))
                 }
             };
         }
@@ -99,8 +96,9 @@ pub async fn run_loop(
     }
 }
 
-/// `Some(0)` when a scheduled run was missed (or none ever completed), else `None`.
-async fn catch_up_delay(purger: &Purger) -> Option<Duration> {
+/// A run now when a scheduled one was missed (or none ever completed); a retry in a minute
+/// when past runs cannot be read; otherwise nothing.
+async fn catch_up(purger: &Purger) -> Option<(Instant, Trigger)> {
     let Ok(schedule) = parse_schedule(&purger.settings.schedule) else {
         return None;
     };
@@ -110,19 +108,22 @@ async fn catch_up_delay(purger: &Purger) -> Option<Duration> {
             if missed {
                 info!(last_completed = ?last_completed, "a scheduled purge was missed; running one now");
             }
-            missed.then_some(Duration::ZERO)
+            missed.then(|| (Instant::now(), Trigger::Missed))
         }
         Err(error) => {
             error!(%error, "cannot read past runs; retrying the catch-up check later");
-            Some(Duration::from_secs(60))
+            Some((Instant::now() + Duration::from_secs(60), Trigger::Retry))
         }
     }
 }
 
-/// Resolves `true` after `delay`; never when there is none or on shutdown.
-async fn wait_for_retry(delay: Option<Duration>, shutdown: &CancellationToken) -> bool {
-    match delay {
-        Some(delay) => sleep_unless_cancelled(delay, shutdown).await,
+/// Resolves with the owed run's trigger when it is due; never when none is owed.
+async fn run_when_due(owed: Option<(Instant, Trigger)>) -> Trigger {
+    match owed {
+        Some((due, trigger)) => {
+            tokio::time::sleep_until(due).await;
+            trigger
+        }
         None => std::future::pending().await,
     }
 }

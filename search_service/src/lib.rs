@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use logagg::backoff::Backoff;
+use logagg::backoff::{retry_until_ok, Backoff};
 use logagg::settings::Settings;
-use logagg::shutdown::sleep_unless_cancelled;
 use logagg::store::Store;
 use logagg::telemetry::{self, Health};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Name shown for the service's MongoDB client.
 pub const SERVICE_NAME: &str = "search_service";
@@ -61,20 +60,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// Creates the indexes the queries use, retrying while MongoDB is unreachable; marks the
 /// store healthy once done.
 async fn ensure_indexes(store: Store, health: Health, shutdown: CancellationToken) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match store.ensure_indexes().await {
-            Ok(()) => {
-                health.set("store", true);
-                return;
-            }
-            Err(error) => {
-                let delay = backoff.next_delay();
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot create indexes yet");
-                if !sleep_unless_cancelled(delay, &shutdown).await {
-                    return;
-                }
-            }
-        }
+    let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    if retry_until_ok("create indexes", backoff, &shutdown, || {
+        store.ensure_indexes()
+    })
+    .await
+    {
+        health.set("store", true);
     }
 }

@@ -105,11 +105,11 @@ impl Store {
         if let Some(cursor) = &request.after {
             let time =
                 DateTime::<Utc>::from_timestamp_millis(cursor.timestamp_ms).unwrap_or(request.from);
-            let id_past = if newest_first { "$lt" } else { "$gt" };
-            let mut ties = request.filter.clone();
-            ties.insert(fields::TIMESTAMP, bson::DateTime::from_chrono(time));
-            ties.insert(fields::ID, doc! { id_past: &cursor.id });
             if (request.from..=request.to).contains(&time) {
+                let id_past = if newest_first { "$lt" } else { "$gt" };
+                let mut ties = request.filter.clone();
+                ties.insert(fields::TIMESTAMP, bson::DateTime::from_chrono(time));
+                ties.insert(fields::ID, doc! { id_past: &cursor.id });
                 page.extend(
                     self.find_sorted(
                         ties,
