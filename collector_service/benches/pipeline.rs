@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo bench -p collector_service --bench pipeline` (services from scripts/setup.sh).
 //! Sizes: `BENCH_MESSAGES` (default 200000); (c) and (d) run `BENCH_REPEAT` times (default 3)
-//! and their medians make the ratio.
+//! and their medians make the ratio. `LOGAGG__STORE__WORD_INDEX=false` measures (c) and (d)
+//! without storing messages' words (the collector child inherits the variable).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -216,6 +217,11 @@ async fn broker_ceiling(count: u64) -> (f64, f64) {
     (publish_rate, drain_rate)
 }
 
+/// `store.word_index` as the bench's environment sets it (default on).
+fn word_index() -> bool {
+    std::env::var("LOGAGG__STORE__WORD_INDEX").map_or(true, |value| value != "false")
+}
+
 async fn insert_ceiling(count: u64) -> f64 {
     let context = TestContext::new("bench_insert").await;
     context.store.ensure_indexes().await.expect("indexes");
@@ -232,7 +238,7 @@ async fn insert_ceiling(count: u64) -> f64 {
                 received_at: Utc::now(),
             })
             .expect("parse");
-            record_to_document(&record)
+            record_to_document(&record, word_index())
         })
         .collect();
     let started = Instant::now();
@@ -402,7 +408,7 @@ fn decode_cost(count: u64) -> (f64, f64) {
     let started = Instant::now();
     let mut encoded_bytes = 0usize;
     for record in &decoded.records {
-        let document = record_to_document(record);
+        let document = record_to_document(record, true);
         encoded_bytes += bson::to_vec(&document).map_or(0, |bytes| bytes.len());
     }
     let encode_seconds = started.elapsed().as_secs_f64();

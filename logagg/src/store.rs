@@ -96,6 +96,7 @@ pub struct Store {
     alerts: Collection<Document>,
     leases: Collection<Document>,
     retention_runs: Collection<Document>,
+    word_index: bool,
 }
 
 impl Store {
@@ -125,6 +126,7 @@ impl Store {
             alerts: collection(&settings.alerts_collection),
             leases: collection(&settings.leases_collection),
             retention_runs: collection(&settings.retention_runs_collection),
+            word_index: settings.word_index,
             client,
         })
     }
@@ -139,6 +141,11 @@ impl Store {
 
     pub fn retention_runs(&self) -> &Collection<Document> {
         &self.retention_runs
+    }
+
+    /// Whether messages' words are stored and indexed (`store.word_index`).
+    pub fn word_index(&self) -> bool {
+        self.word_index
     }
 
     pub fn client(&self) -> &Client {
@@ -170,7 +177,7 @@ impl Store {
 
     /// Creates the indexes the queries need; idempotent.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let indexes = [
+        let mut indexes = vec![
             IndexModel::builder()
                 .keys(doc! { fields::SERVICE: 1, fields::SEVERITY: 1, fields::TIMESTAMP: -1 })
                 .options(
@@ -183,15 +190,19 @@ impl Store {
                 .keys(doc! { fields::TIMESTAMP: -1 })
                 .options(IndexOptions::builder().name(INDEX_TIME.to_owned()).build())
                 .build(),
-            IndexModel::builder()
-                .keys(doc! { fields::WORDS: 1, fields::TIMESTAMP: -1 })
-                .options(
-                    IndexOptions::builder()
-                        .name(INDEX_WORDS_TIME.to_owned())
-                        .build(),
-                )
-                .build(),
         ];
+        if self.word_index {
+            indexes.push(
+                IndexModel::builder()
+                    .keys(doc! { fields::WORDS: 1, fields::TIMESTAMP: -1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name(INDEX_WORDS_TIME.to_owned())
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
         self.logs
             .create_indexes(indexes)
             .await
@@ -207,7 +218,10 @@ impl Store {
         if records.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        let documents: Vec<Document> = records.iter().map(record_to_document).collect();
+        let documents: Vec<Document> = records
+            .iter()
+            .map(|record| record_to_document(record, self.word_index))
+            .collect();
         self.insert_documents(documents).await
     }
 
@@ -279,8 +293,8 @@ fn classify_insert_error(
     Ok(outcome)
 }
 
-/// The stored form of a record.
-pub fn record_to_document(record: &LogRecord) -> Document {
+/// The stored form of a record; with `words`, also the message's words for word search.
+pub fn record_to_document(record: &LogRecord, words: bool) -> Document {
     let mut document = doc! {
         fields::ID: &record.id,
         fields::TIMESTAMP: bson::DateTime::from_chrono(record.timestamp),
@@ -289,9 +303,11 @@ pub fn record_to_document(record: &LogRecord) -> Document {
         fields::SEVERITY: record.severity.as_str(),
         fields::MESSAGE: &record.message,
     };
-    let words = crate::words::message_words(&record.message);
-    if !words.is_empty() {
-        document.insert(fields::WORDS, words);
+    if words {
+        let words = crate::words::message_words(&record.message);
+        if !words.is_empty() {
+            document.insert(fields::WORDS, words);
+        }
     }
     if let Some(host) = &record.host {
         document.insert(fields::HOST, host);
@@ -428,7 +444,7 @@ mod tests {
     #[test]
     fn records_round_trip_through_documents() {
         let record = sample();
-        let document = record_to_document(&record);
+        let document = record_to_document(&record, true);
         assert_eq!(document.get_str(fields::ID).unwrap(), "m-1");
         assert_eq!(document.get_str(fields::SEVERITY).unwrap(), "error");
         let words: Vec<&str> = document
@@ -447,7 +463,8 @@ mod tests {
         record.host = None;
         record.http = None;
         record.attributes = Map::new();
-        let document = record_to_document(&record);
+        let document = record_to_document(&record, false);
+        assert!(!document.contains_key(fields::WORDS));
         assert!(!document.contains_key(fields::HOST));
         assert!(!document.contains_key(fields::HTTP));
         assert!(!document.contains_key(fields::ATTRIBUTES));

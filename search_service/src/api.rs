@@ -26,6 +26,20 @@ pub struct AppState {
     pub settings: Arc<SearchSettings>,
 }
 
+impl AppState {
+    /// `q` needs the words the collector stores only with `store.word_index`.
+    fn check_word_search(&self, query: &LogQuery) -> Result<(), ApiError> {
+        if query.words.is_empty() || self.store.word_index() {
+            return Ok(());
+        }
+        Err(QueryError::new(
+            "q",
+            "is not available: word search is off on this deployment (store.word_index)",
+        )
+        .into())
+    }
+}
+
 /// The API: `/api/v1/logs`, `/api/v1/logs/{id}`, and the compatible `/logs/...` routes; any
 /// other path is a JSON 404.
 pub fn router(state: AppState) -> Router {
@@ -58,6 +72,7 @@ async fn search_logs(
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|_| QueryError::new("query", "is not a valid query string"))?;
     let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
+    state.check_word_search(&query)?;
     let documents = state.store.find_page(&page_request(&state, &query)).await?;
     let next_cursor = (documents.len() == query.limit)
         .then(|| {

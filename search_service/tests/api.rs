@@ -214,6 +214,20 @@ async fn bad_input_gets_400_naming_the_parameter_and_unknown_routes_404() {
             "{query}: {message}"
         );
     }
+    let mut settings = context.settings.store.clone();
+    settings.word_index = false;
+    let without_words = router(AppState {
+        store: logagg::store::Store::connect(&settings, "search-tests")
+            .await
+            .expect("client"),
+        settings: Arc::new(SearchSettings::default()),
+    });
+    let (status, body) = get(&without_words, "/api/v1/logs?q=payment").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("store.word_index"));
     let (status, body) = get(&app, "/api/v1/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
