@@ -9,6 +9,7 @@ pub const DEAD_LETTERED: &str = "logagg_collector_dead_lettered_total";
 pub const BATCH_SIZE: &str = "logagg_collector_batch_size";
 pub const WRITE_LATENCY: &str = "logagg_collector_write_latency_seconds";
 pub const WRITE_FAILURES: &str = "logagg_collector_write_failures_total";
+pub const STATS_FAILURES: &str = "logagg_collector_stats_failures_total";
 pub const RECONNECTS: &str = "logagg_collector_broker_reconnects_total";
 
 /// Registers descriptions so `/metrics` explains each series.
@@ -23,6 +24,10 @@ pub fn describe() {
     metrics::describe_histogram!(BATCH_SIZE, "Messages per written batch.");
     metrics::describe_histogram!(WRITE_LATENCY, "Seconds per bulk insert, successful or not.");
     metrics::describe_counter!(WRITE_FAILURES, "Bulk inserts that failed and were retried.");
+    metrics::describe_counter!(
+        STATS_FAILURES,
+        "Batches stored but missing from the stats rollups (their update failed)."
+    );
     metrics::describe_counter!(
         RECONNECTS,
         "Times the broker connection was re-established."

@@ -9,6 +9,7 @@ use logagg::backoff::Backoff;
 use logagg::broker::BrokerError;
 use logagg::settings::Settings;
 use logagg::shutdown;
+use logagg::store::stats::Rollup;
 use logagg::store::{InsertOutcome, Store};
 use logagg::telemetry::Health;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +60,7 @@ impl Writer {
             };
             self.reject(&messages[message_index], &rejection).await?;
         }
+        self.record_stats(&decoded.records, &outcome).await;
         let dead_lettered = decoded.rejected.len() + outcome.rejected.len();
         metrics::counter!(metrics::STORED).increment(outcome.inserted as u64);
         metrics::counter!(metrics::DUPLICATES).increment(outcome.duplicates as u64);
@@ -70,6 +72,19 @@ impl Writer {
             "batch written"
         );
         Ok(last_tag)
+    }
+
+    /// Adds the newly stored records to the stats rollups. Best effort: a failure is logged
+    /// and counted, never holds the batch back (its logs are stored).
+    async fn record_stats(&self, records: &[logagg::LogRecord], outcome: &InsertOutcome) {
+        let mut rollup = Rollup::default();
+        for index in outcome.newly_stored(records.len()) {
+            rollup.add_record(&records[index]);
+        }
+        if let Err(error) = self.store.record_stats(&rollup).await {
+            metrics::counter!(metrics::STATS_FAILURES).increment(1);
+            warn!(%error, "stats rollup update failed; these logs are stored but not in stats");
+        }
     }
 
     async fn reject(

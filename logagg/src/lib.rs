@@ -8,6 +8,7 @@ pub mod parse;
 pub mod record;
 pub mod settings;
 pub mod shutdown;
+pub mod sketch;
 pub mod store;
 pub mod telemetry;
 pub mod topology;

@@ -13,7 +13,19 @@ use crate::parse::ParseError;
 ///
 /// The derived `Ord` follows declaration order, so `severity >= Severity::Warn` means
 /// "warn and above".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Trace,
@@ -98,7 +110,7 @@ impl fmt::Display for Severity {
 }
 
 /// Request fields of an access log, when the record describes an HTTP request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HttpFields {
     pub method: Option<String>,
     pub path: Option<String>,
@@ -114,7 +126,7 @@ impl HttpFields {
 }
 
 /// One log record, as parsed from the broker and stored in MongoDB.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRecord {
     /// Stable message id: the AMQP message-id when the publisher set one, otherwise
     /// [`derive_message_id`] of the routing key and body. Stored as the document `_id`.
@@ -128,6 +140,7 @@ pub struct LogRecord {
     pub message: String,
     pub host: Option<String>,
     /// Free-form structured fields from the publisher.
+    #[schema(value_type = Object)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
     pub http: Option<HttpFields>,
 }

@@ -131,6 +131,8 @@ pub struct StoreSettings {
     pub leases_collection: String,
     /// Collection recording each retention run: when, what it deleted, how it ended.
     pub retention_runs_collection: String,
+    /// Collection of stats rollups (counts per hour, service, severity; access-log latency).
+    pub stats_collection: String,
     /// Write concern `w`: `1`, `majority`, or a number of nodes.
     pub write_concern_w: String,
     /// Write concern `j`: a write is acknowledged only once it is in the on-disk journal.
@@ -151,6 +153,7 @@ impl Default for StoreSettings {
             alerts_collection: "alerts".into(),
             leases_collection: "leases".into(),
             retention_runs_collection: "retention_runs".into(),
+            stats_collection: "log_stats".into(),
             write_concern_w: "1".into(),
             write_concern_journal: true,
             server_selection_timeout_ms: 5_000,
@@ -320,6 +323,13 @@ pub struct SearchSettings {
     pub query_timeout_ms: u64,
     /// Longest `q` or `contains` parameter, bytes.
     pub max_text_bytes: usize,
+    /// Keys a client must present (`Authorization: Bearer KEY` or `X-API-Key: KEY`); empty
+    /// leaves the API open. From the environment: comma-separated.
+    pub api_keys: Vec<String>,
+    /// Most live-tail clients at once; more get 503.
+    pub max_tail_clients: usize,
+    /// Logs a tail client may fall behind by before it is told and dropped.
+    pub tail_buffer: usize,
 }
 
 impl Default for SearchSettings {
@@ -331,6 +341,9 @@ impl Default for SearchSettings {
             default_range_hours: 24,
             query_timeout_ms: 5_000,
             max_text_bytes: 256,
+            api_keys: Vec::new(),
+            max_tail_clients: 64,
+            tail_buffer: 1_000,
         }
     }
 }
@@ -383,6 +396,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("source.services")
+                    .with_list_parse_key("search.api_keys")
                     .try_parsing(true)
                     .source(Some(overrides)),
             )
@@ -521,6 +535,9 @@ impl Settings {
     }
 }
 
+/// Shortest API key accepted: long enough that guessing is hopeless.
+const MIN_API_KEY_BYTES: usize = 16;
+
 impl SearchSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |setting: &'static str, reason: &str| {
@@ -546,6 +563,20 @@ impl SearchSettings {
         }
         if self.max_text_bytes == 0 {
             return invalid("search.max_text_bytes", "must be at least 1");
+        }
+        if self.api_keys.iter().any(|key| {
+            key.len() < MIN_API_KEY_BYTES || !key.bytes().all(|byte| byte.is_ascii_graphic())
+        }) {
+            return invalid(
+                "search.api_keys",
+                "each key must be at least 16 printable ASCII characters without spaces",
+            );
+        }
+        if self.max_tail_clients == 0 {
+            return invalid("search.max_tail_clients", "must be at least 1");
+        }
+        if self.tail_buffer == 0 || self.tail_buffer > 100_000 {
+            return invalid("search.tail_buffer", "must be between 1 and 100000");
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 pub mod lease;
 pub mod retention;
 pub mod search;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -85,7 +86,19 @@ pub enum StoreError {
 pub struct InsertOutcome {
     pub inserted: usize,
     pub duplicates: usize,
+    /// Indexes into the batch of the records that were already stored.
+    pub duplicate_indexes: Vec<usize>,
     pub rejected: Vec<(usize, String)>,
+}
+
+impl InsertOutcome {
+    /// Indexes into a batch of `batch_len` of the records this write stored.
+    pub fn newly_stored(&self, batch_len: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..batch_len).filter(move |index| {
+            !self.duplicate_indexes.contains(index)
+                && !self.rejected.iter().any(|(rejected, _)| rejected == index)
+        })
+    }
 }
 
 /// A handle on the logs collection. Cheap to clone.
@@ -96,6 +109,7 @@ pub struct Store {
     alerts: Collection<Document>,
     leases: Collection<Document>,
     retention_runs: Collection<Document>,
+    stats: Collection<Document>,
     word_index: bool,
 }
 
@@ -126,6 +140,7 @@ impl Store {
             alerts: collection(&settings.alerts_collection),
             leases: collection(&settings.leases_collection),
             retention_runs: collection(&settings.retention_runs_collection),
+            stats: collection(&settings.stats_collection),
             word_index: settings.word_index,
             client,
         })
@@ -207,6 +222,10 @@ impl Store {
             .create_indexes(indexes)
             .await
             .map_err(StoreError::Unavailable)?;
+        self.stats
+            .create_indexes(Store::stats_indexes())
+            .await
+            .map_err(StoreError::Unavailable)?;
         Ok(())
     }
 
@@ -277,6 +296,7 @@ fn classify_insert_error(
     for write_error in &write_errors {
         if write_error.code == DUPLICATE_KEY {
             outcome.duplicates += 1;
+            outcome.duplicate_indexes.push(write_error.index);
         } else if TRANSIENT_WRITE_CODES.contains(&write_error.code) {
             return Err(StoreError::Unavailable(error));
         } else {

@@ -23,24 +23,12 @@ pub const HEADER_REJECTED_AT: &str = "x-logagg-rejected-at";
 
 /// Declares the exchange, the storage, monitoring and dead-letter queues, and their bindings.
 pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(), BrokerError> {
-    let durable_exchange = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            settings.exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable_exchange,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|source| BrokerError::declare("exchange", &settings.exchange, source))?;
+    declare_exchange(channel, settings).await?;
     channel
         .exchange_declare(
             settings.dead_letter_exchange.as_str().into(),
             ExchangeKind::Fanout,
-            durable_exchange,
+            DURABLE_EXCHANGE,
             FieldTable::default(),
         )
         .await
@@ -91,6 +79,63 @@ pub async fn declare(channel: &Channel, settings: &BrokerSettings) -> Result<(),
     .await?;
     bind(channel, &settings.monitoring_queue, &settings.exchange).await?;
     Ok(())
+}
+
+const DURABLE_EXCHANGE: ExchangeDeclareOptions = ExchangeDeclareOptions {
+    passive: false,
+    durable: true,
+    auto_delete: false,
+    internal: false,
+    nowait: false,
+};
+
+/// Declares the topic exchange publishers send to.
+async fn declare_exchange(channel: &Channel, settings: &BrokerSettings) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            settings.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            DURABLE_EXCHANGE,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| BrokerError::declare("exchange", &settings.exchange, source))
+}
+
+/// Declares one live-tail queue and returns its name: server-named, exclusive to this
+/// connection, deleted when its consumer goes, bound to every key (a JSON body may name
+/// another service than its routing key, so the tail filters records, not keys), and
+/// holding at most `max_length` logs, oldest dropped first. It receives copies: the storage
+/// queue gets every log whatever becomes of a tail.
+pub async fn declare_tail_queue(
+    channel: &Channel,
+    settings: &BrokerSettings,
+    max_length: usize,
+) -> Result<String, BrokerError> {
+    declare_exchange(channel, settings).await?;
+    let mut arguments = FieldTable::default();
+    argument(&mut arguments, "x-queue-type", text("classic"));
+    argument(
+        &mut arguments,
+        "x-max-length",
+        AMQPValue::LongLongInt(i64::try_from(max_length).unwrap_or(i64::MAX)),
+    );
+    argument(&mut arguments, "x-overflow", text("drop-head"));
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .map_err(|source| BrokerError::declare("queue", "live tail", source))?;
+    let name = queue.name().to_string();
+    bind(channel, &name, &settings.exchange).await?;
+    Ok(name)
 }
 
 async fn declare_queue(

@@ -121,6 +121,7 @@ pub async fn restore(settings: &Settings, files: &[PathBuf]) -> anyhow::Result<R
                 inserted,
                 duplicates,
                 rejected,
+                ..
             } = store
                 .insert_documents(chunk.to_vec())
                 .await

@@ -103,6 +103,9 @@ pub struct RunReport {
     pub as_of: DateTime<Utc>,
     pub policies: Vec<PolicyReport>,
     pub alerts: PolicyReport,
+    /// Stats rollups deleted: those of hours older than the longest policy's age (they
+    /// summarise logs no policy keeps any more). Not counted by a dry run.
+    pub stats_deleted: u64,
     pub duration_ms: u64,
 }
 
@@ -151,6 +154,7 @@ impl Purger {
                     .unwrap_or(DateTime::<Utc>::MIN_UTC),
                 ..PolicyReport::default()
             },
+            stats_deleted: 0,
             duration_ms: 0,
         };
         let started = Instant::now();
@@ -217,7 +221,12 @@ impl Purger {
             None,
             &mut report.alerts,
         )
-        .await
+        .await?;
+        let longest_kept = report.policies.iter().map(|policy| policy.cutoff).min();
+        if let Some(cutoff) = longest_kept {
+            report.stats_deleted = self.store.delete_stats_before(cutoff).await?;
+        }
+        Ok(())
     }
 
     /// Deletes what `filter` matches (all of it older than `end`), oldest first, a bounded

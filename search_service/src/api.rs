@@ -4,29 +4,62 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+
 use axum::extract::{Path, RawQuery, State};
+use axum::middleware;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
 use bson::Document;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
 use logagg::settings::SearchSettings;
+use logagg::settings::Settings;
 use logagg::store::search::{Order, PageCursor, PageRequest};
 use logagg::store::{document_to_record, fields, Store};
+use logagg::LogRecord;
 use logagg::Severity;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
-use crate::query::{LogQuery, QueryError};
+use crate::auth::{self, ApiKeys};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams};
+use crate::query::{parse_time, LogQuery, QueryError, NOT_FOR_STATS, NOT_FOR_TAIL};
+use crate::stats::{self, Services, Stats};
+use crate::tail::{TailEvent, Tails};
 
 /// What every handler needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Store,
     pub settings: Arc<SearchSettings>,
+    pub tails: Arc<Tails>,
+    pub keys: ApiKeys,
 }
 
 impl AppState {
+    /// State for `settings`; live tails end when `shutdown` is cancelled.
+    pub fn new(store: Store, settings: &Settings, shutdown: CancellationToken) -> AppState {
+        let search = &settings.search;
+        AppState {
+            store,
+            tails: Arc::new(Tails::new(
+                settings.broker.clone(),
+                search.max_tail_clients,
+                search.tail_buffer,
+                shutdown,
+            )),
+            keys: ApiKeys::new(&search.api_keys),
+            settings: Arc::new(search.clone()),
+        }
+    }
+
     /// `q` needs the words the collector stores only with `store.word_index`.
     fn check_word_search(&self, query: &LogQuery) -> Result<(), ApiError> {
         if query.words.is_empty() || self.store.word_index() {
@@ -43,34 +76,73 @@ impl AppState {
 /// The API: `/api/v1/logs`, `/api/v1/logs/{id}`, and the compatible `/logs/...` routes; any
 /// other path is a JSON 404.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/logs", get(search_logs))
-        .route("/api/v1/logs/{id}", get(get_log))
-        .route("/logs/{service}", get(compat_service_logs))
+    let (routes, openapi) = api_routes().split_for_parts();
+    let openapi = Arc::new(serde_json::to_value(&openapi).unwrap_or(Value::Null));
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            state.keys.clone(),
+            auth::require_key,
+        ))
         .route(
-            "/logs/{service}/{severity}",
-            get(compat_service_severity_logs),
+            OPENAPI_PATH,
+            get(move || async move { Json(Value::clone(&openapi)) }),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }
 
+/// Where the OpenAPI document is served (without an API key: it holds no data).
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Every data route with its OpenAPI description.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(search_logs))
+        .routes(routes!(get_log))
+        .routes(routes!(get_stats))
+        .routes(routes!(list_services))
+        .routes(routes!(tail))
+        .routes(routes!(compat_service_logs))
+        .routes(routes!(compat_service_severity_logs))
+}
+
+/// The OpenAPI document of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The query string as key-value pairs, repeated keys kept.
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, QueryError> {
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|_| QueryError::new("query", "is not a valid query string"))
+}
+
 /// `GET /api/v1/logs`: one page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogsPage {
+    #[schema(value_type = Vec<LogRecord>)]
     pub logs: Vec<Value>,
     /// Pass as `cursor` for the next page; `null` when this page is the last.
     pub next_cursor: Option<String>,
     pub took_ms: u64,
 }
 
+/// A page of logs matching the filters, newest (or oldest) first, with keyset paging.
+#[utoipa::path(get, path = "/api/v1/logs", tag = "logs",
+    params(FilterParams, TimeParams, PageParams),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One page", body = LogsPage),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
+    ))]
 async fn search_logs(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<LogsPage>, ApiError> {
     let started = Instant::now();
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|_| QueryError::new("query", "is not a valid query string"))?;
+    let pairs = query_pairs(raw.as_deref())?;
     let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
     state.check_word_search(&query)?;
     let documents = state.store.find_page(&page_request(&state, &query)).await?;
@@ -88,6 +160,164 @@ async fn search_logs(
     }))
 }
 
+/// Live logs matching the filters as Server-Sent Events: `ready` once the tail's queue is
+/// bound, `log` per matching log (its JSON; SSE id = the log's id), and a last `dropped`
+/// event (`{"error": {"code", "message"}}`) saying why it ended: `too_slow` when the
+/// client fell `search.tail_buffer` logs behind, `broker_unavailable`, `shutting_down`.
+#[utoipa::path(get, path = "/api/v1/tail", tag = "tail",
+    params(FilterParams),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "RabbitMQ unreachable, or `search.max_tail_clients` tails open", body = ErrorBody)
+    ))]
+async fn tail(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
+    reject_parameters(&pairs, &NOT_FOR_TAIL, "the live tail")?;
+    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
+    let events = state.tails.open(query).await?;
+    Ok(Sse::new(events.map(|event| Ok(sse_event(event)))).keep_alive(KeepAlive::default()))
+}
+
+/// Counts by severity, by service and in time buckets, top services by errors, and access
+/// logs per route (status classes, latency p50/p95/p99), over the filters of
+/// `/api/v1/logs`. Filtered only by service, severity and time, they come from rollups
+/// (counts to the minute, access logs to the hour: whole hours overlapping the range);
+/// otherwise from the matching logs.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "stats",
+    params(FilterParams, TimeParams, IntervalParams),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The stats", body = Stats),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
+    ))]
+async fn get_stats(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Stats>, ApiError> {
+    let mut pairs = query_pairs(raw.as_deref())?;
+    reject_parameters(&pairs, &NOT_FOR_STATS, "stats")?;
+    let interval = take_single(&mut pairs, "interval")?;
+    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
+    state.check_word_search(&query)?;
+    let interval_ms = stats::choose_interval(interval.as_deref(), &query)?;
+    let max_time = Duration::from_millis(state.settings.query_timeout_ms);
+    Ok(Json(
+        stats::stats(&state.store, &query, interval_ms, max_time).await?,
+    ))
+}
+
+/// Every service with logs in the range, first and last seen, and counts by severity.
+#[utoipa::path(get, path = "/api/v1/services", tag = "stats",
+    params(RangeParams),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The services", body = Services),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
+    ))]
+async fn list_services(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Services>, ApiError> {
+    let mut pairs = query_pairs(raw.as_deref())?;
+    let now = Utc::now();
+    let from = take_single(&mut pairs, "from")?;
+    let to = take_single(&mut pairs, "to")?;
+    if let Some((key, _)) = pairs.first() {
+        return Err(QueryError::new(key, "is not a parameter of this endpoint").into());
+    }
+    let range = match (from, to) {
+        (None, None) => None,
+        (from, to) => {
+            let to = match to {
+                Some(to) => parse_time("to", &to, now)?,
+                None => now,
+            };
+            let from = match from {
+                Some(from) => parse_time("from", &from, now)?,
+                None => DateTime::<Utc>::MIN_UTC,
+            };
+            if from > to {
+                return Err(QueryError::new("from", "is after `to`").into());
+            }
+            Some((from, to))
+        }
+    };
+    let max_time = Duration::from_millis(state.settings.query_timeout_ms);
+    Ok(Json(stats::services(&state.store, range, max_time).await?))
+}
+
+/// Removes `name` from `pairs` and returns its value; given twice is an error.
+fn take_single(
+    pairs: &mut Vec<(String, String)>,
+    name: &str,
+) -> Result<Option<String>, QueryError> {
+    let mut values: Vec<String> = Vec::new();
+    pairs.retain(|(key, value)| {
+        let matched = key == name;
+        if matched {
+            values.push(value.clone());
+        }
+        !matched
+    });
+    match values.len() {
+        0 => Ok(None),
+        1 => Ok(values.pop()),
+        _ => Err(QueryError::new(name, "may be given only once")),
+    }
+}
+
+fn reject_parameters(
+    pairs: &[(String, String)],
+    refused: &[&str],
+    endpoint: &str,
+) -> Result<(), QueryError> {
+    match pairs
+        .iter()
+        .find(|(key, _)| refused.contains(&key.as_str()))
+    {
+        Some((key, _)) => Err(QueryError::new(
+            key,
+            format!("does not apply to {endpoint}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn sse_event(event: TailEvent) -> Event {
+    match event {
+        TailEvent::Ready => Event::default().event("ready").data("{}"),
+        TailEvent::Log(record) => Event::default()
+            .event("log")
+            .id(record.id.clone())
+            .json_data(&record)
+            .unwrap_or_else(|_| Event::default().event("log").data("null")),
+        TailEvent::End(end) => Event::default()
+            .event("dropped")
+            .data(json!({ "error": { "code": end.code(), "message": end.message() } }).to_string()),
+    }
+}
+
+/// One log by id.
+#[utoipa::path(get, path = "/api/v1/logs/{id}", tag = "logs",
+    params(("id" = String, Path, description = "The log's id")),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The log", body = LogRecord),
+        (status = 404, description = "No log has this id", body = ErrorBody),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
+    ))]
 async fn get_log(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -99,12 +329,24 @@ async fn get_log(
 }
 
 /// The body the Python prototype's clients read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CompatLogs {
     pub message: &'static str,
+    #[schema(value_type = Vec<LogRecord>)]
     pub logs: Vec<Value>,
 }
 
+/// The service's logs of the last `search.default_range_hours`, newest first, one default
+/// page.
+#[utoipa::path(get, path = "/logs/{service}", tag = "compat",
+    params(("service" = String, Path)),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The logs", body = CompatLogs),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
+    ))]
 async fn compat_service_logs(
     State(state): State<AppState>,
     Path(service): Path<String>,
@@ -112,6 +354,16 @@ async fn compat_service_logs(
     compat_logs(&state, service, None).await
 }
 
+/// The service's logs of one severity (any spelling, any case), as `/logs/{service}`.
+#[utoipa::path(get, path = "/logs/{service}/{severity}", tag = "compat",
+    params(("service" = String, Path), ("severity" = String, Path)),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The logs", body = CompatLogs),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
+    ))]
 async fn compat_service_severity_logs(
     State(state): State<AppState>,
     Path((service, severity)): Path<(String, String)>,

@@ -5,9 +5,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use logagg::store::StoreError;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::query::QueryError;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `bad_parameter`, `not_found`, `unauthorized`,
+    /// `store_unavailable`, `query_timeout`, `broker_unavailable`, `too_many_tails`.
+    pub code: &'static str,
+    /// For people; names the parameter at fault.
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -15,6 +30,12 @@ pub enum ApiError {
     BadParameter { parameter: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    #[error("a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")]
+    Unauthorized,
+    #[error("RabbitMQ is unavailable; live tail is down until it is back")]
+    BrokerUnavailable,
+    #[error("too many live-tail clients; try again later")]
+    TooManyTails,
     #[error("MongoDB is unavailable")]
     Unavailable(#[source] StoreError),
     #[error("the query ran past its time limit; narrow the time range or the filters")]
@@ -44,6 +65,9 @@ impl ApiError {
         match self {
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::BrokerUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            ApiError::TooManyTails => (StatusCode::SERVICE_UNAVAILABLE, "too_many_tails"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::QueryTimeout => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
         }
@@ -56,7 +80,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Unavailable(source) = &self {
             tracing::warn!(error = %source, "search query failed");
         }
-        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
         (status, Json(body)).into_response()
     }
 }

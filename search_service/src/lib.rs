@@ -2,10 +2,13 @@
 //! `/metrics` on the admin port.
 
 pub mod api;
+pub mod auth;
 pub mod error;
+pub mod openapi;
 pub mod query;
+pub mod stats;
+pub mod tail;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,10 +43,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .with_context(|| format!("binding search.listen {}", settings.search.listen))?;
     info!(address = %listener.local_addr()?, "search API listening");
-    let app = api::router(api::AppState {
-        store: store.clone(),
-        settings: Arc::new(settings.search.clone()),
-    });
+    let app = api::router(api::AppState::new(
+        store.clone(),
+        &settings,
+        shutdown.clone(),
+    ));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown({
             let shutdown = shutdown.clone();

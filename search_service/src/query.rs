@@ -9,8 +9,8 @@ use logagg::parse::validate_service;
 use logagg::settings::SearchSettings;
 use logagg::store::fields;
 use logagg::store::search::{Order, PageCursor};
-use logagg::words::query_words;
-use logagg::Severity;
+use logagg::words::{message_words, query_words};
+use logagg::{LogRecord, Severity};
 
 /// A parameter the request got wrong, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,30 @@ impl QueryError {
         }
     }
 }
+
+/// Parameters of `GET /api/v1/logs` that may repeat (each value adds an alternative).
+pub const REPEATABLE_PARAMETERS: [&str; 2] = ["service", "severity"];
+/// Parameters of `GET /api/v1/logs` given at most once; `attr.<key>` comes on top.
+pub const SINGLE_PARAMETERS: [&str; 13] = [
+    "min_severity",
+    "from",
+    "to",
+    "host",
+    "status",
+    "status_class",
+    "method",
+    "path",
+    "q",
+    "contains",
+    "order",
+    "limit",
+    "cursor",
+];
+
+/// Parameters of `/api/v1/logs` that stats refuse (they take `interval` besides).
+pub const NOT_FOR_STATS: [&str; 3] = ["order", "limit", "cursor"];
+/// Parameters of `/api/v1/logs` that a live tail refuses.
+pub const NOT_FOR_TAIL: [&str; 5] = ["from", "to", "order", "limit", "cursor"];
 
 /// Most words a `q` may hold.
 pub const MAX_QUERY_WORDS: usize = 16;
@@ -85,8 +109,7 @@ impl LogQuery {
                 "severity" => {
                     severities.insert(parse_severity("severity", value)?);
                 }
-                "min_severity" | "from" | "to" | "host" | "status" | "status_class" | "method"
-                | "path" | "q" | "contains" | "order" | "limit" | "cursor" => {
+                single_key if SINGLE_PARAMETERS.contains(&single_key) => {
                     if single.insert(key.as_str(), value.as_str()).is_some() {
                         return Err(QueryError::new(key, "may be given only once"));
                     }
@@ -296,6 +319,75 @@ impl LogQuery {
     }
 }
 
+impl LogQuery {
+    /// Whether the stats rollups can answer: filters on service, severity and time only.
+    pub fn rollups_can_answer(&self) -> bool {
+        self.host.is_none()
+            && self.attributes.is_empty()
+            && self.status.is_none()
+            && self.method.is_none()
+            && self.path.is_none()
+            && self.words.is_empty()
+            && self.contains.is_none()
+    }
+
+    /// Whether `record` passes every filter but time: what the live tail applies to each
+    /// log as it arrives, agreeing with [`filter`](Self::filter) on stored ones.
+    pub fn matches(&self, record: &LogRecord) -> bool {
+        let http = record.http.as_ref();
+        let status_ok = match self.status {
+            None => true,
+            Some(StatusFilter::Exact(status)) => http.and_then(|h| h.status) == Some(status),
+            Some(StatusFilter::Class(class)) => {
+                http.and_then(|h| h.status).map(|status| status / 100) == Some(class)
+            }
+        };
+        (self.services.is_empty() || self.services.contains(&record.service))
+            && (self.severities.is_empty() || self.severities.contains(&record.severity))
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|host| record.host.as_ref() == Some(host))
+            && self.attributes.iter().all(|(key, value)| {
+                record.attributes.get(key).is_some_and(|stored| {
+                    attribute_values(value)
+                        .iter()
+                        .any(|wanted| bson_equals_json(wanted, stored))
+                })
+            })
+            && status_ok
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|method| http.and_then(|h| h.method.as_ref()) == Some(method))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|path| http.and_then(|h| h.path.as_ref()) == Some(path))
+            && (self.words.is_empty() || {
+                let words = message_words(&record.message);
+                self.words.iter().all(|word| words.contains(word))
+            })
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|text| record.message.contains(text.as_str()))
+    }
+}
+
+fn bson_equals_json(wanted: &Bson, stored: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (wanted, stored) {
+        (Bson::String(wanted), Value::String(stored)) => wanted == stored,
+        (Bson::Int64(wanted), Value::Number(stored)) => {
+            stored.as_i64() == Some(*wanted) || stored.as_f64() == Some(*wanted as f64)
+        }
+        (Bson::Double(wanted), Value::Number(stored)) => stored.as_f64() == Some(*wanted),
+        (Bson::Boolean(wanted), Value::Bool(stored)) => wanted == stored,
+        _ => false,
+    }
+}
+
 fn one_or_in(values: impl Iterator<Item = Bson>) -> Option<Bson> {
     let mut values: Vec<Bson> = values.collect();
     match values.len() {
@@ -331,7 +423,29 @@ pub fn parse_time(
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
+    let age = parse_age(parameter, text).map_err(|error| {
+        if error.message.contains("at most") {
+            error
+        } else {
+            invalid()
+        }
+    })?;
+    now.checked_sub_signed(age)
+        .ok_or_else(|| QueryError::new(parameter, "must be an age of at most 100 years"))
+}
+
+/// A span like `90s`, `15m`, `24h`, `7d`, `2w`: at most a century.
+pub fn parse_age(parameter: &str, text: &str) -> Result<Duration, QueryError> {
+    let invalid = || {
+        QueryError::new(
+            parameter,
+            format!("`{}` is not a span like 15m, 24h, 7d", clip(text)),
+        )
+    };
     let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+    if !text.is_char_boundary(split) {
+        return Err(invalid());
+    }
     let (number, unit) = text.split_at(split);
     let amount: i64 = number.parse().map_err(|_| invalid())?;
     let seconds_per_unit = match unit {
@@ -346,8 +460,7 @@ pub fn parse_time(
         .checked_mul(seconds_per_unit)
         .filter(|seconds| (0..=100 * 366 * 86_400).contains(seconds))
         .and_then(Duration::try_seconds)
-        .and_then(|age| now.checked_sub_signed(age))
-        .ok_or_else(|| QueryError::new(parameter, "must be an age of at most 100 years"))
+        .ok_or_else(|| QueryError::new(parameter, "must be a span of at most 100 years"))
 }
 
 fn parse_status(text: &str) -> Result<u16, QueryError> {
@@ -519,6 +632,7 @@ mod tests {
             ("limit=5&limit=6", "limit"),
             ("colour=red", "colour"),
             ("from=999999999999d", "from"),
+            ("from=1é", "from"),
         ] {
             let error = parse(query).expect_err(query);
             assert_eq!(error.parameter, parameter, "{query}: {error:?}");

@@ -1,17 +1,16 @@
 //! search_service's API against real stored data in the MongoDB-compatible server.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{Duration, Utc};
 use logagg::record::HttpFields;
-use logagg::settings::SearchSettings;
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
 use search_service::api::{router, AppState};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const SERVICES: [&str; 3] = ["web", "auth", "billing"];
@@ -62,10 +61,11 @@ fn logs(n: usize, prefix: &str) -> Vec<LogRecord> {
 
 async fn app(context: &TestContext) -> axum::Router {
     context.store.ensure_indexes().await.expect("indexes");
-    router(AppState {
-        store: context.store.clone(),
-        settings: Arc::new(SearchSettings::default()),
-    })
+    router(AppState::new(
+        context.store.clone(),
+        &context.settings,
+        CancellationToken::new(),
+    ))
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
@@ -214,14 +214,15 @@ async fn bad_input_gets_400_naming_the_parameter_and_unknown_routes_404() {
             "{query}: {message}"
         );
     }
-    let mut settings = context.settings.store.clone();
-    settings.word_index = false;
-    let without_words = router(AppState {
-        store: logagg::store::Store::connect(&settings, "search-tests")
+    let mut settings = context.settings.clone();
+    settings.store.word_index = false;
+    let without_words = router(AppState::new(
+        logagg::store::Store::connect(&settings.store, "search-tests")
             .await
             .expect("client"),
-        settings: Arc::new(SearchSettings::default()),
-    });
+        &settings,
+        CancellationToken::new(),
+    ));
     let (status, body) = get(&without_words, "/api/v1/logs?q=payment").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"]["message"]

@@ -210,6 +210,41 @@ impl Store {
             .map_err(classify_query_error)
     }
 
+    /// Every log matching `filter` in `[from, to]`, only the `projection` fields, unsorted:
+    /// what stats fold over when rollups cannot answer. Bounded by `max_time`.
+    pub async fn scan_logs(
+        &self,
+        mut filter: Document,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        projection: Document,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
+        filter.insert(
+            fields::TIMESTAMP,
+            time_condition(
+                Bound {
+                    time: from,
+                    inclusive: true,
+                },
+                Bound {
+                    time: to,
+                    inclusive: true,
+                },
+            ),
+        );
+        self.logs
+            .find(filter)
+            .projection(projection)
+            .batch_size(10_000)
+            .max_time(max_time)
+            .await
+            .map_err(classify_query_error)?
+            .try_collect()
+            .await
+            .map_err(classify_query_error)
+    }
+
     async fn find_sorted(
         &self,
         filter: Document,
@@ -248,7 +283,7 @@ fn time_condition(low: Bound, high: Bound) -> Document {
     }
 }
 
-fn classify_query_error(error: mongodb::error::Error) -> StoreError {
+pub(super) fn classify_query_error(error: mongodb::error::Error) -> StoreError {
     match error.kind.as_ref() {
         ErrorKind::Command(command) if command.code == MAX_TIME_EXPIRED => StoreError::QueryTimeout,
         _ => StoreError::Unavailable(error),

@@ -1,0 +1,410 @@
+//! Stats rollups: counts of stored logs per hour, service and severity (with a count per
+//! minute inside), and per hour, service, method and path for access logs (status classes
+//! and a latency sketch). Collectors add each batch's newly stored logs with one `update`
+//! command of upserts; search reads hundreds of rollups instead of scanning millions of logs.
+//!
+//! Rollups are best effort by design: a batch whose rollup update fails (or whose insert was
+//! retried after MongoDB stored part of it) is missing from them. The logs themselves, and
+//! every answer search builds from the logs, are exact.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::options::IndexOptions;
+use mongodb::IndexModel;
+
+use super::{Store, StoreError};
+use crate::record::{HttpFields, LogRecord, Severity};
+use crate::sketch::{LatencySketch, ZERO_BUCKET};
+
+/// Field names of a rollup document.
+pub mod stat_fields {
+    pub const ID: &str = "_id";
+    /// [`KIND_COUNTS`](super::KIND_COUNTS) or [`KIND_ACCESS`](super::KIND_ACCESS).
+    pub const KIND: &str = "k";
+    /// Start of the rollup's hour.
+    pub const TIME: &str = "t";
+    pub const SERVICE: &str = "service";
+    pub const SEVERITY: &str = "severity";
+    pub const METHOD: &str = "method";
+    pub const PATH: &str = "path";
+    pub const COUNT: &str = "n";
+    /// Counts rollups: minute of the hour (`"0"`…`"59"`) → count.
+    pub const MINUTES: &str = "m";
+    /// Counts rollups: earliest and latest log timestamp counted.
+    pub const FIRST: &str = "first";
+    pub const LAST: &str = "last";
+    /// Access rollups: status class (`"2xx"`…) → count.
+    pub const CLASSES: &str = "c";
+    /// Access rollups: latency sketch bucket → count ([`bucket_key`](super::bucket_key)).
+    pub const LATENCY: &str = "l";
+}
+
+pub const KIND_COUNTS: &str = "counts";
+pub const KIND_ACCESS: &str = "access";
+/// Width of a rollup, ms.
+pub const HOUR_MS: i64 = 3_600_000;
+/// Resolution of counts inside a rollup, ms.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// Index serving rollup reads by kind and time.
+pub const INDEX_STATS_KIND_TIME: &str = "k_t";
+
+/// Longest path kept in an access rollup, bytes.
+const MAX_PATH_BYTES: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CountKey {
+    hour_ms: i64,
+    service: String,
+    severity: Severity,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CountCell {
+    count: u64,
+    minutes: BTreeMap<u8, u64>,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AccessKey {
+    hour_ms: i64,
+    service: String,
+    severity: Severity,
+    method: String,
+    path: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AccessCell {
+    count: u64,
+    classes: [u64; 5],
+    latency: LatencySketch,
+}
+
+/// Rollup increments for a set of logs, ready to be added to the stored rollups.
+#[derive(Debug, Clone, Default)]
+pub struct Rollup {
+    counts: BTreeMap<CountKey, CountCell>,
+    access: BTreeMap<AccessKey, AccessCell>,
+}
+
+impl Rollup {
+    /// Counts one log.
+    pub fn add(
+        &mut self,
+        timestamp: DateTime<Utc>,
+        service: &str,
+        severity: Severity,
+        http: Option<&HttpFields>,
+    ) {
+        let time_ms = timestamp.timestamp_millis();
+        let hour_ms = time_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let minute = ((time_ms - hour_ms) / MINUTE_MS) as u8;
+        let cell = self
+            .counts
+            .entry(CountKey {
+                hour_ms,
+                service: service.to_owned(),
+                severity,
+            })
+            .or_insert_with(|| CountCell {
+                first_ms: time_ms,
+                last_ms: time_ms,
+                ..CountCell::default()
+            });
+        cell.count += 1;
+        *cell.minutes.entry(minute).or_default() += 1;
+        cell.first_ms = cell.first_ms.min(time_ms);
+        cell.last_ms = cell.last_ms.max(time_ms);
+        let Some(http) = http.filter(|http| http.status.is_some() || http.duration_ms.is_some())
+        else {
+            return;
+        };
+        let cell = self
+            .access
+            .entry(AccessKey {
+                hour_ms,
+                service: service.to_owned(),
+                severity,
+                method: http.method.clone().unwrap_or_else(|| "-".into()),
+                path: http
+                    .path
+                    .as_deref()
+                    .map_or_else(|| "-".into(), normalise_path),
+            })
+            .or_default();
+        cell.count += 1;
+        if let Some(class) = http.status.and_then(status_class_index) {
+            cell.classes[class] += 1;
+        }
+        if let Some(duration) = http.duration_ms {
+            cell.latency.add(duration);
+        }
+    }
+
+    /// Counts one record.
+    pub fn add_record(&mut self, record: &LogRecord) {
+        self.add(
+            record.timestamp,
+            &record.service,
+            record.severity,
+            record.http.as_ref(),
+        );
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The `update` command's statements: one upsert per rollup document touched.
+    fn statements(&self) -> Vec<Document> {
+        let mut statements = Vec::with_capacity(self.counts.len() + self.access.len());
+        for (key, cell) in &self.counts {
+            let mut increments = doc! { stat_fields::COUNT: cell.count as i64 };
+            for (minute, count) in &cell.minutes {
+                increments.insert(format!("{}.{minute}", stat_fields::MINUTES), *count as i64);
+            }
+            statements.push(doc! {
+                "q": { stat_fields::ID: format!("c|{}|{}|{}", key.hour_ms, key.service, key.severity.as_str()) },
+                "u": {
+                    "$inc": increments,
+                    "$min": { stat_fields::FIRST: bson::DateTime::from_millis(cell.first_ms) },
+                    "$max": { stat_fields::LAST: bson::DateTime::from_millis(cell.last_ms) },
+                    "$setOnInsert": {
+                        stat_fields::KIND: KIND_COUNTS,
+                        stat_fields::TIME: bson::DateTime::from_millis(key.hour_ms),
+                        stat_fields::SERVICE: &key.service,
+                        stat_fields::SEVERITY: key.severity.as_str(),
+                    },
+                },
+                "upsert": true,
+            });
+        }
+        for (key, cell) in &self.access {
+            let mut increments = doc! { stat_fields::COUNT: cell.count as i64 };
+            for (index, count) in cell.classes.iter().enumerate() {
+                if *count > 0 {
+                    increments.insert(
+                        format!("{}.{}xx", stat_fields::CLASSES, index + 1),
+                        *count as i64,
+                    );
+                }
+            }
+            for (bucket, count) in cell.latency.buckets() {
+                increments.insert(
+                    format!("{}.{}", stat_fields::LATENCY, bucket_key(bucket)),
+                    count as i64,
+                );
+            }
+            statements.push(doc! {
+                "q": { stat_fields::ID: format!("a|{}|{}|{}|{}|{}", key.hour_ms, key.service, key.severity.as_str(), key.method, key.path) },
+                "u": {
+                    "$inc": increments,
+                    "$setOnInsert": {
+                        stat_fields::KIND: KIND_ACCESS,
+                        stat_fields::TIME: bson::DateTime::from_millis(key.hour_ms),
+                        stat_fields::SERVICE: &key.service,
+                        stat_fields::SEVERITY: key.severity.as_str(),
+                        stat_fields::METHOD: &key.method,
+                        stat_fields::PATH: &key.path,
+                    },
+                },
+                "upsert": true,
+            });
+        }
+        statements
+    }
+}
+
+/// `0` for 1xx … `4` for 5xx; `None` outside 100-599.
+pub fn status_class_index(status: u16) -> Option<usize> {
+    (100..600)
+        .contains(&status)
+        .then(|| usize::from(status / 100 - 1))
+}
+
+/// A sketch bucket as a field name: its number, or `z` for the zero bucket.
+pub fn bucket_key(bucket: i32) -> String {
+    if bucket == ZERO_BUCKET {
+        "z".into()
+    } else {
+        bucket.to_string()
+    }
+}
+
+/// Reads [`bucket_key`] back.
+pub fn parse_bucket_key(key: &str) -> Option<i32> {
+    if key == "z" {
+        Some(ZERO_BUCKET)
+    } else {
+        key.parse().ok()
+    }
+}
+
+/// A path as access rollups group it: without its query string, numeric and id-like
+/// segments (`/users/123`, `/orders/9f86d081884c7d65`) as `:id`, at most 200 bytes; so one
+/// route is one row, and ids do not multiply rows without bound.
+pub fn normalise_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let mut normalised = String::with_capacity(path.len());
+    for (index, segment) in path.split('/').enumerate() {
+        if index > 0 {
+            normalised.push('/');
+        }
+        let id_like = !segment.is_empty()
+            && (segment.bytes().all(|byte| byte.is_ascii_digit())
+                || (segment.len() >= 16
+                    && segment
+                        .bytes()
+                        .all(|byte| byte.is_ascii_hexdigit() || byte == b'-')));
+        normalised.push_str(if id_like { ":id" } else { segment });
+    }
+    if normalised.len() > MAX_PATH_BYTES {
+        let mut end = MAX_PATH_BYTES;
+        while !normalised.is_char_boundary(end) {
+            end -= 1;
+        }
+        normalised.truncate(end);
+    }
+    normalised
+}
+
+impl Store {
+    /// Adds `rollup` to the stored rollups: one `update` command of upserts. Not retried:
+    /// `$inc` is not idempotent, so a retry after an unknown outcome could count twice.
+    pub async fn record_stats(&self, rollup: &Rollup) -> Result<(), StoreError> {
+        if rollup.is_empty() {
+            return Ok(());
+        }
+        let reply = self
+            .client
+            .database(&self.stats.namespace().db)
+            .run_command(doc! {
+                "update": self.stats.name(),
+                "updates": rollup.statements(),
+                "ordered": false,
+            })
+            .await
+            .map_err(StoreError::Unavailable)?;
+        match reply.get_array("writeErrors") {
+            Ok(errors) if !errors.is_empty() => Err(StoreError::Malformed(format!(
+                "{} rollup updates refused, first: {}",
+                errors.len(),
+                errors[0]
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rollup documents matching `filter`, with at most `max_time` of server time.
+    pub async fn find_stats(
+        &self,
+        filter: Document,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
+        self.stats
+            .find(filter)
+            .batch_size(10_000)
+            .max_time(max_time)
+            .await
+            .map_err(super::search::classify_query_error)?
+            .try_collect()
+            .await
+            .map_err(super::search::classify_query_error)
+    }
+
+    /// Deletes rollups of hours that ended before `cutoff`; returns how many.
+    pub async fn delete_stats_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let hour_start_limit = cutoff.timestamp_millis() - HOUR_MS;
+        self.stats
+            .delete_many(doc! {
+                stat_fields::TIME: { "$lte": Bson::DateTime(bson::DateTime::from_millis(hour_start_limit)) }
+            })
+            .await
+            .map(|result| result.deleted_count)
+            .map_err(StoreError::Unavailable)
+    }
+
+    pub(super) fn stats_indexes() -> Vec<IndexModel> {
+        vec![IndexModel::builder()
+            .keys(doc! { stat_fields::KIND: 1, stat_fields::TIME: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(INDEX_STATS_KIND_TIME.to_owned())
+                    .build(),
+            )
+            .build()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn paths_group_by_route_not_by_id() {
+        for (path, normalised) in [
+            ("/users/123/orders?page=2", "/users/:id/orders"),
+            ("/o/9f86d081884c7d65-aa", "/o/:id"),
+            ("/static/app.js", "/static/app.js"),
+            ("/", "/"),
+            ("", ""),
+        ] {
+            assert_eq!(normalise_path(path), normalised, "{path}");
+        }
+        assert_eq!(normalise_path(&"/é".repeat(200)).len(), 198);
+    }
+
+    #[test]
+    fn one_upsert_per_hour_service_and_severity_counting_each_minute() {
+        let mut rollup = Rollup::default();
+        let at = |minute: u32, second: u32| {
+            Utc.with_ymd_and_hms(2026, 11, 21, 10, minute, second)
+                .unwrap()
+        };
+        let http = HttpFields {
+            method: Some("GET".into()),
+            path: Some("/a/7".into()),
+            status: Some(503),
+            duration_ms: Some(12.0),
+            client_ip: None,
+        };
+        rollup.add(at(1, 5), "web", Severity::Error, Some(&http));
+        rollup.add(at(1, 50), "web", Severity::Error, None);
+        rollup.add(at(59, 0), "web", Severity::Error, None);
+        rollup.add(at(2, 0), "web", Severity::Info, None);
+        let statements = rollup.statements();
+        assert_eq!(statements.len(), 3, "{statements:?}");
+        let first = &statements[0];
+        let increments = first
+            .get_document("u")
+            .unwrap()
+            .get_document("$inc")
+            .unwrap();
+        assert_eq!(
+            increments,
+            &doc! { "n": 3_i64, "m.1": 2_i64, "m.59": 1_i64 }
+        );
+        let access = statements[2]
+            .get_document("u")
+            .unwrap()
+            .get_document("$inc")
+            .unwrap();
+        assert_eq!(access.get_i64("c.5xx").unwrap(), 1);
+        assert_eq!(
+            statements[2]
+                .get_document("q")
+                .unwrap()
+                .get_str("_id")
+                .unwrap(),
+            format!("a|{}|web|error|GET|/a/:id", at(0, 0).timestamp_millis())
+        );
+    }
+}

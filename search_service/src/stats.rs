@@ -1,0 +1,472 @@
+//! `GET /api/v1/stats` and `GET /api/v1/services`: counts by severity, by service and in
+//! time buckets, top services by errors, and per-route access-log status classes and
+//! latency quantiles.
+//!
+//! Filtered only by service, severity and time, stats come from the rollups collectors
+//! keep (`logagg::store::stats`): counts to the minute, access logs to the hour, a few
+//! hundred documents for a day. With any other filter they are folded from the matching
+//! logs themselves, exactly, within the query time limit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use logagg::sketch::LatencySketch;
+use logagg::store::stats::{
+    normalise_path, parse_bucket_key, stat_fields, status_class_index, HOUR_MS, KIND_ACCESS,
+    KIND_COUNTS, MINUTE_MS,
+};
+use logagg::store::{fields, Store};
+use logagg::Severity;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::query::{parse_age, LogQuery, QueryError};
+
+/// Most time buckets a response may hold.
+pub const MAX_BUCKETS: i64 = 1_000;
+/// Bucket widths chosen automatically, seconds: the first giving at most
+/// [`AUTO_BUCKETS`] buckets.
+const AUTO_INTERVALS: [i64; 12] = [
+    60, 300, 600, 900, 1_800, 3_600, 10_800, 21_600, 43_200, 86_400, 604_800, 2_592_000,
+];
+const AUTO_BUCKETS: i64 = 120;
+/// Services listed under `top_error_services`, routes under `access`.
+const TOP_SERVICES: usize = 10;
+const TOP_ROUTES: usize = 100;
+
+/// Where a stats answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsSource {
+    /// The collectors' rollups: counts to the minute, access logs to the hour.
+    Rollups,
+    /// The matching logs, folded one by one.
+    Logs,
+}
+
+/// The body of `GET /api/v1/stats`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub interval_seconds: i64,
+    pub source: StatsSource,
+    pub total: u64,
+    pub by_severity: BTreeMap<String, u64>,
+    pub by_service: BTreeMap<String, u64>,
+    /// Every bucket from the one holding `from` to the one holding `to`, empty ones too.
+    pub histogram: Vec<Bucket>,
+    /// Services by count of `error` and `fatal` logs, most first; at most 10.
+    pub top_error_services: Vec<ServiceErrors>,
+    /// Access logs (those with an HTTP status or duration) per route, busiest first; at most
+    /// 100. Paths are grouped with ids as `:id`.
+    pub access: Vec<RouteStats>,
+    pub took_ms: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Bucket {
+    pub start: DateTime<Utc>,
+    pub count: u64,
+    pub by_severity: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServiceErrors {
+    pub service: String,
+    pub errors: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RouteStats {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub requests: u64,
+    /// `1xx` … `5xx` → count.
+    pub status_classes: BTreeMap<String, u64>,
+    /// Latency quantiles in milliseconds (within 2 %), absent without durations.
+    pub latency_ms: Option<Quantiles>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// The body of `GET /api/v1/services`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Services {
+    pub services: Vec<ServiceSummary>,
+    pub took_ms: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServiceSummary {
+    pub service: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub total: u64,
+    pub by_severity: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+struct RouteAccumulator {
+    requests: u64,
+    classes: [u64; 5],
+    latency: LatencySketch,
+}
+
+/// Counts being folded into a [`Stats`].
+#[derive(Debug)]
+struct Accumulator {
+    from_ms: i64,
+    to_ms: i64,
+    interval_ms: i64,
+    by_severity: BTreeMap<Severity, u64>,
+    by_service: BTreeMap<String, u64>,
+    errors_by_service: BTreeMap<String, u64>,
+    buckets: BTreeMap<i64, BTreeMap<Severity, u64>>,
+    routes: BTreeMap<(String, String, String), RouteAccumulator>,
+}
+
+impl Accumulator {
+    fn add_count(&mut self, time_ms: i64, service: &str, severity: Severity, count: u64) {
+        *self.by_severity.entry(severity).or_default() += count;
+        *self.by_service.entry(service.to_owned()).or_default() += count;
+        if severity >= Severity::Error {
+            *self
+                .errors_by_service
+                .entry(service.to_owned())
+                .or_default() += count;
+        }
+        let bucket = time_ms.div_euclid(self.interval_ms) * self.interval_ms;
+        *self
+            .buckets
+            .entry(bucket)
+            .or_default()
+            .entry(severity)
+            .or_default() += count;
+    }
+
+    fn route(&mut self, service: &str, method: &str, path: &str) -> &mut RouteAccumulator {
+        self.routes
+            .entry((service.to_owned(), method.to_owned(), path.to_owned()))
+            .or_default()
+    }
+
+    /// A stored log (projected to time, service, severity and HTTP fields).
+    fn add_log(&mut self, document: &Document) {
+        let (Ok(time), Ok(service), Some(severity)) = (
+            document.get_datetime(fields::TIMESTAMP),
+            document.get_str(fields::SERVICE),
+            document
+                .get_str(fields::SEVERITY)
+                .ok()
+                .and_then(|severity| severity.parse::<Severity>().ok()),
+        ) else {
+            return;
+        };
+        self.add_count(time.timestamp_millis(), service, severity, 1);
+        let Ok(http) = document.get_document(fields::HTTP) else {
+            return;
+        };
+        let status = http.get_i32(fields::HTTP_STATUS).ok();
+        let duration = http.get_f64(fields::HTTP_DURATION_MS).ok();
+        if status.is_none() && duration.is_none() {
+            return;
+        }
+        let method = http.get_str(fields::HTTP_METHOD).unwrap_or("-");
+        let path = http
+            .get_str(fields::HTTP_PATH)
+            .map_or_else(|_| "-".to_owned(), normalise_path);
+        let route = self.route(service, method, &path);
+        route.requests += 1;
+        if let Some(class) = status
+            .and_then(|status| u16::try_from(status).ok())
+            .and_then(status_class_index)
+        {
+            route.classes[class] += 1;
+        }
+        if let Some(duration) = duration {
+            route.latency.add(duration);
+        }
+    }
+
+    /// A counts rollup: each of its minutes inside the range.
+    fn add_counts_rollup(&mut self, document: &Document) {
+        let (Ok(hour), Ok(service), Some(severity), Ok(minutes)) = (
+            document.get_datetime(stat_fields::TIME),
+            document.get_str(stat_fields::SERVICE),
+            severity_of(document),
+            document.get_document(stat_fields::MINUTES),
+        ) else {
+            return;
+        };
+        let first_minute = self.from_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        for (minute, count) in minutes {
+            let Ok(minute) = minute.parse::<i64>() else {
+                continue;
+            };
+            let time_ms = hour.timestamp_millis() + minute * MINUTE_MS;
+            if (first_minute..=self.to_ms).contains(&time_ms) {
+                self.add_count(time_ms, service, severity, count_of(count));
+            }
+        }
+    }
+
+    /// An access rollup (whole hour).
+    fn add_access_rollup(&mut self, document: &Document) {
+        let (Ok(service), Ok(method), Ok(path)) = (
+            document.get_str(stat_fields::SERVICE),
+            document.get_str(stat_fields::METHOD),
+            document.get_str(stat_fields::PATH),
+        ) else {
+            return;
+        };
+        let route = self.route(service, method, path);
+        route.requests += document.get(stat_fields::COUNT).map_or(0, count_of);
+        if let Ok(classes) = document.get_document(stat_fields::CLASSES) {
+            for (class, count) in classes {
+                let index = class
+                    .strip_suffix("xx")
+                    .and_then(|digit| digit.parse::<usize>().ok())
+                    .filter(|digit| (1..=5).contains(digit));
+                if let Some(digit) = index {
+                    route.classes[digit - 1] += count_of(count);
+                }
+            }
+        }
+        if let Ok(latency) = document.get_document(stat_fields::LATENCY) {
+            for (bucket, count) in latency {
+                if let Some(bucket) = parse_bucket_key(bucket) {
+                    route.latency.add_to_bucket(bucket, count_of(count));
+                }
+            }
+        }
+    }
+
+    fn finish(self, source: StatsSource, took: Duration) -> Stats {
+        let name = |severity: &Severity| severity.as_str().to_owned();
+        let first_bucket = self.from_ms.div_euclid(self.interval_ms) * self.interval_ms;
+        let histogram = (0..)
+            .map(|index| first_bucket + index * self.interval_ms)
+            .take_while(|start| *start <= self.to_ms)
+            .map(|start| {
+                let by_severity = self.buckets.get(&start).cloned().unwrap_or_default();
+                Bucket {
+                    start: DateTime::from_timestamp_millis(start).unwrap_or_default(),
+                    count: by_severity.values().sum(),
+                    by_severity: by_severity.iter().map(|(s, n)| (name(s), *n)).collect(),
+                }
+            })
+            .collect();
+        let mut top_error_services: Vec<ServiceErrors> = self
+            .errors_by_service
+            .into_iter()
+            .map(|(service, errors)| ServiceErrors { service, errors })
+            .collect();
+        top_error_services.sort_by(|a, b| b.errors.cmp(&a.errors).then(a.service.cmp(&b.service)));
+        top_error_services.truncate(TOP_SERVICES);
+        let mut access: Vec<RouteStats> = self
+            .routes
+            .into_iter()
+            .map(|((service, method, path), route)| RouteStats {
+                service,
+                method,
+                path,
+                requests: route.requests,
+                status_classes: route
+                    .classes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, count)| **count > 0)
+                    .map(|(index, count)| (format!("{}xx", index + 1), *count))
+                    .collect(),
+                latency_ms: route.latency.quantile(0.5).map(|p50| Quantiles {
+                    p50,
+                    p95: route.latency.quantile(0.95).unwrap_or(p50),
+                    p99: route.latency.quantile(0.99).unwrap_or(p50),
+                }),
+            })
+            .collect();
+        access.sort_by_key(|route| std::cmp::Reverse(route.requests));
+        access.truncate(TOP_ROUTES);
+        Stats {
+            from: DateTime::from_timestamp_millis(self.from_ms).unwrap_or_default(),
+            to: DateTime::from_timestamp_millis(self.to_ms).unwrap_or_default(),
+            interval_seconds: self.interval_ms / 1_000,
+            source,
+            total: self.by_severity.values().sum(),
+            by_severity: self
+                .by_severity
+                .iter()
+                .map(|(s, n)| (name(s), *n))
+                .collect(),
+            by_service: self.by_service,
+            histogram,
+            top_error_services,
+            access,
+            took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+fn severity_of(document: &Document) -> Option<Severity> {
+    document
+        .get_str(stat_fields::SEVERITY)
+        .ok()
+        .and_then(|severity| severity.parse().ok())
+}
+
+fn count_of(value: &Bson) -> u64 {
+    match value {
+        Bson::Int32(count) => u64::try_from(*count).unwrap_or(0),
+        Bson::Int64(count) => u64::try_from(*count).unwrap_or(0),
+        Bson::Double(count) if *count >= 0.0 => *count as u64,
+        _ => 0,
+    }
+}
+
+/// The bucket width: `interval` (an age like `5m`, `1h`), or chosen for about 120 buckets.
+/// Rollups count by the minute, so their buckets are whole minutes.
+pub fn choose_interval(interval: Option<&str>, query: &LogQuery) -> Result<i64, QueryError> {
+    let span_ms = (query.to - query.from).num_milliseconds().max(1);
+    let minimum_ms = if query.rollups_can_answer() {
+        MINUTE_MS
+    } else {
+        1_000
+    };
+    let interval_ms = match interval {
+        Some(text) => {
+            let ms = parse_age("interval", text)?.num_milliseconds();
+            if ms < minimum_ms || ms % minimum_ms != 0 {
+                return Err(QueryError::new(
+                    "interval",
+                    format!("must be a whole number of {} s", minimum_ms / 1_000),
+                ));
+            }
+            ms
+        }
+        None => AUTO_INTERVALS
+            .iter()
+            .map(|seconds| seconds * 1_000)
+            .find(|ms| span_ms / ms < AUTO_BUCKETS)
+            .unwrap_or(AUTO_INTERVALS[AUTO_INTERVALS.len() - 1] * 1_000),
+    };
+    if span_ms / interval_ms >= MAX_BUCKETS {
+        return Err(QueryError::new(
+            "interval",
+            format!("gives more than {MAX_BUCKETS} buckets for this range"),
+        ));
+    }
+    Ok(interval_ms)
+}
+
+/// Computes the stats for `query` with buckets `interval_ms` wide.
+pub async fn stats(
+    store: &Store,
+    query: &LogQuery,
+    interval_ms: i64,
+    max_time: Duration,
+) -> Result<Stats, ApiError> {
+    let started = std::time::Instant::now();
+    let mut accumulator = Accumulator {
+        from_ms: query.from.timestamp_millis(),
+        to_ms: query.to.timestamp_millis(),
+        interval_ms,
+        by_severity: BTreeMap::new(),
+        by_service: BTreeMap::new(),
+        errors_by_service: BTreeMap::new(),
+        buckets: BTreeMap::new(),
+        routes: BTreeMap::new(),
+    };
+    if !query.rollups_can_answer() {
+        let projection = doc! {
+            fields::ID: 0, fields::TIMESTAMP: 1, fields::SERVICE: 1, fields::SEVERITY: 1,
+            fields::HTTP: 1,
+        };
+        let documents = store
+            .scan_logs(query.filter(), query.from, query.to, projection, max_time)
+            .await?;
+        documents
+            .iter()
+            .for_each(|document| accumulator.add_log(document));
+        return Ok(accumulator.finish(StatsSource::Logs, started.elapsed()));
+    }
+    let hours_from = query.from.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
+    let mut filter = query.filter();
+    filter.insert(
+        stat_fields::TIME,
+        doc! {
+            "$gte": bson::DateTime::from_millis(hours_from),
+            "$lte": bson::DateTime::from_chrono(query.to),
+        },
+    );
+    let documents = store.find_stats(filter, max_time).await?;
+    for document in &documents {
+        match document.get_str(stat_fields::KIND) {
+            Ok(KIND_COUNTS) => accumulator.add_counts_rollup(document),
+            Ok(KIND_ACCESS) => accumulator.add_access_rollup(document),
+            _ => {}
+        }
+    }
+    Ok(accumulator.finish(StatsSource::Rollups, started.elapsed()))
+}
+
+/// Every service in the rollups of `[from, to]` (or all of them), first and last seen and
+/// counts by severity.
+pub async fn services(
+    store: &Store,
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    max_time: Duration,
+) -> Result<Services, ApiError> {
+    let started = std::time::Instant::now();
+    let mut filter = doc! { stat_fields::KIND: KIND_COUNTS };
+    if let Some((from, to)) = range {
+        filter.insert(
+            stat_fields::TIME,
+            doc! {
+                "$gte": bson::DateTime::from_millis(from.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS),
+                "$lte": bson::DateTime::from_chrono(to),
+            },
+        );
+    }
+    let documents = store.find_stats(filter, max_time).await?;
+    let mut summaries: BTreeMap<String, ServiceSummary> = BTreeMap::new();
+    for document in &documents {
+        let (Ok(service), Some(severity), Ok(first), Ok(last)) = (
+            document.get_str(stat_fields::SERVICE),
+            severity_of(document),
+            document.get_datetime(stat_fields::FIRST),
+            document.get_datetime(stat_fields::LAST),
+        ) else {
+            continue;
+        };
+        let count = document.get(stat_fields::COUNT).map_or(0, count_of);
+        let summary = summaries
+            .entry(service.to_owned())
+            .or_insert_with(|| ServiceSummary {
+                service: service.to_owned(),
+                first_seen: first.to_chrono(),
+                last_seen: last.to_chrono(),
+                total: 0,
+                by_severity: BTreeMap::new(),
+            });
+        summary.first_seen = summary.first_seen.min(first.to_chrono());
+        summary.last_seen = summary.last_seen.max(last.to_chrono());
+        summary.total += count;
+        *summary
+            .by_severity
+            .entry(severity.as_str().to_owned())
+            .or_default() += count;
+    }
+    Ok(Services {
+        services: summaries.into_values().collect(),
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

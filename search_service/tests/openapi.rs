@@ -1,0 +1,165 @@
+//! The OpenAPI document is true to the router and the parser; API keys guard every data
+//! route.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use logagg::testsuite::TestContext;
+use search_service::api::{openapi, router, AppState, OPENAPI_PATH};
+use search_service::query::{
+    NOT_FOR_STATS, NOT_FOR_TAIL, REPEATABLE_PARAMETERS, SINGLE_PARAMETERS,
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if content_type.starts_with("text/event-stream") {
+        return (status, Value::Null);
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).expect("request")
+}
+
+fn query_parameters(document: &Value, path: &str) -> BTreeSet<String> {
+    document["paths"][path]["get"]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path} has parameters"))
+        .iter()
+        .filter(|parameter| parameter["in"] == "query")
+        .map(|parameter| parameter["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+fn parser_parameters(without: &[&str], with: &[&str]) -> BTreeSet<String> {
+    REPEATABLE_PARAMETERS
+        .iter()
+        .chain(SINGLE_PARAMETERS.iter())
+        .filter(|name| !without.contains(name))
+        .chain(with.iter())
+        .chain(["attr.<key>"].iter())
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_every_route_and_exactly_the_parameters_parsed() {
+    let context = TestContext::new("openapi").await;
+    let app = router(AppState::new(
+        context.store.clone(),
+        &context.settings,
+        CancellationToken::new(),
+    ));
+    let document = serde_json::to_value(openapi()).expect("JSON");
+    assert!(document["openapi"]
+        .as_str()
+        .expect("version")
+        .starts_with("3."));
+    let (status, served) = send(&app, get(OPENAPI_PATH)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served, document, "served as generated");
+
+    let paths: BTreeSet<&str> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "/api/v1/logs",
+        "/api/v1/logs/{id}",
+        "/api/v1/stats",
+        "/api/v1/services",
+        "/api/v1/tail",
+        "/logs/{service}",
+        "/logs/{service}/{severity}",
+    ]
+    .into();
+    assert_eq!(paths, expected);
+    // Each documented path is routed: it never falls through to the 404 of unknown routes.
+    for path in paths {
+        let uri = path
+            .replace("{id}", "no-such-id")
+            .replace("{service}", "web")
+            .replace("{severity}", "error");
+        let (status, body) = send(&app, get(&uri)).await;
+        assert_ne!(body["error"]["message"], "no such route", "{path}");
+        assert!(
+            status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+    }
+
+    assert_eq!(
+        query_parameters(&document, "/api/v1/logs"),
+        parser_parameters(&[], &[])
+    );
+    assert_eq!(
+        query_parameters(&document, "/api/v1/stats"),
+        parser_parameters(&NOT_FOR_STATS, &["interval"])
+    );
+    assert_eq!(
+        query_parameters(&document, "/api/v1/tail"),
+        parser_parameters(&NOT_FOR_TAIL, &[])
+    );
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_api_keys_set_data_routes_want_one_and_answer_401_without() {
+    let mut context = TestContext::new("api_keys").await;
+    let key = "k3y-0123456789abcdef";
+    context.settings.search.api_keys = vec![key.to_owned(), "another-key-0123456789".into()];
+    let app = router(AppState::new(
+        context.store.clone(),
+        &context.settings,
+        CancellationToken::new(),
+    ));
+    for uri in [
+        "/api/v1/logs",
+        "/api/v1/stats",
+        "/api/v1/services",
+        "/api/v1/tail",
+        "/api/v1/logs/x",
+        "/logs/web",
+    ] {
+        let response = app.clone().oneshot(get(uri)).await.expect("response");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let (_, body) = send(&app, get(uri)).await;
+        assert_eq!(body["error"]["code"], "unauthorized", "{uri}");
+    }
+    let wrong = Request::get("/api/v1/logs")
+        .header("x-api-key", "k3y-0123456789abcdeX")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+    for (header, value) in [
+        ("x-api-key", key.to_owned()),
+        ("authorization", format!("Bearer {key}")),
+    ] {
+        let request = Request::get("/api/v1/logs")
+            .header(header, value)
+            .body(Body::empty())
+            .expect("request");
+        let (status, body) = send(&app, request).await;
+        assert_eq!(status, StatusCode::OK, "{header}: {body}");
+    }
+    assert_eq!(send(&app, get(OPENAPI_PATH)).await.0, StatusCode::OK);
+    context.cleanup().await;
+}
