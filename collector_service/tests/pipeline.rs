@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, ShortString};
 use logagg::broker;
@@ -534,6 +534,26 @@ async fn the_same_message_twice_is_one_record_counted_as_a_duplicate() {
         .expect("query")
         .expect("order-7 stored under its message-id");
     assert_eq!(order.get_str("message").expect("message"), "order 7 placed");
+    // Stats rollups count each record once: duplicates add nothing.
+    let rollups: Vec<bson::Document> = context
+        .store
+        .stats()
+        .find(bson::doc! { "k": "counts" })
+        .await
+        .expect("rollups")
+        .try_collect()
+        .await
+        .expect("rollups");
+    let counted: i64 = rollups
+        .iter()
+        .map(|rollup| {
+            rollup
+                .get_i64("n")
+                .or_else(|_| rollup.get_i32("n").map(i64::from))
+        })
+        .sum::<Result<i64, _>>()
+        .expect("counts");
+    assert_eq!(counted, 101, "{rollups:?}");
     context.cleanup().await;
 }
 

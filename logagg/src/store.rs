@@ -154,6 +154,10 @@ impl Store {
         &self.alerts
     }
 
+    pub fn stats(&self) -> &Collection<Document> {
+        &self.stats
+    }
+
     pub fn retention_runs(&self) -> &Collection<Document> {
         &self.retention_runs
     }

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 use logagg::settings::{RetentionPolicy, RetentionSettings};
 use logagg::store::retention::{run_status, windowed_filter, PurgeTarget};
+use logagg::store::stats::Rollup;
 use logagg::store::Store;
 use logagg::testsuite::{free_port, http_request, metric_in, wait_until, TestContext};
 use logagg::{LogRecord, Severity};
@@ -102,6 +103,9 @@ async fn seed(store: &Store, logs: &[(LogRecord, f64)]) {
     for chunk in records.chunks(1_000) {
         let outcome = store.insert_records(chunk).await.expect("seeding");
         assert_eq!(outcome.inserted, chunk.len());
+        let mut rollup = Rollup::default();
+        chunk.iter().for_each(|record| rollup.add_record(record));
+        store.record_stats(&rollup).await.expect("rollups");
     }
     store
         .ensure_retention_indexes()
@@ -248,6 +252,39 @@ async fn mixed_policies_over_forty_days_leave_exactly_the_expected_logs_and_aler
         context.store.last_completed_run().await.expect("runs"),
         Some(now)
     );
+    // Stats rollups go with the longest policy (errors, 30 days): exactly the hours of logs
+    // younger than that remain.
+    let rollup_keys: BTreeSet<(i64, String, String)> = context
+        .store
+        .stats()
+        .find(doc! { "k": "counts" })
+        .await
+        .expect("rollups")
+        .try_collect::<Vec<Document>>()
+        .await
+        .expect("rollups")
+        .iter()
+        .map(|rollup| {
+            (
+                rollup.get_datetime("t").expect("t").timestamp_millis(),
+                rollup.get_str("service").expect("service").to_owned(),
+                rollup.get_str("severity").expect("severity").to_owned(),
+            )
+        })
+        .collect();
+    let younger_than_30_days: BTreeSet<(i64, String, String)> = logs
+        .iter()
+        .filter(|(_, age)| *age < 30.0)
+        .map(|(record, _)| {
+            (
+                record.timestamp.timestamp_millis() / 3_600_000 * 3_600_000,
+                record.service.clone(),
+                record.severity.as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rollup_keys, younger_than_30_days);
+    assert!(report.stats_deleted > 0);
     let again = purger
         .run(Trigger::Manual, false)
         .await

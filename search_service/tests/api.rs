@@ -1,14 +1,16 @@
 //! search_service's API against real stored data in the MongoDB-compatible server.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{Duration, Utc};
 use logagg::record::HttpFields;
+use logagg::store::stats::Rollup;
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
 use search_service::api::{router, AppState};
+use search_service::query::LogQuery;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -292,5 +294,245 @@ async fn mongodb_down_gives_503_and_the_api_recovers() {
     let (status, body) = get(&app, "/api/v1/logs").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(ids(&body).len(), records.len());
+    context.cleanup().await;
+}
+
+/// Stores `records` and adds them to the stats rollups, as a collector does.
+async fn seed_with_stats(context: &TestContext, records: &[LogRecord]) {
+    context.store.insert_records(records).await.expect("seed");
+    let mut rollup = Rollup::default();
+    records.iter().for_each(|record| rollup.add_record(record));
+    context.store.record_stats(&rollup).await.expect("rollups");
+}
+
+fn counts(body: &Value, field: &str) -> BTreeMap<String, u64> {
+    body[field]
+        .as_object()
+        .unwrap_or_else(|| panic!("{field}: {body}"))
+        .iter()
+        .map(|(key, count)| (key.clone(), count.as_u64().expect("count")))
+        .collect()
+}
+
+fn tally<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<String, u64> {
+    let mut tally = BTreeMap::new();
+    keys.for_each(|key| *tally.entry(key.to_owned()).or_default() += 1);
+    tally
+}
+
+#[tokio::test]
+async fn stats_from_rollups_match_the_logs_and_a_filtered_fold() {
+    let context = TestContext::new("search_stats").await;
+    let records = logs(240, "s");
+    seed_with_stats(&context, &records).await;
+    let app = app(&context).await;
+
+    let (status, rollups) = get(&app, "/api/v1/stats?from=6h&interval=1h").await;
+    assert_eq!(status, StatusCode::OK, "{rollups}");
+    assert_eq!(rollups["source"], "rollups");
+    assert_eq!(rollups["total"], 240);
+    assert_eq!(
+        counts(&rollups, "by_severity"),
+        tally(records.iter().map(|r| r.severity.as_str()))
+    );
+    assert_eq!(
+        counts(&rollups, "by_service"),
+        tally(records.iter().map(|r| r.service.as_str()))
+    );
+    let histogram = rollups["histogram"].as_array().expect("histogram");
+    assert!((6..=7).contains(&histogram.len()), "{histogram:?}");
+    let bucketed: u64 = histogram.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(bucketed, 240);
+    let errors = tally(
+        records
+            .iter()
+            .filter(|r| r.severity >= Severity::Error)
+            .map(|r| r.service.as_str()),
+    );
+    for entry in rollups["top_error_services"].as_array().expect("top") {
+        let service = entry["service"].as_str().expect("service");
+        assert_eq!(entry["errors"].as_u64(), errors.get(service).copied());
+    }
+    let routes = rollups["access"].as_array().expect("access");
+    let expected_routes = tally(records.iter().map(|r| {
+        let http = r.http.as_ref().expect("http");
+        Box::leak(
+            format!(
+                "{} {} {}",
+                r.service,
+                http.method.as_deref().unwrap_or("-"),
+                http.path.as_deref().unwrap_or("-")
+            )
+            .into_boxed_str(),
+        ) as &str
+    }));
+    let seen_routes: BTreeMap<String, u64> = routes
+        .iter()
+        .map(|route| {
+            (
+                format!(
+                    "{} {} {}",
+                    route["service"].as_str().unwrap(),
+                    route["method"].as_str().unwrap(),
+                    route["path"].as_str().unwrap()
+                ),
+                route["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen_routes, expected_routes);
+
+    // `contains=request` matches every log but forces the fold over the logs themselves:
+    // both sources must give the same answer.
+    let (status, folded) = get(&app, "/api/v1/stats?from=6h&interval=1h&contains=request").await;
+    assert_eq!(status, StatusCode::OK, "{folded}");
+    assert_eq!(folded["source"], "logs");
+    for field in [
+        "total",
+        "by_severity",
+        "by_service",
+        "histogram",
+        "top_error_services",
+        "access",
+    ] {
+        assert_eq!(rollups[field], folded[field], "{field}");
+    }
+
+    // A filter the rollups cannot answer, folded exactly.
+    let (_, host) = get(&app, "/api/v1/stats?from=6h&host=host-1&status_class=5xx").await;
+    let expected = records
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| index % 2 == 1 && index % 4 >= 2)
+        .count();
+    assert_eq!(host["total"].as_u64(), Some(expected as u64), "{host}");
+    // Severity filters reach the rollups' access rows too.
+    let (_, errors_only) = get(&app, "/api/v1/stats?from=6h&severity=error").await;
+    let requests: u64 = errors_only["access"]
+        .as_array()
+        .expect("access")
+        .iter()
+        .map(|route| route["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, 60);
+    assert_eq!(errors_only["total"], 60);
+
+    for (query, parameter) in [
+        ("interval=30s", "interval"),
+        ("interval=1s&contains=x&from=30d", "interval"),
+        ("interval=soon", "interval"),
+        ("limit=5", "limit"),
+        ("cursor=00", "cursor"),
+        ("from=2h&to=3h", "from"),
+    ] {
+        let (status, body) = get(&app, &format!("/api/v1/stats?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(&format!("`{parameter}`")),
+            "{query}: {body}"
+        );
+    }
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn services_list_first_and_last_seen_and_counts_by_severity() {
+    let context = TestContext::new("search_services").await;
+    let records = logs(120, "v");
+    seed_with_stats(&context, &records).await;
+    let app = app(&context).await;
+    let (status, body) = get(&app, "/api/v1/services").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let services = body["services"].as_array().expect("services");
+    assert_eq!(services.len(), SERVICES.len());
+    for entry in services {
+        let service = entry["service"].as_str().expect("service");
+        let own: Vec<&LogRecord> = records.iter().filter(|r| r.service == service).collect();
+        let stamp = |time: chrono::DateTime<Utc>| time.timestamp_millis();
+        let first = own.iter().map(|r| r.timestamp).min().expect("first");
+        let last = own.iter().map(|r| r.timestamp).max().expect("last");
+        let parse = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(entry[field].as_str().expect(field))
+                .expect("time")
+                .to_utc()
+        };
+        assert_eq!(stamp(parse("first_seen")), stamp(first), "{service}");
+        assert_eq!(stamp(parse("last_seen")), stamp(last), "{service}");
+        assert_eq!(entry["total"].as_u64(), Some(own.len() as u64));
+        assert_eq!(
+            counts(entry, "by_severity"),
+            tally(own.iter().map(|r| r.severity.as_str()))
+        );
+    }
+    let (_, recent) = get(&app, "/api/v1/services?from=1m").await;
+    assert!(recent["services"].as_array().expect("services").len() <= SERVICES.len());
+    let (status, _) = get(&app, "/api/v1/services?service=web").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    context.cleanup().await;
+}
+
+/// The winning plan of a page's first window query for `query_string`, as search sends it.
+async fn page_plan(context: &TestContext, query_string: &str) -> String {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string).expect("pairs");
+    let query = LogQuery::parse(&pairs, Utc::now(), &Default::default()).expect("a valid query");
+    let mut filter = query.filter();
+    filter.insert(
+        "ts",
+        bson::doc! {
+            "$gte": bson::DateTime::from_chrono(query.to - Duration::minutes(1)),
+            "$lte": bson::DateTime::from_chrono(query.to),
+        },
+    );
+    let explained = context
+        .store
+        .client()
+        .database(&context.settings.store.database)
+        .run_command(bson::doc! { "explain": {
+            "find": &context.settings.store.logs_collection,
+            "filter": filter,
+            "sort": { "ts": -1, "_id": -1 },
+            "limit": 100,
+        }})
+        .await
+        .expect("explain");
+    explained
+        .get_document("queryPlanner")
+        .and_then(|planner| planner.get_document("winningPlan"))
+        .expect("a winning plan")
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_main_query_shapes_are_served_by_indexes() {
+    let context = TestContext::new("search_plans").await;
+    context
+        .store
+        .insert_records(&logs(500, "x"))
+        .await
+        .expect("seed");
+    context.store.ensure_indexes().await.expect("indexes");
+    // The main shapes use their own index; any other combination at least an index (the
+    // planner may prefer `ts` for a narrow window).
+    for (query, index) in [
+        ("service=web&severity=error", Some("service_severity_ts")),
+        ("", Some("ts")),
+        ("q=payment+failed", Some("words_ts")),
+        ("service=web&service=auth&min_severity=warn", None),
+        ("host=host-1&status_class=5xx&attr.order=3", None),
+        ("contains=payment&method=GET&path=/p1", None),
+    ] {
+        let plan = page_plan(&context, query).await;
+        assert!(plan.contains("IXSCAN"), "{query}: {plan}");
+        assert!(!plan.contains("COLLSCAN"), "{query}: {plan}");
+        if let Some(index) = index {
+            assert!(
+                plan.contains(&format!("\"indexName\": \"{index}\"")),
+                "{query}: {plan}"
+            );
+        }
+    }
     context.cleanup().await;
 }
