@@ -303,7 +303,14 @@ impl LogQuery {
                 filter.insert(fields::WORDS, word.as_str());
             }
             words => {
-                filter.insert(fields::WORDS, doc! { "$all": words });
+                // `$and` of equalities, not `$all`: the same documents, but SecantusDB runs
+                // `$all` without the index's time bounds (35 ms against 0.4 ms for a
+                // one-minute window of 50k logs, docs/PERFORMANCE.md).
+                let each: Vec<Document> = words
+                    .iter()
+                    .map(|word| doc! { fields::WORDS: word })
+                    .collect();
+                filter.insert("$and", each);
             }
         }
         if let Some(text) = &self.contains {
@@ -593,16 +600,21 @@ mod tests {
         );
         assert_eq!(filter.get_str("http.method").unwrap(), "GET");
         assert_eq!(
-            filter.get_document("words").unwrap(),
-            &doc! { "$all": ["payment", "failed"] }
+            filter.get_array("$and").unwrap(),
+            &vec![
+                Bson::from(doc! { "words": "payment" }),
+                Bson::from(doc! { "words": "failed" })
+            ]
         );
         let Some(Bson::RegularExpression(regex)) = filter.get("message") else {
             panic!("no regex")
         };
         assert_eq!(regex.pattern, r"a\.b\*");
         assert!(
-            filter.keys().all(|key| !key.starts_with('$')),
-            "flat: {filter}"
+            filter
+                .keys()
+                .all(|key| !key.starts_with('$') || key == "$and"),
+            "flat but for the words: {filter}"
         );
     }
 
@@ -636,6 +648,46 @@ mod tests {
         ] {
             let error = parse(query).expect_err(query);
             assert_eq!(error.parameter, parameter, "{query}: {error:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends, parsing answers Ok or a 400, never a panic.
+        #[test]
+        fn any_query_string_parses_or_is_refused(
+            pairs in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::sample::select(
+                            REPEATABLE_PARAMETERS
+                                .iter()
+                                .chain(SINGLE_PARAMETERS.iter())
+                                .map(|name| (*name).to_owned())
+                                .collect::<Vec<_>>()
+                        ),
+                        "attr\\..{0,8}",
+                    ],
+                    proptest::prop_oneof![
+                        ".{0,12}",
+                        "[0-9]{1,20}[smhdwx]?",
+                        "-?[0-9]{1,4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})",
+                        "[0-9a-f]{0,64}",
+                    ],
+                ),
+                0..6,
+            )
+        ) {
+            if let Ok(query) = LogQuery::parse(&pairs, now(), &SearchSettings::default()) {
+                let _ = query.filter();
+                proptest::prop_assert!(query.from <= query.to);
+            }
+        }
+
+        #[test]
+        fn any_time_or_span_parses_or_is_refused(text in ".{0,16}", digits in "[0-9]{1,3}") {
+            let _ = parse_time("from", &text, now());
+            let _ = parse_time("from", &format!("{digits}{text}"), now());
+            let _ = parse_age("interval", &text);
         }
     }
 

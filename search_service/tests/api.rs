@@ -536,3 +536,46 @@ async fn the_main_query_shapes_are_served_by_indexes() {
     }
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn paging_a_service_across_severities_sees_each_record_once_in_order() {
+    let context = TestContext::new("search_paging_service").await;
+    // Several logs per millisecond, so pages end inside runs of equal timestamps.
+    let mut records = logs(3_000, "s");
+    let base = Utc::now();
+    for (index, record) in records.iter_mut().enumerate() {
+        record.timestamp = base - Duration::milliseconds(index as i64 / 7);
+    }
+    context.store.insert_records(&records).await.expect("seed");
+    let app = app(&context).await;
+    for (query, keep) in [
+        (
+            "service=web",
+            (|r: &LogRecord| r.service == "web") as fn(&LogRecord) -> bool,
+        ),
+        ("service=auth&service=billing&min_severity=warn", |r| {
+            r.service != "web" && r.severity >= Severity::Warn
+        }),
+    ] {
+        let mut expected: Vec<&LogRecord> = records.iter().filter(|r| keep(r)).collect();
+        expected.sort_by(|a, b| (b.timestamp, &b.id).cmp(&(a.timestamp, &a.id)));
+        let expected: Vec<String> = expected.iter().map(|r| r.id.clone()).collect();
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut uri = format!("/api/v1/logs?{query}&limit=37&from=1h");
+            if let Some(cursor) = &cursor {
+                uri.push_str(&format!("&cursor={cursor}"));
+            }
+            let (status, body) = get(&app, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            seen.extend(ids(&body));
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{query}");
+    }
+    context.cleanup().await;
+}

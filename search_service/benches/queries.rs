@@ -1,0 +1,319 @@
+//! Search benchmark, one run on this machine, printing every figure: p50/p99 latency of the
+//! common requests over `BENCH_RECORDS` (default 1,000,000) stored logs spread over
+//! `BENCH_HOURS` (default 24) hours up to now, with stats rollups as collectors write them.
+//!
+//! Requests go through the whole router in process (parsing, MongoDB, JSON), not a socket.
+//! Each kind runs `BENCH_REQUESTS` (default 200) times with varied parameters.
+//!
+//! Run: `cargo bench -p search_service --bench queries` (MongoDB-compatible server from
+//! scripts/setup.sh).
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use logagg::record::HttpFields;
+use logagg::store::stats::Rollup;
+use logagg::store::Store;
+use logagg::testsuite::TestContext;
+use logagg::{LogRecord, Severity};
+use search_service::api::{router, AppState};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const SERVICES: usize = 20;
+const WORDS: [&str; 24] = [
+    "payment",
+    "declined",
+    "timeout",
+    "retry",
+    "cache",
+    "miss",
+    "user",
+    "login",
+    "failed",
+    "order",
+    "shipped",
+    "refund",
+    "queue",
+    "full",
+    "disk",
+    "slow",
+    "query",
+    "token",
+    "expired",
+    "session",
+    "created",
+    "upstream",
+    "reset",
+    "connection",
+];
+const ROUTES: [&str; 8] = [
+    "/api/orders",
+    "/api/orders/{id}",
+    "/api/users/{id}",
+    "/api/login",
+    "/api/cart",
+    "/api/search",
+    "/health",
+    "/api/pay",
+];
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if !std::env::args().any(|argument| argument == "--bench") {
+        println!("search benchmark: run it with `cargo bench -p search_service --bench queries`");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+/// A cheap deterministic generator (xorshift), so runs are comparable.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+fn record(
+    index: u64,
+    records: u64,
+    hours: u64,
+    now: chrono::DateTime<Utc>,
+    mix: &mut Mix,
+) -> LogRecord {
+    let span_ms = hours as i64 * 3_600_000;
+    let timestamp = now - chrono::Duration::milliseconds(span_ms * index as i64 / records as i64);
+    let severity = match mix.below(100) {
+        0..=9 => Severity::Debug,
+        10..=79 => Severity::Info,
+        80..=91 => Severity::Warn,
+        92..=98 => Severity::Error,
+        _ => Severity::Fatal,
+    };
+    let words: Vec<&str> = (0..6).map(|_| WORDS[mix.below(WORDS.len())]).collect();
+    let http = (index % 2 == 0).then(|| {
+        let route = ROUTES[mix.below(ROUTES.len())].replace("{id}", &mix.below(10_000).to_string());
+        let status = match mix.below(100) {
+            0..=84 => 200,
+            85..=92 => 404,
+            93..=97 => 500,
+            _ => 503,
+        };
+        HttpFields {
+            method: Some(if mix.below(4) == 0 { "POST" } else { "GET" }.into()),
+            path: Some(route),
+            status: Some(status),
+            duration_ms: Some(1.0 + (mix.below(1_000) as f64).powf(1.3) / 10.0),
+            client_ip: None,
+        }
+    });
+    LogRecord {
+        id: format!("bench-{index:08}"),
+        timestamp,
+        received_at: timestamp,
+        service: format!("svc-{:02}", mix.below(SERVICES)),
+        severity,
+        message: format!("request {index} {}", words.join(" ")),
+        host: Some(format!("host-{}", mix.below(8))),
+        attributes: serde_json::Map::new(),
+        http,
+    }
+}
+
+/// Stores the logs and their rollups the way collectors do: batches of 1,000, 2 in flight.
+async fn seed(store: &Store, records: u64, hours: u64) -> f64 {
+    let now = Utc::now();
+    let started = Instant::now();
+    let mut mix = Mix(0x9e37_79b9_7f4a_7c15);
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = 0;
+    while next < records || !in_flight.is_empty() {
+        while next < records && in_flight.len() < 2 {
+            let end = (next + 1_000).min(records);
+            let batch: Vec<LogRecord> = (next..end)
+                .map(|i| record(i, records, hours, now, &mut mix))
+                .collect();
+            let store = store.clone();
+            in_flight.push(async move {
+                store.insert_records(&batch).await.expect("insert");
+                let mut rollup = Rollup::default();
+                batch.iter().for_each(|record| rollup.add_record(record));
+                store.record_stats(&rollup).await.expect("rollups");
+            });
+            next = end;
+        }
+        in_flight.next().await;
+    }
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn request(app: &axum::Router, uri: &str) -> (Duration, Value) {
+    let started = Instant::now();
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 26)
+        .await
+        .expect("body");
+    let elapsed = started.elapsed();
+    let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    (elapsed, body)
+}
+
+fn report(name: &str, mut times: Vec<Duration>, detail: &str) {
+    times.sort();
+    let at = |q: f64| times[((q * times.len() as f64).ceil() as usize).saturating_sub(1)];
+    println!(
+        "{name:<34} n={:<4} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  {detail}",
+        times.len(),
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3,
+    );
+}
+
+async fn measure<F: FnMut(usize) -> String>(
+    app: &axum::Router,
+    name: &str,
+    requests: usize,
+    mut uri: F,
+) {
+    let mut times = Vec::with_capacity(requests);
+    let mut returned = 0_usize;
+    for index in 0..requests {
+        let (elapsed, body) = request(app, &uri(index)).await;
+        returned += body["logs"].as_array().map_or(0, Vec::len);
+        times.push(elapsed);
+    }
+    report(name, times, &format!("avg {} logs", returned / requests));
+}
+
+async fn run() {
+    let records = setting("BENCH_RECORDS", 1_000_000);
+    let hours = setting("BENCH_HOURS", 24);
+    let requests = setting("BENCH_REQUESTS", 200) as usize;
+    println!("search benchmark: {records} logs over {hours} h, {requests} requests per kind");
+    let context = TestContext::new("bench_search").await;
+    context.store.ensure_indexes().await.expect("indexes");
+    let rate = seed(&context.store, records, hours).await;
+    println!("seeded at {rate:.0} logs/s (insert + rollups, 2 batches in flight)");
+    let app = router(AppState::new(
+        context.store.clone(),
+        &context.settings,
+        CancellationToken::new(),
+    ));
+    let now = Utc::now();
+    let mut mix = Mix(42);
+    let stamp =
+        |time: chrono::DateTime<Utc>| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+
+    measure(&app, "service+severity page of 100", requests, |index| {
+        let severity = ["error", "warn", "info"][index % 3];
+        format!(
+            "/api/v1/logs?service=svc-{:02}&severity={severity}&limit=100",
+            index % SERVICES
+        )
+    })
+    .await;
+    let mut starts = Vec::new();
+    for _ in 0..requests {
+        starts.push(mix.below(hours as usize * 60 - 60));
+    }
+    measure(&app, "time-range page of 100 (1 h)", requests, |index| {
+        let from = now - chrono::Duration::minutes(starts[index] as i64 + 60);
+        let to = from + chrono::Duration::hours(1);
+        format!(
+            "/api/v1/logs?from={}&to={}&limit=100",
+            stamp(from),
+            stamp(to)
+        )
+    })
+    .await;
+    let pairs: Vec<(usize, usize)> = (0..requests)
+        .map(|_| (mix.below(WORDS.len()), mix.below(WORDS.len())))
+        .collect();
+    measure(&app, "words page of 100 (q, 2 words)", requests, |index| {
+        let (first, second) = pairs[index];
+        format!(
+            "/api/v1/logs?q={}+{}&limit=100",
+            WORDS[first], WORDS[second]
+        )
+    })
+    .await;
+
+    // Deep cursors: page 50 of a service's logs (5,000 in), then time the next page.
+    let mut cursors = Vec::new();
+    for service in 0..SERVICES.min(requests) {
+        let mut cursor: Option<String> = None;
+        for _ in 0..50 {
+            let mut uri = format!("/api/v1/logs?service=svc-{service:02}&limit=100");
+            if let Some(cursor) = &cursor {
+                uri.push_str(&format!("&cursor={cursor}"));
+            }
+            let (_, body) = request(&app, &uri).await;
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        if let Some(cursor) = cursor {
+            cursors.push((service, cursor));
+        }
+    }
+    measure(&app, "deep cursor page (after 5,000)", requests, |index| {
+        let (service, cursor) = &cursors[index % cursors.len()];
+        format!("/api/v1/logs?service=svc-{service:02}&limit=100&cursor={cursor}")
+    })
+    .await;
+
+    let (_, stats) = request(&app, "/api/v1/stats?from=24h").await;
+    println!(
+        "stats over 24 h: total {} in {} buckets, {} routes",
+        stats["total"],
+        stats["histogram"].as_array().map_or(0, Vec::len),
+        stats["access"].as_array().map_or(0, Vec::len)
+    );
+    measure(&app, "stats over 24 h (rollups)", requests, |_| {
+        "/api/v1/stats?from=24h".into()
+    })
+    .await;
+    measure(&app, "stats over 24 h, one service", requests, |index| {
+        format!("/api/v1/stats?from=24h&service=svc-{:02}", index % SERVICES)
+    })
+    .await;
+    measure(&app, "services", requests, |_| "/api/v1/services".into()).await;
+    let folds = (requests / 10).max(5);
+    measure(&app, "stats over 1 h folded from logs", folds, |index| {
+        format!("/api/v1/stats?from=1h&host=host-{}", index % 8)
+    })
+    .await;
+    context.cleanup().await;
+}
