@@ -1,12 +1,13 @@
 //! A mergeable latency sketch: counts in logarithmic buckets, so any quantile is known to
-//! within 2 % of its value, sketches add bucket by bucket, and the size grows with the spread
-//! of the values (about 60 buckets per factor of ten), never with their number. The idea of
+//! within 4 % of its value, sketches add bucket by bucket, and the size grows with the spread
+//! of the values (about 30 buckets per factor of ten), never with their number. The idea of
 //! DDSketch (Masson et al., 2019), in its simplest form.
 
 use std::collections::BTreeMap;
 
-/// Ratio between successive bucket bounds: a bucket's midpoint is within 2 % of any value in it.
-const GAMMA: f64 = 1.04;
+/// Ratio between successive bucket bounds: a bucket's midpoint is within 4 % of any value in
+/// it. About 30 buckets per factor of ten: 1 ms to 10 s fits in 120.
+const GAMMA: f64 = 1.08;
 /// Values at or below this (milliseconds) are counted as zero.
 const MIN_VALUE: f64 = 1e-3;
 /// Bucket key of values at or below [`MIN_VALUE`].
@@ -27,7 +28,7 @@ impl LatencySketch {
         (value.ln() / GAMMA.ln()).ceil() as i32
     }
 
-    /// The value a bucket stands for: within 2 % of everything counted in it.
+    /// The value a bucket stands for: within 4 % of everything counted in it.
     pub fn value_of(bucket: i32) -> f64 {
         if bucket == ZERO_BUCKET {
             return 0.0;
@@ -101,7 +102,7 @@ mod tests {
             let exact = values[(q * values.len() as f64).ceil() as usize - 1];
             let estimate = all.quantile(q).unwrap();
             assert!(
-                (estimate - exact).abs() <= 0.02 * exact,
+                (estimate - exact).abs() <= 0.04 * exact,
                 "q{q}: {estimate} vs {exact}"
             );
         }

@@ -1,6 +1,7 @@
 //! Stats rollups: counts of stored logs per hour, service and severity (with a count per
 //! minute inside), and per hour, service, method and path for access logs (status classes
-//! and a latency sketch). Collectors add each batch's newly stored logs with one `update`
+//! and a latency sketch; not per severity, which would multiply the documents a day of stats
+//! reads). Collectors add each batch's newly stored logs with one `update`
 //! command of upserts; search reads hundreds of rollups instead of scanning millions of logs.
 //!
 //! Rollups are best effort by design: a batch whose rollup update fails (or whose insert was
@@ -75,7 +76,6 @@ struct CountCell {
 struct AccessKey {
     hour_ms: i64,
     service: String,
-    severity: Severity,
     method: String,
     path: String,
 }
@@ -131,7 +131,6 @@ impl Rollup {
             .entry(AccessKey {
                 hour_ms,
                 service: service.to_owned(),
-                severity,
                 method: http.method.clone().unwrap_or_else(|| "-".into()),
                 path: http
                     .path
@@ -203,14 +202,13 @@ impl Rollup {
                 );
             }
             statements.push(doc! {
-                "q": { stat_fields::ID: format!("a|{}|{}|{}|{}|{}", key.hour_ms, key.service, key.severity.as_str(), key.method, key.path) },
+                "q": { stat_fields::ID: format!("a|{}|{}|{}|{}", key.hour_ms, key.service, key.method, key.path) },
                 "u": {
                     "$inc": increments,
                     "$setOnInsert": {
                         stat_fields::KIND: KIND_ACCESS,
                         stat_fields::TIME: bson::DateTime::from_millis(key.hour_ms),
                         stat_fields::SERVICE: &key.service,
-                        stat_fields::SEVERITY: key.severity.as_str(),
                         stat_fields::METHOD: &key.method,
                         stat_fields::PATH: &key.path,
                     },
@@ -411,7 +409,7 @@ mod tests {
             increments_of(format!("c|{hour}|web|error")),
             doc! { "n": 3_i64, "m.1": 2_i64, "m.59": 1_i64 }
         );
-        let access = increments_of(format!("a|{hour}|web|error|GET|/a/:id"));
+        let access = increments_of(format!("a|{hour}|web|GET|/a/:id"));
         assert_eq!(access.get_i64("c.5xx").unwrap(), 1);
     }
 }
