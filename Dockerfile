@@ -2,10 +2,12 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p collector_service -p source_service -p retention_service -p search_service \
+RUN cargo build --release --locked -p collector_service -p source_service -p retention_service \
+       -p search_service -p monitoring_service \
  && mkdir /out \
  && cp target/release/collector_service target/release/source_service \
-       target/release/retention_service target/release/search_service /out/
+       target/release/retention_service target/release/search_service \
+       target/release/monitoring_service /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \

@@ -209,6 +209,31 @@ pub async fn publish_confirmed(
     }
 }
 
+/// Publishes an alert event and waits for the broker's confirm. Not mandatory: the alerts
+/// exchange is for whoever binds to it, and an event nobody listens to is not an error.
+pub async fn publish_alert(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> Result<(), BrokerError> {
+    let confirmation = channel
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            BasicPublishOptions::default(),
+            payload,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirmation {
+        Confirmation::Nack(_) => Err(BrokerError::Nacked),
+        _ => Ok(()),
+    }
+}
+
 /// Headers of a message as a mutable table (empty when it had none).
 pub fn headers_of(properties: &BasicProperties) -> FieldTable {
     properties.headers().clone().unwrap_or_default()

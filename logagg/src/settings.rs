@@ -40,6 +40,7 @@ pub struct Settings {
     pub source: SourceSettings,
     pub retention: RetentionSettings,
     pub search: SearchSettings,
+    pub monitor: MonitorSettings,
 }
 
 /// RabbitMQ connection and topology. Every service declares the same topology at start.
@@ -77,6 +78,8 @@ pub struct BrokerSettings {
     pub dead_letter_exchange: String,
     /// Durable queue holding dead letters, each with its reason in headers.
     pub dead_letter_queue: String,
+    /// Durable topic exchange the monitor publishes alerts to (`alert.<fired|resolved>.<service>`).
+    pub alerts_exchange: String,
     /// Seconds between AMQP heartbeats.
     pub heartbeat_seconds: u16,
     /// Name this process's connections carry in RabbitMQ's connection list; empty means
@@ -103,6 +106,7 @@ impl Default for BrokerSettings {
             monitoring_message_ttl_ms: 60_000,
             dead_letter_exchange: "logs.dead_letter".into(),
             dead_letter_queue: "logs.dead_letter".into(),
+            alerts_exchange: "logs.alerts".into(),
             heartbeat_seconds: 30,
             connection_name: String::new(),
             reconnect_initial_ms: 200,
@@ -531,7 +535,212 @@ impl Settings {
             return invalid("source.max_unconfirmed", "must be at least 1");
         }
         self.retention.validate()?;
+        self.monitor.validate()?;
         self.search.validate()
+    }
+}
+
+/// monitoring_service: error-rate rules over sliding windows, alert sinks, live access stats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// Asked of the broker with `basic.qos`. RabbitMQ applies prefetch to manual-ack
+    /// consumers only; the monitor's auto-ack consumer is bounded by the monitoring queue's
+    /// length and by evaluating faster than the broker delivers.
+    pub prefetch: u16,
+    /// How often rules are re-evaluated without new logs (alerts resolve as windows empty).
+    pub tick_ms: u64,
+    /// A service that sent nothing for this long, with no alert open, is forgotten.
+    pub idle_eviction_seconds: u64,
+    /// Services watched at most; logs of further services are counted and skipped.
+    pub max_services: usize,
+    /// Window of the live access-log stats (`/api/v1/live`), seconds.
+    pub live_window_seconds: u64,
+    /// Routes per service in the live stats; further ones are counted under `other`.
+    pub max_routes_per_service: usize,
+    /// Notifications a sink may have waiting; beyond, new ones are dropped and counted.
+    pub sink_queue: usize,
+    pub rules: Vec<AlertRule>,
+    pub sinks: Vec<SinkSettings>,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 1_000,
+            tick_ms: 1_000,
+            idle_eviction_seconds: 600,
+            max_services: 10_000,
+            live_window_seconds: 60,
+            max_routes_per_service: 100,
+            sink_queue: 1_000,
+            rules: vec![AlertRule::default()],
+            sinks: vec![SinkSettings::default()],
+        }
+    }
+}
+
+/// One alert rule. The default: 10 or more errors in 60 s for a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    /// Services the rule watches; empty means each service separately.
+    pub services: Vec<String>,
+    /// `count`: logs at or above `min_severity` in the window; `ratio`: those over all logs.
+    pub kind: String,
+    pub min_severity: String,
+    /// Fires at or above this (a count, or a ratio from 0 to 1).
+    pub threshold: f64,
+    pub window_seconds: u64,
+    /// How long the value must stay at or above the threshold before the alert fires.
+    pub for_seconds: u64,
+    /// Resolves once the value falls below this; default half the threshold. The band
+    /// between keeps a value hovering at the threshold from flapping.
+    pub resolve_below: Option<f64>,
+    /// `ratio` only: logs the window must hold before the ratio counts.
+    pub min_volume: u64,
+    /// After resolving, the same rule and service do not fire again for this long.
+    pub cooldown_seconds: u64,
+}
+
+impl Default for AlertRule {
+    fn default() -> Self {
+        Self {
+            name: "error_burst".into(),
+            services: Vec::new(),
+            kind: "count".into(),
+            min_severity: "error".into(),
+            threshold: 10.0,
+            window_seconds: 60,
+            for_seconds: 0,
+            resolve_below: None,
+            min_volume: 0,
+            cooldown_seconds: 300,
+        }
+    }
+}
+
+/// Where alert notifications go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkSettings {
+    /// `log` (a WARN line), `webhook` (JSON POST) or `slack` (Slack-compatible `{"text"}`).
+    pub kind: String,
+    pub url: String,
+    pub timeout_ms: u64,
+    /// Attempts per notification, with doubling backoff from `retry_initial_ms`.
+    pub max_attempts: u32,
+    pub retry_initial_ms: u64,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            kind: "log".into(),
+            url: String::new(),
+            timeout_ms: 5_000,
+            max_attempts: 5,
+            retry_initial_ms: 500,
+        }
+    }
+}
+
+impl MonitorSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid =
+            |setting: &'static str, reason: String| Err(SettingsError::Invalid { setting, reason });
+        if self.tick_ms == 0 || self.max_services == 0 || self.sink_queue == 0 {
+            return invalid(
+                "monitor",
+                "tick_ms, max_services and sink_queue must be at least 1".into(),
+            );
+        }
+        if !(1..=3_600).contains(&self.live_window_seconds) {
+            return invalid("monitor.live_window_seconds", "must be 1 to 3600".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for rule in &self.rules {
+            let reason = rule.problem();
+            if let Some(reason) = reason {
+                return invalid("monitor.rules", format!("rule `{}`: {reason}", rule.name));
+            }
+            if !names.insert(rule.name.as_str()) {
+                return invalid("monitor.rules", format!("rule `{}` twice", rule.name));
+            }
+        }
+        for sink in &self.sinks {
+            match sink.kind.as_str() {
+                "log" => {}
+                "webhook" | "slack" => {
+                    if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {
+                        return invalid(
+                            "monitor.sinks",
+                            format!("a {} sink needs an http(s) url", sink.kind),
+                        );
+                    }
+                    if sink.max_attempts == 0 || sink.timeout_ms == 0 {
+                        return invalid(
+                            "monitor.sinks",
+                            "max_attempts and timeout_ms must be at least 1".into(),
+                        );
+                    }
+                }
+                other => {
+                    return invalid(
+                        "monitor.sinks",
+                        format!("kind `{other}` is not log, webhook or slack"),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AlertRule {
+    /// What is wrong with the rule, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'));
+        if !name_ok {
+            return Some("names are 1-64 letters, digits, `_` or `-`".into());
+        }
+        if self.min_severity.parse::<Severity>().is_err() {
+            return Some(format!("`{}` is not a severity", self.min_severity));
+        }
+        if let Some(service) = self
+            .services
+            .iter()
+            .find(|service| crate::parse::validate_service(service).is_err())
+        {
+            return Some(format!("`{service}` is not a valid service name"));
+        }
+        if !(1..=3_600).contains(&self.window_seconds) {
+            return Some("window_seconds must be 1 to 3600".into());
+        }
+        let ratio = match self.kind.as_str() {
+            "count" => false,
+            "ratio" => true,
+            other => return Some(format!("kind `{other}` is not count or ratio")),
+        };
+        let threshold_ok = self.threshold.is_finite()
+            && self.threshold > 0.0
+            && (!ratio || self.threshold <= 1.0);
+        if !threshold_ok {
+            return Some("threshold must be above 0 (and at most 1 for a ratio)".into());
+        }
+        if self
+            .resolve_below
+            .is_some_and(|below| !(0.0..=self.threshold).contains(&below))
+        {
+            return Some("resolve_below must be between 0 and the threshold".into());
+        }
+        None
     }
 }
 

@@ -1,6 +1,7 @@
 //! MongoDB: the logs collection's field names, its indexes, and idempotent batch writes.
 //! Leases, retention's and search's queries live in the submodules.
 
+pub mod alerts;
 pub mod lease;
 pub mod retention;
 pub mod search;

@@ -102,6 +102,22 @@ async fn declare_exchange(channel: &Channel, settings: &BrokerSettings) -> Resul
         .map_err(|source| BrokerError::declare("exchange", &settings.exchange, source))
 }
 
+/// Declares the durable topic exchange alerts are published to.
+pub async fn declare_alerts_exchange(
+    channel: &Channel,
+    settings: &BrokerSettings,
+) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            settings.alerts_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            DURABLE_EXCHANGE,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| BrokerError::declare("exchange", &settings.alerts_exchange, source))
+}
+
 /// Declares one live-tail queue and returns its name: server-named, exclusive to this
 /// connection, deleted when its consumer goes, bound to every key (a JSON body may name
 /// another service than its routing key, so the tail filters records, not keys), and
@@ -230,6 +246,13 @@ pub fn monitoring_queue_arguments(settings: &BrokerSettings) -> FieldTable {
         &mut arguments,
         "x-message-ttl",
         AMQPValue::LongLongInt(i64::from(settings.monitoring_message_ttl_ms)),
+    );
+    // One monitor at a time receives: each service's logs reach one monitor, which counts
+    // them all; the others stand by and take over when it goes (README, Monitoring).
+    argument(
+        &mut arguments,
+        "x-single-active-consumer",
+        AMQPValue::Boolean(true),
     );
     arguments
 }

@@ -41,7 +41,12 @@ fn merged(service: &Yaml) -> HashMap<String, Yaml> {
 }
 
 /// logagg's own services in the compose file.
-const SERVICES: [&str; 3] = ["collector_service", "source_service", "retention_service"];
+const SERVICES: [&str; 4] = [
+    "collector_service",
+    "source_service",
+    "retention_service",
+    "monitoring_service",
+];
 
 #[test]
 fn scaled_services_have_no_fixed_names_or_host_ports() {
