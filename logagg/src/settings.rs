@@ -728,9 +728,8 @@ impl AlertRule {
             "ratio" => true,
             other => return Some(format!("kind `{other}` is not count or ratio")),
         };
-        let threshold_ok = self.threshold.is_finite()
-            && self.threshold > 0.0
-            && (!ratio || self.threshold <= 1.0);
+        let threshold_ok =
+            self.threshold.is_finite() && self.threshold > 0.0 && (!ratio || self.threshold <= 1.0);
         if !threshold_ok {
             return Some("threshold must be above 0 (and at most 1 for a ratio)".into());
         }
