@@ -31,22 +31,12 @@ impl PendingMessage {
     }
 
     fn envelope(&self) -> Envelope<'_> {
-        Envelope {
-            routing_key: &self.routing_key,
-            body: &self.body,
-            content_type: self
-                .properties
-                .content_type()
-                .as_ref()
-                .map(|value| value.as_str()),
-            message_id: self
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|value| value.as_str()),
-            amqp_timestamp: *self.properties.timestamp(),
-            received_at: self.received_at,
-        }
+        logagg::broker::envelope(
+            &self.routing_key,
+            &self.body,
+            &self.properties,
+            self.received_at,
+        )
     }
 }
 

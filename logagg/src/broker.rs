@@ -191,21 +191,31 @@ pub async fn publish_confirmed(
     payload: &[u8],
     properties: BasicProperties,
 ) -> Result<(), BrokerError> {
-    let confirmation = channel
-        .basic_publish(
-            ShortString::from(exchange),
-            ShortString::from(routing_key),
-            MANDATORY,
-            payload,
-            properties,
-        )
-        .await?
-        .await?;
-    match confirmation {
+    match publish_and_confirm(channel, exchange, routing_key, payload, properties, true).await? {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => Err(BrokerError::Unroutable),
         Confirmation::Nack(None) => Err(BrokerError::Nacked),
         Confirmation::NotRequested => Ok(()),
+    }
+}
+
+/// What the parser needs of a message: its routing key, body and AMQP properties.
+pub fn envelope<'a>(
+    routing_key: &'a str,
+    body: &'a [u8],
+    properties: &'a BasicProperties,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> crate::parse::Envelope<'a> {
+    crate::parse::Envelope {
+        routing_key,
+        body,
+        content_type: properties
+            .content_type()
+            .as_ref()
+            .map(|value| value.as_str()),
+        message_id: properties.message_id().as_ref().map(|value| value.as_str()),
+        amqp_timestamp: *properties.timestamp(),
+        received_at,
     }
 }
 
@@ -218,20 +228,35 @@ pub async fn publish_alert(
     payload: &[u8],
     properties: BasicProperties,
 ) -> Result<(), BrokerError> {
-    let confirmation = channel
+    match publish_and_confirm(channel, exchange, routing_key, payload, properties, false).await? {
+        Confirmation::Nack(_) => Err(BrokerError::Nacked),
+        _ => Ok(()),
+    }
+}
+
+async fn publish_and_confirm(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<Confirmation, BrokerError> {
+    let options = if mandatory {
+        MANDATORY
+    } else {
+        BasicPublishOptions::default()
+    };
+    Ok(channel
         .basic_publish(
             ShortString::from(exchange),
             ShortString::from(routing_key),
-            BasicPublishOptions::default(),
+            options,
             payload,
             properties,
         )
         .await?
-        .await?;
-    match confirmation {
-        Confirmation::Nack(_) => Err(BrokerError::Nacked),
-        _ => Ok(()),
-    }
+        .await?)
 }
 
 /// Headers of a message as a mutable table (empty when it had none).

@@ -261,6 +261,14 @@ pub async fn await_store(store: &Store) {
     }
 }
 
+/// A benchmark knob: the environment variable `name` as a number, or `default`.
+pub fn bench_setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

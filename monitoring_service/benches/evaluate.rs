@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use logagg::broker;
 use logagg::parse::{parse_message, Envelope};
 use logagg::settings::{AlertRule, SinkSettings};
-use logagg::testsuite::{wait_until, TestContext};
+use logagg::testsuite::{bench_setting, wait_until, TestContext};
 use logagg::{LogRecord, Severity};
 use monitoring_service::monitor::Monitor;
 use monitoring_service::rules::Rule;
@@ -27,13 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 const SERVICES: usize = 1_000;
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     if !std::env::args().any(|argument| argument == "--bench") {
         println!(
@@ -41,14 +34,14 @@ fn main() {
         );
         return;
     }
-    let logs = setting("BENCH_LOGS", 2_000_000) as usize;
+    let logs = bench_setting("BENCH_LOGS", 2_000_000) as usize;
     println!("monitor benchmark: {SERVICES} services, 5 rules, {logs} logs");
     evaluate(logs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(latency(setting("BENCH_ALERTS", 50) as usize));
+    runtime.block_on(latency(bench_setting("BENCH_ALERTS", 50) as usize));
 }
 
 fn five_rules() -> Vec<Rule> {

@@ -14,7 +14,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
 use logagg::broker::{self, BrokerError};
-use logagg::parse::{parse_message, Envelope};
+use logagg::parse::parse_message;
 use logagg::settings::Settings;
 use logagg::telemetry::Health;
 use logagg::topology;
@@ -129,18 +129,12 @@ fn observe(
 ) {
     metrics::counter!(metrics::MESSAGES).increment(1);
     let now = now_ms();
-    let properties = &delivery.properties;
-    let envelope = Envelope {
-        routing_key: delivery.routing_key.as_str(),
-        body: &delivery.data,
-        content_type: properties
-            .content_type()
-            .as_ref()
-            .map(|value| value.as_str()),
-        message_id: properties.message_id().as_ref().map(|value| value.as_str()),
-        amqp_timestamp: *properties.timestamp(),
-        received_at: chrono::Utc::now(),
-    };
+    let envelope = broker::envelope(
+        delivery.routing_key.as_str(),
+        &delivery.data,
+        &delivery.properties,
+        chrono::Utc::now(),
+    );
     let record = match parse_message(&envelope) {
         Ok(record) => record,
         Err(error) => {

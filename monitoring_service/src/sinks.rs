@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use lapin::{BasicProperties, Channel, Connection};
 use logagg::backoff::Backoff;
 use logagg::broker;
@@ -23,39 +22,14 @@ use crate::metrics;
 pub struct Notification {
     /// `fired` or `resolved`.
     pub event: &'static str,
-    pub alert: AlertBody,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertBody {
-    pub id: String,
-    pub rule: String,
-    pub service: String,
-    pub value: f64,
-    pub threshold: f64,
-    pub window_seconds: u64,
-    pub started_at: DateTime<Utc>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    pub peak: f64,
-    pub sample_ids: Vec<String>,
+    pub alert: StoredAlert,
 }
 
 impl Notification {
     pub fn new(alert: &StoredAlert, fired: bool) -> Notification {
         Notification {
             event: if fired { "fired" } else { "resolved" },
-            alert: AlertBody {
-                id: alert.id.clone(),
-                rule: alert.rule.clone(),
-                service: alert.service.clone(),
-                value: alert.value,
-                threshold: alert.threshold,
-                window_seconds: alert.window_seconds,
-                started_at: alert.started_at,
-                resolved_at: alert.resolved_at,
-                peak: alert.peak,
-                sample_ids: alert.sample_ids.clone(),
-            },
+            alert: alert.clone(),
         }
     }
 

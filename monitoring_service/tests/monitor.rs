@@ -232,6 +232,24 @@ async fn total(ports: &[u16], name: &str) -> f64 {
     sum
 }
 
+/// Starts `count` monitor processes (webhook to `port`) and waits until all consume.
+async fn start_monitors(context: &TestContext, count: usize, port: u16) -> (Vec<u16>, Vec<Child>) {
+    let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let monitors = ports
+        .iter()
+        .map(|admin| start_monitor_process(&context.settings, *admin, port))
+        .collect();
+    await_consumers(context, &ports).await;
+    (ports, monitors)
+}
+
+fn stop_all(monitors: &mut [Child]) {
+    for monitor in monitors {
+        let _ = monitor.kill();
+        let _ = monitor.wait();
+    }
+}
+
 /// Waits until every monitor in `ports` answers and the queue has that many consumers.
 async fn await_consumers(context: &TestContext, ports: &[u16]) {
     let queue = context.settings.broker.monitoring_queue.clone();
@@ -269,12 +287,7 @@ async fn await_settled(ports: &[u16], logs: f64) {
 async fn three_monitors_and_a_burst_of_30_errors_fire_exactly_one_alert() {
     let context = TestContext::new("monitor_three").await;
     let (receiver, port) = Receiver::start().await;
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut monitors: Vec<Child> = ports
-        .iter()
-        .map(|admin| start_monitor_process(&context.settings, *admin, port))
-        .collect();
-    await_consumers(&context, &ports).await;
+    let (ports, mut monitors) = start_monitors(&context, 3, port).await;
     publish_errors(&context, "payments", 30).await;
     await_settled(&ports, 30.0).await;
     let fired = wait_until(TIMEOUT, || async { !receiver.on("hook").is_empty() }).await;
@@ -296,10 +309,7 @@ async fn three_monitors_and_a_burst_of_30_errors_fire_exactly_one_alert() {
     );
     assert_eq!(receiver.on("hook").len(), 1);
     assert_eq!(alerts(&context).await.len(), 1);
-    for monitor in &mut monitors {
-        let _ = monitor.kill();
-        let _ = monitor.wait();
-    }
+    stop_all(&mut monitors);
     context.cleanup().await;
 }
 
@@ -307,12 +317,7 @@ async fn three_monitors_and_a_burst_of_30_errors_fire_exactly_one_alert() {
 async fn a_monitor_killed_mid_burst_still_ends_in_one_alert() {
     let context = TestContext::new("monitor_killed").await;
     let (receiver, port) = Receiver::start().await;
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let mut monitors: Vec<Child> = ports
-        .iter()
-        .map(|admin| start_monitor_process(&context.settings, *admin, port))
-        .collect();
-    await_consumers(&context, &ports).await;
+    let (ports, mut monitors) = start_monitors(&context, 2, port).await;
     publish_errors(&context, "inventory", 15).await;
     await_settled(&ports, 15.0).await;
     assert!(wait_until(TIMEOUT, || async { receiver.on("hook").len() == 1 }).await);
@@ -351,10 +356,7 @@ async fn a_monitor_killed_mid_burst_still_ends_in_one_alert() {
         receiver.on("hook")
     );
     assert_eq!(alerts(&context).await.len(), 1);
-    for monitor in &mut monitors {
-        let _ = monitor.kill();
-        let _ = monitor.wait();
-    }
+    stop_all(&mut monitors);
     context.cleanup().await;
 }
 

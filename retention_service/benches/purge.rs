@@ -19,19 +19,12 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use logagg::settings::RetentionSettings;
 use logagg::store::Store;
-use logagg::testsuite::{metric_value, TestContext};
+use logagg::testsuite::{bench_setting, metric_value, TestContext};
 use logagg::{LogRecord, Severity};
 use retention_service::clock::SystemClock;
 use retention_service::metrics;
 use retention_service::purge::{Purger, Trigger};
 use tokio_util::sync::CancellationToken;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if !std::env::args().any(|argument| argument == "--bench") {
@@ -46,12 +39,12 @@ fn main() {
 }
 
 async fn run() {
-    let records = setting("BENCH_RECORDS", 1_000_000);
-    let ingest_seconds = setting("BENCH_INGEST_SECONDS", 10);
+    let records = bench_setting("BENCH_RECORDS", 1_000_000);
+    let ingest_seconds = bench_setting("BENCH_INGEST_SECONDS", 10);
     let defaults = RetentionSettings::default();
     let settings = RetentionSettings {
-        batch_size: setting("BENCH_BATCH_SIZE", defaults.batch_size as u64) as usize,
-        batch_pause_ms: setting("BENCH_PAUSE_MS", defaults.batch_pause_ms),
+        batch_size: bench_setting("BENCH_BATCH_SIZE", defaults.batch_size as u64) as usize,
+        batch_pause_ms: bench_setting("BENCH_PAUSE_MS", defaults.batch_pause_ms),
         ..defaults
     };
     println!(

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use logagg::record::HttpFields;
 use logagg::store::stats::Rollup;
 use logagg::store::Store;
-use logagg::testsuite::TestContext;
+use logagg::testsuite::{bench_setting, TestContext};
 use logagg::{LogRecord, Severity};
 use search_service::api::{router, AppState};
 use serde_json::Value;
@@ -62,13 +62,6 @@ const ROUTES: [&str; 8] = [
     "/health",
     "/api/pay",
 ];
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if !std::env::args().any(|argument| argument == "--bench") {
@@ -217,9 +210,9 @@ async fn measure<F: FnMut(usize) -> String>(
 }
 
 async fn run() {
-    let records = setting("BENCH_RECORDS", 1_000_000);
-    let hours = setting("BENCH_HOURS", 24);
-    let requests = setting("BENCH_REQUESTS", 200) as usize;
+    let records = bench_setting("BENCH_RECORDS", 1_000_000);
+    let hours = bench_setting("BENCH_HOURS", 24);
+    let requests = bench_setting("BENCH_REQUESTS", 200) as usize;
     println!("search benchmark: {records} logs over {hours} h, {requests} requests per kind");
     let context = TestContext::new("bench_search").await;
     context.store.ensure_indexes().await.expect("indexes");

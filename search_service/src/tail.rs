@@ -13,7 +13,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use logagg::broker;
-use logagg::parse::{parse_message, Envelope};
+use logagg::parse::parse_message;
 use logagg::settings::BrokerSettings;
 use logagg::topology;
 use logagg::LogRecord;
@@ -210,18 +210,12 @@ async fn forward(
                 return TailEnd::BrokerLost;
             }
         }
-        let properties = &delivery.properties;
-        let envelope = Envelope {
-            routing_key: delivery.routing_key.as_str(),
-            body: &delivery.data,
-            content_type: properties
-                .content_type()
-                .as_ref()
-                .map(|value| value.as_str()),
-            message_id: properties.message_id().as_ref().map(|value| value.as_str()),
-            amqp_timestamp: *properties.timestamp(),
-            received_at: chrono::Utc::now(),
-        };
+        let envelope = broker::envelope(
+            delivery.routing_key.as_str(),
+            &delivery.data,
+            &delivery.properties,
+            chrono::Utc::now(),
+        );
         let record = match parse_message(&envelope) {
             Ok(record) => record,
             Err(error) => {

@@ -20,8 +20,8 @@ const MARKER_EPISODE: &str = "episode";
 const MARKER_KIND: &str = "kind";
 const MARKER_KIND_ALERT: &str = "alert";
 
-/// An alert as stored and published.
-#[derive(Debug, Clone, PartialEq)]
+/// An alert as stored, published and sent to sinks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredAlert {
     pub id: String,
     pub rule: String,
