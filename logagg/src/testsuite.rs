@@ -79,6 +79,7 @@ impl TestContext {
         settings.broker.monitoring_queue = format!("{unique}.monitoring");
         settings.broker.dead_letter_exchange = format!("{unique}.dlx");
         settings.broker.dead_letter_queue = format!("{unique}.dlq");
+        settings.broker.alerts_exchange = format!("{unique}.alerts");
         settings.broker.reconnect_initial_ms = 50;
         settings.broker.reconnect_max_ms = 500;
         settings.store.url = mongo_url.to_owned();
@@ -213,6 +214,7 @@ impl TestContext {
         for exchange in [
             &broker_settings.exchange,
             &broker_settings.dead_letter_exchange,
+            &broker_settings.alerts_exchange,
         ] {
             let _ = self
                 .channel

@@ -46,7 +46,20 @@ impl Receiver {
                 StatusCode::OK
             })
         };
+        let slow = {
+            let receiver = receiver.clone();
+            post(move |Json(body): Json<Value>| async move {
+                receiver
+                    .bodies
+                    .lock()
+                    .expect("lock")
+                    .push(("slow".into(), body));
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                StatusCode::OK
+            })
+        };
         let app = Router::new()
+            .route("/slow", slow)
             .route("/hook", record("hook", receiver.clone()))
             .route("/slack", record("slack", receiver.clone()))
             .route("/flaky", record("flaky", receiver.clone()));
@@ -78,10 +91,15 @@ fn monitor_settings(context: &TestContext, port: u16) -> Settings {
         retry_initial_ms: 50,
         ..SinkSettings::default()
     };
+    let slow = SinkSettings {
+        timeout_ms: 60_000,
+        ..sink("webhook", "slow")
+    };
     settings.monitor.sinks = vec![
         sink("webhook", "hook"),
         sink("slack", "slack"),
         sink("webhook", "flaky"),
+        slow,
     ];
     settings.monitor.tick_ms = 100;
     settings
@@ -125,6 +143,34 @@ async fn sinks_receive_exactly_one_fired_and_one_resolved_payload() {
         monitor_settings(&context, port),
         shutdown.clone(),
     ));
+    // A consumer of the alerts exchange, bound before anything fires.
+    let alerts_channel = context.connection.create_channel().await.expect("channel");
+    logagg::topology::declare_alerts_exchange(&alerts_channel, &context.settings.broker)
+        .await
+        .expect("alerts exchange");
+    let alerts_queue = alerts_channel
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("queue")
+        .name()
+        .to_string();
+    alerts_channel
+        .queue_bind(
+            alerts_queue.as_str().into(),
+            context.settings.broker.alerts_exchange.as_str().into(),
+            "alert.#".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .expect("bind");
     publish_errors(&context, "checkout", 12).await;
 
     // The window is 2 s: the burst fires, then resolves as it slides out.
@@ -168,6 +214,32 @@ async fn sinks_receive_exactly_one_fired_and_one_resolved_payload() {
     );
     assert_eq!(receiver.on("flaky")[0], hook[0]);
 
+    // The slow sink is still on its first request: it held up no other sink.
+    assert_eq!(receiver.on("slow").len(), 1);
+    // The alerts exchange carried the same two events.
+    let published: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let both = wait_until(TIMEOUT, || async {
+        if let Ok(Some(message)) = alerts_channel
+            .basic_get(
+                alerts_queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+        {
+            let body: Value = serde_json::from_slice(&message.delivery.data).expect("JSON");
+            let key = message.delivery.routing_key.to_string();
+            published.lock().expect("lock").push((key, body));
+        }
+        published.lock().expect("lock").len() == 2
+    })
+    .await;
+    let published = published.lock().expect("lock").clone();
+    assert!(both, "{published:?}");
+    assert_eq!(published[0].0, "alert.fired.checkout");
+    assert_eq!(published[1].0, "alert.resolved.checkout");
+    assert_eq!(published[0].1, hook[0]);
+    assert_eq!(published[1].1, hook[1]);
+
     let stored = alerts(&context).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].get_str("state").expect("state"), "resolved");
@@ -196,6 +268,10 @@ fn start_monitor_process(settings: &Settings, admin_port: u16, port: u16) -> Chi
         .env(
             "LOGAGG__BROKER__DEAD_LETTER_QUEUE",
             &settings.broker.dead_letter_queue,
+        )
+        .env(
+            "LOGAGG__BROKER__ALERTS_EXCHANGE",
+            &settings.broker.alerts_exchange,
         )
         .env("LOGAGG__STORE__URL", &settings.store.url)
         .env("LOGAGG__STORE__DATABASE", &settings.store.database)
@@ -401,6 +477,13 @@ async fn live_access_stats_are_served_per_route() {
     .await;
     let live = live().await;
     assert!(counted, "{live}");
+    let gauges = wait_until(TIMEOUT, || async {
+        scrape_metrics(admin).await.contains(
+            "logagg_monitor_route_requests_per_second{service=\"shop\",method=\"GET\",path=\"/orders/:id\"}",
+        )
+    })
+    .await;
+    assert!(gauges, "{}", scrape_metrics(admin).await);
     let route = &live["routes"][0];
     assert_eq!(route["service"], "shop");
     assert_eq!(route["path"], "/orders/:id");
