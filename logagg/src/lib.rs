@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod broker;
+pub mod formats;
 pub mod parse;
 pub mod record;
 pub mod settings;

@@ -506,12 +506,30 @@ fn parse_http_fields(mut fields: Map<String, Value>) -> Result<HttpFields, Parse
         Some(Value::Null) | None => None,
         Some(_) => return Err(wrong_type("http.client_ip", "a string of at most 64 bytes")),
     };
+    let bytes = match fields.remove("bytes") {
+        Some(Value::Number(number)) => Some(number.as_u64().ok_or(ParseError::InvalidField {
+            field: "http.bytes",
+            reason: "must be a non-negative integer",
+        })?),
+        Some(Value::Null) | None => None,
+        Some(_) => return Err(wrong_type("http.bytes", "an integer")),
+    };
+    let text = |field: &'static str, value: Option<Value>| match value {
+        Some(Value::String(text)) if text.len() <= 4096 => Ok(Some(text)),
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => Err(wrong_type(field, "a string of at most 4096 bytes")),
+    };
+    let user_agent = text("http.user_agent", fields.remove("user_agent"))?;
+    let referer = text("http.referer", fields.remove("referer"))?;
     Ok(HttpFields {
         method,
         path,
         status,
         duration_ms,
         client_ip,
+        bytes,
+        user_agent,
+        referer,
     })
 }
 

@@ -117,6 +117,10 @@ pub struct HttpFields {
     pub status: Option<u16>,
     pub duration_ms: Option<f64>,
     pub client_ip: Option<String>,
+    /// Response size in bytes.
+    pub bytes: Option<u64>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
 }
 
 impl HttpFields {

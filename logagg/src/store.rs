@@ -39,6 +39,9 @@ pub mod fields {
     pub const HTTP_STATUS: &str = "status";
     pub const HTTP_DURATION_MS: &str = "duration_ms";
     pub const HTTP_CLIENT_IP: &str = "client_ip";
+    pub const HTTP_BYTES: &str = "bytes";
+    pub const HTTP_USER_AGENT: &str = "user_agent";
+    pub const HTTP_REFERER: &str = "referer";
 }
 
 /// Field names of a stored alert (written by the monitor, purged by retention).
@@ -357,6 +360,15 @@ pub fn record_to_document(record: &LogRecord, words: bool) -> Document {
         if let Some(client_ip) = &http.client_ip {
             http_document.insert(fields::HTTP_CLIENT_IP, client_ip);
         }
+        if let Some(bytes) = http.bytes {
+            http_document.insert(fields::HTTP_BYTES, i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Some(user_agent) = &http.user_agent {
+            http_document.insert(fields::HTTP_USER_AGENT, user_agent);
+        }
+        if let Some(referer) = &http.referer {
+            http_document.insert(fields::HTTP_REFERER, referer);
+        }
         document.insert(fields::HTTP, http_document);
     }
     document
@@ -399,6 +411,15 @@ pub fn document_to_record(document: &Document) -> Result<LogRecord, StoreError> 
                 .and_then(|status| u16::try_from(status).ok()),
             duration_ms: http.get_f64(fields::HTTP_DURATION_MS).ok(),
             client_ip: http.get_str(fields::HTTP_CLIENT_IP).ok().map(str::to_owned),
+            bytes: http
+                .get_i64(fields::HTTP_BYTES)
+                .ok()
+                .and_then(|bytes| u64::try_from(bytes).ok()),
+            user_agent: http
+                .get_str(fields::HTTP_USER_AGENT)
+                .ok()
+                .map(str::to_owned),
+            referer: http.get_str(fields::HTTP_REFERER).ok().map(str::to_owned),
         });
     Ok(LogRecord {
         id: text(fields::ID)?,
@@ -462,6 +483,9 @@ mod tests {
                 status: Some(502),
                 duration_ms: Some(12.5),
                 client_ip: Some("10.0.0.1".into()),
+                bytes: Some(2326),
+                user_agent: Some("curl/8.5".into()),
+                referer: Some("https://example.com/".into()),
             }),
         }
     }

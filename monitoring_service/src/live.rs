@@ -178,6 +178,7 @@ mod tests {
             status: Some(status),
             duration_ms: Some(duration),
             client_ip: None,
+            ..HttpFields::default()
         }
     }
 

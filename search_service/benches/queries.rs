@@ -122,6 +122,7 @@ fn record(
             status: Some(status),
             duration_ms: Some(1.0 + (mix.below(1_000) as f64).powf(1.3) / 10.0),
             client_ip: None,
+            ..HttpFields::default()
         }
     });
     LogRecord {

@@ -55,6 +55,7 @@ fn logs(n: usize, prefix: &str) -> Vec<LogRecord> {
                     status: Some(status),
                     duration_ms: Some(index as f64),
                     client_ip: None,
+                    ..HttpFields::default()
                 }),
             }
         })

@@ -378,6 +378,7 @@ mod tests {
             status: Some(503),
             duration_ms: Some(12.0),
             client_ip: None,
+            ..HttpFields::default()
         };
         rollup.add(at(1, 5), "web", Severity::Error, Some(&http));
         rollup.add(at(1, 50), "web", Severity::Error, None);
