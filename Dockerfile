@@ -17,4 +17,4 @@ COPY --from=build /out/ /usr/local/bin/
 COPY config /app/config
 WORKDIR /app
 USER logagg
-EXPOSE 9100 5000
+EXPOSE 9100 5000 8080

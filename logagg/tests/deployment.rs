@@ -72,7 +72,7 @@ fn scaled_services_have_no_fixed_names_or_host_ports() {
 #[test]
 fn service_commands_name_workspace_binaries_and_valid_settings() {
     let compose = compose();
-    for name in SERVICES.iter().chain(&["search_service"]) {
+    for name in SERVICES.iter().chain(&["search_service", "gateway"]) {
         let name = *name;
         let fields = merged(&compose["services"][name]);
         let binary = fields["command"][0].as_str().expect("command");

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use bson::Document;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use logagg::api_keys::{self, ApiKeys};
 use logagg::settings::SearchSettings;
 use logagg::settings::Settings;
 use logagg::store::search::{Order, PageCursor, PageRequest};
@@ -27,7 +28,6 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{self, ApiKeys};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams};
 use crate::query::{parse_time, LogQuery, QueryError, NOT_FOR_STATS, NOT_FOR_TAIL};
@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
-            auth::require_key,
+            api_keys::require_key,
         ))
         .route(
             OPENAPI_PATH,

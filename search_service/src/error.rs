@@ -30,8 +30,6 @@ pub enum ApiError {
     BadParameter { parameter: String, message: String },
     #[error("{0}")]
     NotFound(String),
-    #[error("a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")]
-    Unauthorized,
     #[error("RabbitMQ is unavailable; live tail is down until it is back")]
     BrokerUnavailable,
     #[error("too many live-tail clients; try again later")]
@@ -65,7 +63,6 @@ impl ApiError {
         match self {
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BrokerUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
             ApiError::TooManyTails => (StatusCode::SERVICE_UNAVAILABLE, "too_many_tails"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),

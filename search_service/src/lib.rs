@@ -2,7 +2,6 @@
 //! `/metrics` on the admin port.
 
 pub mod api;
-pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod query;

@@ -1,6 +1,8 @@
-//! source_service: gets logs onto the exchange. Today: the traffic simulator, publishing
-//! persistent messages with publisher confirms at a set rate or as fast as confirms allow.
+//! source_service: gets logs onto the exchange: the traffic simulator, publishing persistent
+//! messages with publisher confirms at a set rate or as fast as confirms allow, and the HTTP
+//! ingest gateway.
 
+pub mod gateway;
 pub mod pacer;
 pub mod simulator;
 
@@ -70,6 +72,34 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     admin_shutdown.cancel();
     let _ = admin_task.await;
     report
+}
+
+/// Serves the ingest gateway on `gateway.listen` (and the admin server) until `shutdown`.
+pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let health = Health::default();
+    let (_address, admin_task) = telemetry::serve_admin(
+        &settings.telemetry.admin_listen,
+        telemetry::admin_router(health),
+        shutdown.clone(),
+    )
+    .await
+    .context("binding the admin server")?;
+    let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
+        .await
+        .with_context(|| format!("binding gateway.listen {}", settings.gateway.listen))?;
+    info!(address = %listener.local_addr()?, "ingest gateway listening");
+    let app = gateway::router(gateway::Gateway::new(
+        settings.gateway.clone(),
+        settings.broker.clone(),
+    ));
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
+    let _ = admin_task.await;
+    served.context("serving the gateway")
 }
 
 /// Publishes simulated logs: `source.count` of them (0: until shutdown) at `source.rate`

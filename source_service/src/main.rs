@@ -1,4 +1,5 @@
-//! source_service binary: `simulate` publishes generated traffic.
+//! source_service binary: `simulate` publishes generated traffic, `gateway` serves the HTTP
+//! ingest API.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Serve the HTTP ingest gateway (settings section `gateway`).
+    Gateway,
 }
 
 #[tokio::main]
@@ -33,17 +36,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut settings = Settings::from_process_env().context("loading settings")?;
     telemetry::init_tracing(&settings.telemetry);
+    let shutdown_token = CancellationToken::new();
+    shutdown::cancel_on_signal(shutdown_token.clone());
     let Command::Simulate {
         count,
         rate,
         format,
-    } = cli.command;
+    } = cli.command
+    else {
+        return source_service::serve_gateway(settings, shutdown_token).await;
+    };
     settings.source.count = count.unwrap_or(settings.source.count);
     settings.source.rate = rate.unwrap_or(settings.source.rate);
     settings.source.format = format.unwrap_or(settings.source.format);
     settings.validate().context("invalid flags")?;
-    let shutdown_token = CancellationToken::new();
-    shutdown::cancel_on_signal(shutdown_token.clone());
     let report = source_service::run(settings, shutdown_token).await?;
     println!("{report}");
     Ok(())

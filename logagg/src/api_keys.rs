@@ -1,15 +1,14 @@
-//! API keys: with `search.api_keys` set, every data route wants one of them as
-//! `Authorization: Bearer KEY` or `X-API-Key: KEY`, and answers 401 without it.
+//! API keys for the HTTP APIs (search, the ingest gateway): when keys are set, a route
+//! wants one of them as `Authorization: Bearer KEY` or `X-API-Key: KEY`, and answers 401
+//! with the JSON error body without it.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
 
 /// Header that carries a key as it is.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -31,20 +30,24 @@ impl ApiKeys {
 
     /// Whether `headers` present one of the keys. Each comparison takes the same time
     /// wherever the first differing byte is.
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::as_bytes)
-            .or_else(|| headers.get(API_KEY_HEADER).map(|value| value.as_bytes()));
-        let Some(presented) = presented else {
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        let Some(presented) = presented_key(headers) else {
             return false;
         };
         self.0
             .iter()
             .fold(false, |found, key| found | constant_time_eq(key, presented))
     }
+}
+
+/// The key a request presents, if any.
+pub fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+        .or_else(|| headers.get(API_KEY_HEADER).map(|value| value.as_bytes()))
 }
 
 fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
@@ -61,7 +64,11 @@ pub async fn require_key(State(keys): State<ApiKeys>, request: Request, next: Ne
     if keys.is_open() || keys.admits(request.headers()) {
         return next.run(request).await;
     }
-    let mut response = ApiError::Unauthorized.into_response();
+    let body = serde_json::json!({ "error": {
+        "code": "unauthorized",
+        "message": "a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)",
+    }});
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));

@@ -1,0 +1,521 @@
+//! The HTTP ingest gateway: `POST /api/v1/logs` (a JSON record, a JSON array or NDJSON)
+//! and `POST /api/v1/logs/raw?format=…&service=…` (text lines in a named format). Every
+//! record is validated and normalised, published persistent and mandatory with publisher
+//! confirms, and the client hears 202 only once the broker confirmed them all.
+//!
+//! Memory is bounded: bodies by `gateway.max_body_bytes` (after gzip) and
+//! `gateway.body_timeout_ms`, records per request by `gateway.max_records`, and records
+//! awaiting confirms across requests by `gateway.max_unconfirmed` (503 with Retry-After
+//! beyond, never a queue). Each key, or client address without keys, has a token bucket of
+//! `gateway.rate_per_second` records (429 with Retry-After).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{middleware, Json, Router};
+use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use lapin::{Channel, Connection};
+use logagg::api_keys::{self, presented_key, ApiKeys};
+use logagg::formats::{parse_line, LineContext, LineFormat};
+use logagg::parse::{parse_message, record_body, Envelope};
+use logagg::settings::{BrokerSettings, GatewaySettings};
+use logagg::{broker, topology, LogRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tracing::warn;
+
+const ACCEPTED: &str = "logagg_gateway_records_accepted_total";
+const REJECTED: &str = "logagg_gateway_records_rejected_total";
+const REFUSED: &str = "logagg_gateway_requests_refused_total";
+
+/// Why a request was refused as a whole.
+#[derive(Debug)]
+pub enum GatewayError {
+    BadRequest(String),
+    TooLarge(String),
+    TooManyRequests {
+        retry_after: u64,
+    },
+    /// The broker is unreachable, refused, or confirms lag.
+    Unavailable {
+        reason: String,
+        retry_after: u64,
+    },
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let (status, code, message, retry_after) = match self {
+            GatewayError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, "bad_request", message, None)
+            }
+            GatewayError::TooLarge(message) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message, None)
+            }
+            GatewayError::TooManyRequests { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("over this key's rate; retry in {retry_after} s"),
+                Some(retry_after),
+            ),
+            GatewayError::Unavailable {
+                reason,
+                retry_after,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                reason,
+                Some(retry_after),
+            ),
+        };
+        metrics::counter!(REFUSED, "code" => code).increment(1);
+        let mut response = (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response();
+        if let Some(seconds) = retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// One rejected record or line: its index in the request (0-based) and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// The answer to an ingest request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub errors: Vec<Rejection>,
+}
+
+/// Everything the handlers share.
+pub struct Gateway {
+    settings: GatewaySettings,
+    publisher: Publisher,
+    limiter: RateLimiter,
+    unconfirmed: Arc<Semaphore>,
+}
+
+impl Gateway {
+    pub fn new(settings: GatewaySettings, broker: BrokerSettings) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            limiter: RateLimiter::new(settings.rate_per_second, settings.burst),
+            unconfirmed: Arc::new(Semaphore::new(settings.max_unconfirmed)),
+            publisher: Publisher {
+                broker,
+                open: tokio::sync::Mutex::new(None),
+            },
+            settings,
+        })
+    }
+}
+
+/// The gateway's routes; with keys set, each wants one.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let keys = ApiKeys::new(&gateway.settings.api_keys);
+    Router::new()
+        .route("/api/v1/logs", post(ingest_json))
+        .route("/api/v1/logs/raw", post(ingest_raw))
+        .route_layer(middleware::from_fn_with_state(keys, api_keys::require_key))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": { "code": "not_found", "message": "no such route" } })),
+            )
+        })
+        .with_state(gateway)
+}
+
+async fn ingest_json(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let received_at = Utc::now();
+    let outcome = async {
+        let (rate_key, content_type, text) = read_body(&gateway, request).await?;
+        let items = json_items(&text, &content_type)?;
+        check_count(&gateway, items.len())?;
+        let parsed = items
+            .iter()
+            .map(|item| {
+                parse_message(&Envelope {
+                    routing_key: "",
+                    body: item.as_bytes(),
+                    content_type: Some("application/json"),
+                    message_id: None,
+                    amqp_timestamp: None,
+                    received_at,
+                })
+                .map_err(|error| error.to_string())
+            })
+            .collect();
+        publish_all(&gateway, &rate_key, parsed).await
+    };
+    respond(outcome.await)
+}
+
+/// Query of `POST /api/v1/logs/raw`.
+#[derive(Debug, Deserialize)]
+pub struct RawQuery {
+    pub format: String,
+    pub service: Option<String>,
+}
+
+async fn ingest_raw(
+    State(gateway): State<Arc<Gateway>>,
+    query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Response {
+    let received_at = Utc::now();
+    let outcome = async {
+        let Query(query) = query.map_err(|_| {
+            GatewayError::BadRequest("`format` is required: ?format=clf&service=web".into())
+        })?;
+        let format: LineFormat = query.format.parse().map_err(GatewayError::BadRequest)?;
+        if let Some(service) = &query.service {
+            logagg::parse::validate_service(service)
+                .map_err(|error| GatewayError::BadRequest(format!("`service`: {error}")))?;
+        }
+        let (rate_key, _, text) = read_body(&gateway, request).await?;
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
+        check_count(&gateway, lines.len())?;
+        let context = LineContext {
+            service: query.service.as_deref(),
+            received_at,
+        };
+        let parsed = lines
+            .iter()
+            .map(|line| parse_line(format, line, &context).map_err(|error| error.to_string()))
+            .collect();
+        publish_all(&gateway, &rate_key, parsed).await
+    };
+    respond(outcome.await)
+}
+
+fn respond(outcome: Result<IngestReport, GatewayError>) -> Response {
+    match outcome {
+        Ok(report) if report.accepted == 0 => {
+            let mut body = serde_json::to_value(&report).unwrap_or(Value::Null);
+            body["error"] = json!({ "code": "no_valid_record", "message": "every record was rejected; see errors" });
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+        Ok(report) => (StatusCode::ACCEPTED, Json(report)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn check_count(gateway: &Gateway, count: usize) -> Result<(), GatewayError> {
+    if count == 0 {
+        return Err(GatewayError::BadRequest("the body holds no record".into()));
+    }
+    if count > gateway.settings.max_records {
+        return Err(GatewayError::TooLarge(format!(
+            "{count} records; at most {} per request",
+            gateway.settings.max_records
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the body within the size and time limits, gunzipping it when the client says so.
+/// Returns the rate-limit key, the content type and the text.
+async fn read_body(
+    gateway: &Gateway,
+    request: Request,
+) -> Result<(String, String, String), GatewayError> {
+    let limit = gateway.settings.max_body_bytes;
+    let too_large = || GatewayError::TooLarge(format!("body over {limit} bytes"));
+    let headers = request.headers();
+    let rate_key = match presented_key(headers) {
+        Some(key) => format!("key:{}", String::from_utf8_lossy(key)),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(
+                || "anonymous".to_owned(),
+                |info| format!("ip:{}", info.0.ip()),
+            ),
+    };
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let gzip = match headers
+        .get(CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+    {
+        None | Some("identity") => false,
+        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => true,
+        Some(other) => {
+            return Err(GatewayError::BadRequest(format!(
+                "Content-Encoding `{other}` is not supported; send gzip or nothing"
+            )))
+        }
+    };
+    let timeout = Duration::from_millis(gateway.settings.body_timeout_ms);
+    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit))
+        .await
+        .map_err(|_| GatewayError::BadRequest("the body took too long to arrive".into()))?
+        .map_err(|_| too_large())?;
+    let bytes = if gzip {
+        let mut inflated = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut inflated)
+            .map_err(|_| GatewayError::BadRequest("the body is not valid gzip".into()))?;
+        if inflated.len() > limit {
+            return Err(too_large());
+        }
+        inflated
+    } else {
+        bytes.to_vec()
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| GatewayError::BadRequest("the body is not UTF-8".into()))?;
+    Ok((rate_key, content_type, text))
+}
+
+/// The JSON items of a body: an array's elements, NDJSON's lines, or the one object.
+fn json_items(text: &str, content_type: &str) -> Result<Vec<String>, GatewayError> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('[') {
+        let items: Vec<Value> = serde_json::from_str(trimmed)
+            .map_err(|error| GatewayError::BadRequest(format!("invalid JSON array: {error}")))?;
+        return Ok(items.iter().map(Value::to_string).collect());
+    }
+    let lines: Vec<&str> = trimmed
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    if content_type.contains("ndjson") || lines.len() > 1 {
+        return Ok(lines.into_iter().map(str::to_owned).collect());
+    }
+    Ok(lines.into_iter().map(str::to_owned).collect())
+}
+
+/// Rate-limits, then publishes every parsed record and waits for all confirms.
+async fn publish_all(
+    gateway: &Gateway,
+    rate_key: &str,
+    parsed: Vec<Result<LogRecord, String>>,
+) -> Result<IngestReport, GatewayError> {
+    let mut records = Vec::with_capacity(parsed.len());
+    let mut errors = Vec::new();
+    for (index, result) in parsed.into_iter().enumerate() {
+        match result {
+            Ok(record) => records.push(record),
+            Err(reason) => errors.push(Rejection { index, reason }),
+        }
+    }
+    metrics::counter!(REJECTED).increment(errors.len() as u64);
+    let report = IngestReport {
+        accepted: records.len(),
+        rejected: errors.len(),
+        errors,
+    };
+    if records.is_empty() {
+        return Ok(report);
+    }
+    gateway
+        .limiter
+        .take(rate_key, records.len() as u64)
+        .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
+    let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    let _permits = Arc::clone(&gateway.unconfirmed)
+        .try_acquire_many_owned(count)
+        .map_err(|_| GatewayError::Unavailable {
+            reason: "the broker is behind on confirms; retry shortly".into(),
+            retry_after: 1,
+        })?;
+    let channel = gateway.publisher.channel().await?;
+    let exchange = lapin::types::ShortString::from(gateway.publisher.broker.exchange.as_str());
+    let mut confirms: FuturesUnordered<_> = records
+        .iter()
+        .map(|record| {
+            broker::publish_owned(
+                channel.clone(),
+                exchange.clone(),
+                format!("{}.{}", record.service, record.severity.as_str()),
+                record_body(record),
+                broker::log_properties("application/json", &record.id),
+            )
+        })
+        .collect();
+    let deadline = Duration::from_millis(gateway.settings.confirm_timeout_ms);
+    let all_confirmed = tokio::time::timeout(deadline, async {
+        while let Some(confirmation) = confirms.next().await {
+            match confirmation {
+                Ok(confirmation) if broker::is_queued(&confirmation) => {}
+                Ok(_) => return Err("the broker did not queue a record".to_owned()),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match all_confirmed {
+        Ok(Ok(())) => {
+            metrics::counter!(ACCEPTED).increment(report.accepted as u64);
+            Ok(report)
+        }
+        Ok(Err(reason)) => {
+            warn!(%reason, "publishing failed; the client is told to retry");
+            gateway.publisher.reset().await;
+            Err(GatewayError::Unavailable {
+                reason: format!("{reason}; retry (records already queued are not duplicated)"),
+                retry_after: 1,
+            })
+        }
+        Err(_) => Err(GatewayError::Unavailable {
+            reason: "the broker did not confirm in time; retry (records already queued are not duplicated)".into(),
+            retry_after: 1,
+        }),
+    }
+}
+
+/// One confirm channel, opened on first use and reopened after a failure.
+struct Publisher {
+    broker: BrokerSettings,
+    open: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Publisher {
+    async fn channel(&self) -> Result<Channel, GatewayError> {
+        let mut open = self.open.lock().await;
+        if let Some((_, channel)) = open
+            .as_ref()
+            .filter(|(_, channel)| channel.status().connected())
+        {
+            return Ok(channel.clone());
+        }
+        let unavailable = |error: broker::BrokerError| {
+            warn!(%error, "gateway cannot reach RabbitMQ");
+            GatewayError::Unavailable {
+                reason: "RabbitMQ is unavailable; retry later".into(),
+                retry_after: 5,
+            }
+        };
+        let connection = tokio::time::timeout(
+            Duration::from_secs(5),
+            broker::connect(&self.broker, "source_service-gateway"),
+        )
+        .await
+        .map_err(|_| GatewayError::Unavailable {
+            reason: "RabbitMQ is unavailable; retry later".into(),
+            retry_after: 5,
+        })?
+        .map_err(unavailable)?;
+        let channel = broker::confirm_channel(&connection)
+            .await
+            .map_err(unavailable)?;
+        topology::declare(&channel, &self.broker)
+            .await
+            .map_err(unavailable)?;
+        *open = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn reset(&self) {
+        if let Some((connection, _)) = self.open.lock().await.take() {
+            let _ = connection.close(200, "gateway reconnecting".into()).await;
+        }
+    }
+}
+
+/// Token buckets per key: `rate` records a second, up to `burst` at once.
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Buckets kept before full (idle) ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
+
+impl RateLimiter {
+    fn new(rate: u64, burst: u64) -> RateLimiter {
+        RateLimiter {
+            rate: rate.max(1) as f64,
+            burst: burst.max(1) as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes `count` tokens, or says in how many seconds to retry. A request larger than
+    /// the burst passes when the bucket is full, leaving it in debt.
+    fn take(&self, key: &str, count: u64) -> Result<(), u64> {
+        let now = Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        if buckets.len() >= MAX_BUCKETS {
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        let wanted = count as f64;
+        if *tokens >= wanted || *tokens >= self.burst {
+            *tokens -= wanted;
+            return Ok(());
+        }
+        let missing = wanted.min(self.burst) - *tokens;
+        Err((missing / self.rate).ceil().max(1.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_asks_to_wait_for_the_refill() {
+        let limiter = RateLimiter::new(100, 250);
+        assert_eq!(limiter.take("a", 200), Ok(()));
+        assert_eq!(limiter.take("a", 100), Err(1));
+        assert_eq!(limiter.take("b", 250), Ok(()), "keys are separate");
+        assert_eq!(limiter.take("a", 50), Ok(()));
+        let tiny = RateLimiter::new(10, 10);
+        assert_eq!(
+            tiny.take("a", 1_000),
+            Ok(()),
+            "a full bucket lets a big request through"
+        );
+        assert_eq!(tiny.take("a", 5), Err(100), "then the debt is paid first");
+    }
+
+    #[test]
+    fn bodies_split_into_items_as_array_ndjson_or_one_object() {
+        let items = |text: &str, content_type: &str| json_items(text, content_type).unwrap();
+        assert_eq!(items(r#"{"a":1}"#, "application/json"), [r#"{"a":1}"#]);
+        assert_eq!(items(" [ {\"a\":1}, {\"b\":2} ] ", "").len(), 2);
+        assert_eq!(
+            items("{\"a\":1}\n\n{\"b\":2}\n", "application/x-ndjson").len(),
+            2
+        );
+        assert!(json_items("[1, 2", "").is_err());
+    }
+}

@@ -1,0 +1,385 @@
+//! The HTTP ingest gateway against the real RabbitMQ: what it accepts reaches the storage
+//! queue as records the collector parses back, and the error matrix.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use lapin::options::BasicGetOptions;
+use logagg::parse::parse_message;
+use logagg::settings::GatewaySettings;
+use logagg::testsuite::TestContext;
+use logagg::{LogRecord, Severity};
+use serde_json::Value;
+use source_service::gateway::{router, Gateway};
+use tower::ServiceExt;
+
+fn app(context: &TestContext, settings: GatewaySettings) -> axum::Router {
+    router(Gateway::new(settings, context.settings.broker.clone()))
+}
+
+async fn post(
+    app: &axum::Router,
+    uri: &str,
+    body: impl Into<Body>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = Request::post(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(body.into()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().expect("header").to_owned());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    (
+        status,
+        retry_after,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Every message in the storage queue, parsed as the collector parses it.
+async fn stored_queue(context: &TestContext) -> Vec<LogRecord> {
+    let channel = context.connection.create_channel().await.expect("channel");
+    let mut records = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            context.settings.broker.storage_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+    {
+        let delivery = message.delivery;
+        let envelope = logagg::broker::envelope(
+            delivery.routing_key.as_str(),
+            &delivery.data,
+            &delivery.properties,
+            chrono::Utc::now(),
+        );
+        records.push(parse_message(&envelope).expect("the collector can parse it"));
+    }
+    records
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(text.as_bytes()).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[tokio::test]
+async fn json_records_arrays_and_ndjson_are_confirmed_then_answered_202() {
+    let context = TestContext::new("gateway_json").await;
+    let app = app(&context, GatewaySettings::default());
+    let one = r#"{"service":"checkout","level":"ERROR","msg":"card declined","ts":"2026-11-21T11:00:00Z","http":{"method":"post","path":"/pay","status":502}}"#;
+    let (status, _, body) = post(
+        &app,
+        "/api/v1/logs",
+        one,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(1), Some(0))
+    );
+
+    let array = r#"[{"service":"auth","severity":"info","message":"login"},
+                    {"service":"auth","severity":"loud","message":"bad severity"},
+                    {"service":"auth","severity":"warn","message":"slow login"}]"#;
+    let (status, _, body) = post(&app, "/api/v1/logs", array, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(body["errors"][0]["index"], 1);
+    assert!(body["errors"][0]["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("loud"));
+
+    let ndjson = "{\"service\":\"search\",\"severity\":\"debug\",\"message\":\"a\"}\n{\"service\":\"search\",\"message\":\"no severity\"}\n{\"service\":\"search\",\"severity\":\"info\",\"message\":\"b\"}\n";
+    let (status, _, body) = post(
+        &app,
+        "/api/v1/logs",
+        gzip(ndjson),
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(body["errors"][0]["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("severity"));
+
+    let records = stored_queue(&context).await;
+    assert_eq!(
+        records.len(),
+        5,
+        "exactly the accepted records, confirmed before 202"
+    );
+    let first = &records[0];
+    assert_eq!(
+        (first.service.as_str(), first.severity),
+        ("checkout", Severity::Error)
+    );
+    assert_eq!(
+        first.http.as_ref().and_then(|http| http.method.as_deref()),
+        Some("POST")
+    );
+    let messages: Vec<&str> = records
+        .iter()
+        .map(|record| record.message.as_str())
+        .collect();
+    assert_eq!(messages, ["card declined", "login", "slow login", "a", "b"]);
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn raw_lines_in_each_format_become_records_with_their_fields() {
+    let context = TestContext::new("gateway_raw").await;
+    let app = app(&context, GatewaySettings::default());
+    let clf =
+        "127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /apache_pb.gif HTTP/1.0\" 200 2326\n\
+               10.0.0.2 - - [10/Oct/2000:13:55:37 -0700] \"POST /login HTTP/1.1\" 503 -\n\
+               this is not an access log\n";
+    let (status, _, body) = post(&app, "/api/v1/logs/raw?format=clf&service=web", clf, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(body["errors"][0]["index"], 2);
+    for (format, line) in [
+        (
+            "syslog5424",
+            "<34>1 2003-10-11T22:14:15.003Z mymachine su - ID47 - 'su root' failed",
+        ),
+        (
+            "syslog3164",
+            "<13>Nov 21 11:58:01 web-3 sshd[4242]: Accepted publickey for deploy",
+        ),
+        (
+            "logfmt",
+            "level=warn service=cart msg=\"cart is slow\" duration_ms=950",
+        ),
+        (
+            "plain",
+            "2024-05-01 12:00:00 ServiceA Error Log message generated",
+        ),
+        (
+            "combined",
+            "1.2.3.4 - - [21/Nov/2026:11:00:00 +0000] \"GET /x HTTP/1.1\" 404 12 \"-\" \"curl/8\"",
+        ),
+    ] {
+        let (status, _, body) = post(
+            &app,
+            &format!("/api/v1/logs/raw?format={format}&service=edge"),
+            line,
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{format}: {body}");
+    }
+    let records = stored_queue(&context).await;
+    assert_eq!(records.len(), 7);
+    let http = records[1].http.as_ref().expect("http fields");
+    assert_eq!(
+        (http.status, http.path.as_deref(), http.bytes),
+        (Some(503), Some("/login"), None)
+    );
+    assert_eq!(records[1].severity, Severity::Error);
+    assert_eq!(records[2].severity, Severity::Fatal);
+    assert_eq!(
+        records[6]
+            .http
+            .as_ref()
+            .and_then(|h| h.user_agent.as_deref()),
+        Some("curl/8")
+    );
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_error_matrix() {
+    let context = TestContext::new("gateway_errors").await;
+    let settings = GatewaySettings {
+        max_body_bytes: 4_096,
+        max_records: 10,
+        rate_per_second: 10,
+        burst: 10,
+        ..GatewaySettings::default()
+    };
+    let app = app(&context, settings);
+    let line = r#"{"service":"a","severity":"info","message":"m"}"#;
+    let big = "x".repeat(5_000);
+    let eleven = [line; 11].join("\n");
+    for (uri, body, headers, expected) in [
+        (
+            "/api/v1/logs",
+            big.clone().into_bytes(),
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "/api/v1/logs",
+            gzip(&"{}".repeat(3_000)),
+            vec![("content-encoding", "gzip")],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "/api/v1/logs",
+            eleven.into_bytes(),
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "/api/v1/logs",
+            b"not gzip".to_vec(),
+            vec![("content-encoding", "gzip")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs",
+            line.as_bytes().to_vec(),
+            vec![("content-encoding", "br")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs",
+            b"".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs",
+            b"[1, 2".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs",
+            vec![0xff, 0xfe],
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs",
+            br#"{"message":"no service"}"#.to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs/raw",
+            b"x".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs/raw?format=csv",
+            b"x".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/logs/raw?format=clf&service=bad*name",
+            b"x".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/nothing",
+            b"x".to_vec(),
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (status, _, answer) = post(&app, uri, body, &headers).await;
+        assert_eq!(status, expected, "{uri} {headers:?}: {answer}");
+        assert!(answer["error"]["message"].is_string(), "{uri}: {answer}");
+    }
+    assert!(
+        stored_queue(&context).await.is_empty(),
+        "nothing refused was published"
+    );
+
+    // The bucket holds 10 records: the 11th within the second is refused with Retry-After.
+    let ten = [line; 10].join("\n");
+    let (status, _, _) = post(&app, "/api/v1/logs", ten, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, retry_after, body) = post(&app, "/api/v1/logs", line, &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn keys_broker_outages_and_lagging_confirms() {
+    let context = TestContext::new("gateway_keys").await;
+    let key = "gateway-key-0123456789";
+    let line = r#"{"service":"a","severity":"info","message":"m"}"#;
+    let keyed = app(
+        &context,
+        GatewaySettings {
+            api_keys: vec![key.into()],
+            ..GatewaySettings::default()
+        },
+    );
+    let (status, _, body) = post(&keyed, "/api/v1/logs", line, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _, _) = post(&keyed, "/api/v1/logs", line, &[("x-api-key", key)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // RabbitMQ unreachable: 503 with Retry-After, nothing held.
+    let mut unreachable = context.settings.broker.clone();
+    unreachable.url = format!(
+        "amqp://guest:guest@127.0.0.1:{}/%2f",
+        logagg::testsuite::free_port()
+    );
+    let down = router(Gateway::new(GatewaySettings::default(), unreachable));
+    let (status, retry_after, body) = post(&down, "/api/v1/logs", line, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+
+    // Confirms that cannot arrive in time: 503 with Retry-After, not an endless wait.
+    let lagging = app(
+        &context,
+        GatewaySettings {
+            confirm_timeout_ms: 1,
+            ..GatewaySettings::default()
+        },
+    );
+    let many: String = (0..10_000)
+        .map(|index| {
+            format!("{{\"service\":\"a\",\"severity\":\"info\",\"message\":\"m{index}\"}}\n")
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, retry_after, body) = post(&lagging, "/api/v1/logs", many, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    context.cleanup().await;
+}
