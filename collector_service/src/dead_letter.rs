@@ -4,11 +4,8 @@
 //! republishes the message to the dead-letter exchange, waits for the broker's confirm, and
 //! only then lets the original be acked.
 
-use chrono::{SecondsFormat, Utc};
-use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::Channel;
-use logagg::broker::{self, BrokerError, PERSISTENT};
-use logagg::topology::{HEADER_ERROR_CODE, HEADER_REASON, HEADER_REJECTED_AT, HEADER_SOURCE_QUEUE};
+use logagg::broker::{self, BrokerError};
 
 use crate::batch::PendingMessage;
 
@@ -28,20 +25,12 @@ pub async fn dead_letter(
     message: &PendingMessage,
     rejection: &Rejection,
 ) -> Result<(), BrokerError> {
-    let mut headers = broker::headers_of(&message.properties);
-    let text = |value: &str| AMQPValue::LongString(LongString::from(value));
-    headers.insert(ShortString::from(HEADER_REASON), text(&rejection.reason));
-    headers.insert(ShortString::from(HEADER_ERROR_CODE), text(rejection.code));
-    headers.insert(ShortString::from(HEADER_SOURCE_QUEUE), text(source_queue));
-    headers.insert(
-        ShortString::from(HEADER_REJECTED_AT),
-        text(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+    let properties = broker::dead_letter_properties(
+        &message.properties,
+        rejection.code,
+        &rejection.reason,
+        source_queue,
     );
-    let properties = message
-        .properties
-        .clone()
-        .with_headers(headers)
-        .with_delivery_mode(PERSISTENT);
     broker::publish_confirmed(
         channel,
         exchange,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
@@ -217,6 +217,32 @@ pub fn envelope<'a>(
         amqp_timestamp: *properties.timestamp(),
         received_at,
     }
+}
+
+/// `properties` marked for the dead-letter queue: the reason, its code, where it was
+/// rejected and when, as the `x-logagg-*` headers of [`crate::topology`].
+pub fn dead_letter_properties(
+    properties: &BasicProperties,
+    code: &str,
+    reason: &str,
+    source: &str,
+) -> BasicProperties {
+    use crate::topology::{
+        HEADER_ERROR_CODE, HEADER_REASON, HEADER_REJECTED_AT, HEADER_SOURCE_QUEUE,
+    };
+    let mut headers = headers_of(properties);
+    let text = |value: &str| AMQPValue::LongString(LongString::from(value));
+    headers.insert(ShortString::from(HEADER_REASON), text(reason));
+    headers.insert(ShortString::from(HEADER_ERROR_CODE), text(code));
+    headers.insert(ShortString::from(HEADER_SOURCE_QUEUE), text(source));
+    headers.insert(
+        ShortString::from(HEADER_REJECTED_AT),
+        text(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(PERSISTENT)
 }
 
 /// Publishes an alert event and waits for the broker's confirm. Not mandatory: the alerts

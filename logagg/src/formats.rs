@@ -41,6 +41,17 @@ impl LineFormat {
         "syslog3164",
         "logfmt",
     ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LineFormat::Plain => "plain",
+            LineFormat::Clf => "clf",
+            LineFormat::Combined => "combined",
+            LineFormat::Syslog5424 => "syslog5424",
+            LineFormat::Syslog3164 => "syslog3164",
+            LineFormat::Logfmt => "logfmt",
+        }
+    }
 }
 
 impl FromStr for LineFormat {
@@ -90,9 +101,8 @@ pub fn parse_line(
         });
     }
     let received_at = truncate_to_millis(context.received_at);
-    let mut record = match format {
-        LineFormat::Plain => {
-            let plain = parse_plain_line(line)?;
+    let record = match format {
+        LineFormat::Plain => parse_plain_line(line).map(|plain| {
             new_record(
                 plain.service.to_owned(),
                 plain.severity,
@@ -100,13 +110,22 @@ pub fn parse_line(
                 plain.message.to_owned(),
                 received_at,
             )
-        }
-        LineFormat::Clf => access_line(line, false, context, received_at)?,
-        LineFormat::Combined => access_line(line, true, context, received_at)?,
-        LineFormat::Syslog5424 => syslog_5424(line, context, received_at)?,
-        LineFormat::Syslog3164 => syslog_3164(line, context, received_at)?,
-        LineFormat::Logfmt => logfmt(line, context, received_at)?,
+        }),
+        LineFormat::Clf => access_line(line, false, context, received_at),
+        LineFormat::Combined => access_line(line, true, context, received_at),
+        LineFormat::Syslog5424 => syslog_5424(line, context, received_at),
+        LineFormat::Syslog3164 => syslog_3164(line, context, received_at),
+        LineFormat::Logfmt => logfmt(line, context, received_at),
     };
+    let mut record = record.map_err(|error| match error {
+        ParseError::MalformedLine(reason) if format != LineFormat::Plain => {
+            ParseError::MalformedFormat {
+                format: format.name(),
+                reason,
+            }
+        }
+        other => other,
+    })?;
     validate_service(&record.service)?;
     let routing_key = format!("{}.{}", record.service, record.severity.as_str());
     record.id = derive_message_id(&routing_key, line.as_bytes());

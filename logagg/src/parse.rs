@@ -48,6 +48,12 @@ pub enum ParseError {
     InvalidService { name: String, reason: &'static str },
     #[error("malformed line: expected `<timestamp> <service> <severity> <message>`, {0}")]
     MalformedLine(&'static str),
+    /// A line in one of `crate::formats`' formats that does not fit it.
+    #[error("not a valid {format} line: {reason}")]
+    MalformedFormat {
+        format: &'static str,
+        reason: &'static str,
+    },
     #[error("invalid message id: {0}")]
     InvalidMessageId(&'static str),
     #[error("invalid field `{field}`: {reason}")]
@@ -71,7 +77,7 @@ impl ParseError {
             ParseError::InvalidTimestamp(_) => "invalid_timestamp",
             ParseError::UnknownSeverity(_) => "unknown_severity",
             ParseError::InvalidService { .. } => "invalid_service",
-            ParseError::MalformedLine(_) => "malformed_line",
+            ParseError::MalformedLine(_) | ParseError::MalformedFormat { .. } => "malformed_line",
             ParseError::InvalidMessageId(_) => "invalid_message_id",
             ParseError::InvalidField { .. } => "invalid_field",
         }

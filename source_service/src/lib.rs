@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod pacer;
+pub mod shipper;
 pub mod simulator;
 
 use std::time::{Duration, Instant};

@@ -29,6 +29,24 @@ enum Command {
     },
     /// Serve the HTTP ingest gateway (settings section `gateway`).
     Gateway,
+    /// Ship a log file's lines (following rotation), or stdin's.
+    Ship {
+        /// The file to tail; without it, stdin is read to its end.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// plain, clf, combined, syslog5424, syslog3164 or logfmt.
+        #[arg(long)]
+        format: String,
+        /// The service the lines come from (required by formats without one).
+        #[arg(long)]
+        service: Option<String>,
+        /// Where the file's offset is kept between runs.
+        #[arg(long, default_value = ".logagg-ship")]
+        state_dir: std::path::PathBuf,
+        /// Stop at the end of the file instead of waiting for more.
+        #[arg(long)]
+        no_follow: bool,
+    },
 }
 
 #[tokio::main]
@@ -38,13 +56,36 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_tracing(&settings.telemetry);
     let shutdown_token = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown_token.clone());
-    let Command::Simulate {
-        count,
-        rate,
-        format,
-    } = cli.command
-    else {
-        return source_service::serve_gateway(settings, shutdown_token).await;
+    let (count, rate, format) = match cli.command {
+        Command::Simulate {
+            count,
+            rate,
+            format,
+        } => (count, rate, format),
+        Command::Gateway => return source_service::serve_gateway(settings, shutdown_token).await,
+        Command::Ship {
+            file,
+            format,
+            service,
+            state_dir,
+            no_follow,
+        } => {
+            let options = source_service::shipper::ShipOptions {
+                path: file,
+                format: format.parse().map_err(anyhow::Error::msg)?,
+                service,
+                state_dir,
+                follow: !no_follow,
+                poll: std::time::Duration::from_millis(200),
+            };
+            let report =
+                source_service::shipper::ship(&settings, &options, &shutdown_token).await?;
+            println!(
+                "shipped {} lines, dead-lettered {}",
+                report.shipped, report.dead_lettered
+            );
+            return Ok(());
+        }
     };
     settings.source.count = count.unwrap_or(settings.source.count);
     settings.source.rate = rate.unwrap_or(settings.source.rate);

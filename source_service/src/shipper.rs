@@ -1,0 +1,330 @@
+//! The shipper: `source_service ship --file PATH --format clf --service web` tails a log
+//! file (or reads stdin) and publishes each line as a record, with publisher confirms.
+//!
+//! Its offset (file identity and byte position) is saved in `--state-dir` only after the
+//! broker confirmed every line before it, so a restart resumes where confirmed lines end:
+//! nothing is skipped. A crash between a confirm and the save re-sends a few lines, which
+//! store once (ids derive from the lines). Rotation is followed: when the path names a new
+//! file, the old one is read to its end first, then the new one from its start; a truncated
+//! file is read again from the start. Lines that do not parse go to the dead-letter queue
+//! with the reason, not into the void.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use lapin::{BasicProperties, Channel};
+use logagg::formats::{parse_line, LineContext, LineFormat};
+use logagg::parse::record_body;
+use logagg::settings::Settings;
+use logagg::{broker, topology};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Lines published per confirm round at most.
+const BATCH_LINES: usize = 1_000;
+
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    /// The file to tail; `None` reads stdin to its end.
+    pub path: Option<PathBuf>,
+    pub format: LineFormat,
+    pub service: Option<String>,
+    pub state_dir: PathBuf,
+    /// Keep waiting for new lines at the end of the file (`false`: stop at the end).
+    pub follow: bool,
+    pub poll: Duration,
+}
+
+/// What a shipping run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShipReport {
+    pub shipped: u64,
+    pub dead_lettered: u64,
+}
+
+/// Where reading stands: which file (device and inode) and how far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Position {
+    device: u64,
+    inode: u64,
+    offset: u64,
+}
+
+/// Ships until the end (stdin, or the file without `follow`) or `shutdown`.
+pub async fn ship(
+    settings: &Settings,
+    options: &ShipOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ShipReport> {
+    let Some(connection) =
+        broker::connect_with_backoff(&settings.broker, "source_service-shipper", shutdown).await
+    else {
+        return Ok(ShipReport::default());
+    };
+    let channel = broker::confirm_channel(&connection)
+        .await
+        .context("opening a confirm channel")?;
+    topology::declare(&channel, &settings.broker)
+        .await
+        .context("declaring the topology")?;
+    let publisher = LinePublisher {
+        channel,
+        settings,
+        options,
+        source: options.path.as_ref().map_or_else(
+            || "shipper:stdin".to_owned(),
+            |path| format!("shipper:{}", path.display()),
+        ),
+    };
+    let report = match &options.path {
+        None => ship_stdin(&publisher).await,
+        Some(path) => ship_file(&publisher, path, shutdown).await,
+    };
+    let _ = connection.close(200, "shipper done".into()).await;
+    report
+}
+
+async fn ship_stdin(publisher: &LinePublisher<'_>) -> anyhow::Result<ShipReport> {
+    let mut report = ShipReport::default();
+    let stdin = std::io::stdin();
+    loop {
+        // The lock is taken per batch: it must not be held across the publish's awaits.
+        let batch: Vec<String> = stdin
+            .lock()
+            .lines()
+            .take(BATCH_LINES)
+            .collect::<Result<_, _>>()
+            .context("reading stdin")?;
+        if batch.is_empty() {
+            return Ok(report);
+        }
+        publisher.publish(&batch, &mut report).await?;
+    }
+}
+
+async fn ship_file(
+    publisher: &LinePublisher<'_>,
+    path: &Path,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ShipReport> {
+    let options = publisher.options;
+    std::fs::create_dir_all(&options.state_dir)
+        .with_context(|| format!("creating {}", options.state_dir.display()))?;
+    let state_path = options.state_dir.join(state_file_name(path));
+    let mut report = ShipReport::default();
+    let (mut reader, mut position) = loop {
+        match File::open(path) {
+            Ok(file) => {
+                let saved = read_position(&state_path);
+                break open_at(file, saved, path)?;
+            }
+            Err(error) if options.follow && error.kind() == std::io::ErrorKind::NotFound => {
+                if !logagg::shutdown::sleep_unless_cancelled(options.poll, shutdown).await {
+                    return Ok(report);
+                }
+            }
+            Err(error) => return Err(error).with_context(|| format!("opening {}", path.display())),
+        }
+    };
+    info!(path = %path.display(), offset = position.offset, "shipping");
+    loop {
+        let (lines, consumed) = read_complete_lines(&mut reader, position.offset)?;
+        if !lines.is_empty() {
+            publisher.publish(&lines, &mut report).await?;
+            position.offset += consumed;
+            save_position(&state_path, &position)?;
+            continue;
+        }
+        // At the end of the file: has the path moved on to a new file, or been truncated?
+        if let Ok(metadata) = std::fs::metadata(path) {
+            if (metadata.dev(), metadata.ino()) != (position.device, position.inode) {
+                info!(path = %path.display(), "rotated: reading the new file from its start");
+                let file =
+                    File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                (reader, position) = open_at(file, None, path)?;
+                save_position(&state_path, &position)?;
+                continue;
+            }
+            if metadata.len() < position.offset {
+                warn!(path = %path.display(), "truncated: reading it again from the start");
+                position.offset = 0;
+                reader.seek(SeekFrom::Start(0))?;
+                save_position(&state_path, &position)?;
+                continue;
+            }
+        }
+        if !options.follow
+            || !logagg::shutdown::sleep_unless_cancelled(options.poll, shutdown).await
+        {
+            return Ok(report);
+        }
+    }
+}
+
+/// A reader on `file` at the saved offset when the saved position is this file's and not
+/// past its end, else at its start.
+fn open_at(
+    file: File,
+    saved: Option<Position>,
+    path: &Path,
+) -> anyhow::Result<(BufReader<File>, Position)> {
+    let metadata = file.metadata()?;
+    let mut position = Position {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+        offset: 0,
+    };
+    match saved {
+        Some(saved) if (saved.device, saved.inode) == (position.device, position.inode) => {
+            if saved.offset <= metadata.len() {
+                position.offset = saved.offset;
+            } else {
+                warn!(path = %path.display(), "shorter than the saved offset: truncated while stopped; reading from the start");
+            }
+        }
+        Some(_) => warn!(
+            path = %path.display(),
+            "a new file since the last run (rotated while stopped): reading it from the start"
+        ),
+        None => {}
+    }
+    let mut reader = BufReader::new(file);
+    reader.seek(SeekFrom::Start(position.offset))?;
+    Ok((reader, position))
+}
+
+/// Up to [`BATCH_LINES`] complete lines from `offset`, and the bytes they span. A last
+/// line without its newline is left for later (the writer may be mid-line).
+fn read_complete_lines(
+    reader: &mut BufReader<File>,
+    offset: u64,
+) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut lines = Vec::new();
+    let mut consumed = 0_u64;
+    let mut buffer = Vec::new();
+    while lines.len() < BATCH_LINES {
+        buffer.clear();
+        let read = reader.read_until(b'\n', &mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        if buffer.last() != Some(&b'\n') {
+            reader.seek(SeekFrom::Start(offset + consumed))?;
+            break;
+        }
+        consumed += read as u64;
+        let line = String::from_utf8_lossy(&buffer);
+        let line = line.trim_end_matches(['\n', '\r']);
+        if !line.trim().is_empty() {
+            lines.push(line.to_owned());
+        }
+    }
+    Ok((lines, consumed))
+}
+
+fn state_file_name(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let name: String = absolute
+        .to_string_lossy()
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || character == '.' {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}.offset")
+}
+
+fn read_position(state_path: &Path) -> Option<Position> {
+    let text = std::fs::read_to_string(state_path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes the position to a temporary file, syncs it and renames it into place: a crash
+/// leaves the old position or the new one, never half of one.
+fn save_position(state_path: &Path, position: &Position) -> anyhow::Result<()> {
+    let temporary = state_path.with_extension("offset.tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(&serde_json::to_vec(position)?)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, state_path)?;
+    Ok(())
+}
+
+/// Publishes lines: records to the exchange, unparseable lines to the dead-letter exchange
+/// with the reason; returns once the broker confirmed all of them.
+struct LinePublisher<'a> {
+    channel: Channel,
+    settings: &'a Settings,
+    options: &'a ShipOptions,
+    source: String,
+}
+
+impl LinePublisher<'_> {
+    async fn publish(&self, lines: &[String], report: &mut ShipReport) -> anyhow::Result<()> {
+        let broker_settings = &self.settings.broker;
+        let context = LineContext {
+            service: self.options.service.as_deref(),
+            received_at: Utc::now(),
+        };
+        let mut confirms = FuturesUnordered::new();
+        let mut dead_lettered = 0;
+        for line in lines {
+            let (exchange, routing_key, body, properties) =
+                match parse_line(self.options.format, line, &context) {
+                    Ok(record) => (
+                        broker_settings.exchange.as_str(),
+                        format!("{}.{}", record.service, record.severity.as_str()),
+                        record_body(&record),
+                        broker::log_properties(broker::CONTENT_TYPE_JSON, &record.id),
+                    ),
+                    Err(error) => {
+                        dead_lettered += 1;
+                        let properties = BasicProperties::default()
+                            .with_content_type(broker::CONTENT_TYPE_TEXT.into());
+                        (
+                            broker_settings.dead_letter_exchange.as_str(),
+                            format!(
+                                "{}.unparsed",
+                                self.options.service.as_deref().unwrap_or("unknown")
+                            ),
+                            line.as_bytes().to_vec(),
+                            broker::dead_letter_properties(
+                                &properties,
+                                error.code(),
+                                &error.to_string(),
+                                &self.source,
+                            ),
+                        )
+                    }
+                };
+            confirms.push(broker::publish_owned(
+                self.channel.clone(),
+                exchange.into(),
+                routing_key,
+                body,
+                properties,
+            ));
+        }
+        while let Some(confirmation) = confirms.next().await {
+            let confirmation = confirmation.context("publishing")?;
+            if !broker::is_queued(&confirmation) {
+                anyhow::bail!("the broker did not queue a line: {confirmation:?}");
+            }
+        }
+        report.shipped += (lines.len() - dead_lettered) as u64;
+        report.dead_lettered += dead_lettered as u64;
+        Ok(())
+    }
+}
