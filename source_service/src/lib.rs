@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod pacer;
+pub mod scenario;
 pub mod shipper;
 pub mod simulator;
 
@@ -103,11 +104,71 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
     served.context("serving the gateway")
 }
 
+/// Logs to publish, each due at a time from the start.
+pub trait Traffic {
+    fn content_type(&self) -> &'static str;
+    /// When the next log is due, from the start, having published `sent`; `None`: done.
+    fn next_due(&self, sent: u64) -> Option<Duration>;
+    fn next_log(&mut self, now: chrono::DateTime<Utc>) -> Option<simulator::GeneratedLog>;
+}
+
+/// The simulator's traffic: `source.count` logs (0: until shutdown) at `source.rate`.
+struct Simulated {
+    generator: Generator,
+    pacer: Pacer,
+    count: u64,
+}
+
+impl Traffic for Simulated {
+    fn content_type(&self) -> &'static str {
+        self.generator.format().content_type()
+    }
+
+    fn next_due(&self, sent: u64) -> Option<Duration> {
+        (self.count == 0 || sent < self.count).then(|| self.pacer.due(sent))
+    }
+
+    fn next_log(&mut self, now: chrono::DateTime<Utc>) -> Option<simulator::GeneratedLog> {
+        Some(self.generator.next_log(now))
+    }
+}
+
+impl Traffic for scenario::ScenarioGenerator {
+    fn content_type(&self) -> &'static str {
+        broker::CONTENT_TYPE_JSON
+    }
+
+    fn next_due(&self, _sent: u64) -> Option<Duration> {
+        scenario::ScenarioGenerator::next_due(self).map(Duration::from_secs_f64)
+    }
+
+    fn next_log(&mut self, now: chrono::DateTime<Utc>) -> Option<simulator::GeneratedLog> {
+        scenario::ScenarioGenerator::next_log(self, now)
+    }
+}
+
 /// Publishes simulated logs: `source.count` of them (0: until shutdown) at `source.rate`
 /// per second (0: as fast as confirms allow), keeping at most `source.max_unconfirmed`
 /// awaiting the broker's confirm. Waits for every confirm before returning.
 pub async fn simulate(
     settings: &Settings,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PublishReport> {
+    let mut traffic = Simulated {
+        generator: Generator::new(&settings.source, rand::random()),
+        pacer: Pacer::new(settings.source.rate),
+        count: settings.source.count,
+    };
+    info!(rate = settings.source.rate, count = settings.source.count, format = %settings.source.format, "simulator started");
+    publish(settings, &mut traffic, health, shutdown).await
+}
+
+/// Publishes `traffic`, each log at its due time, keeping at most `source.max_unconfirmed`
+/// awaiting the broker's confirm; waits for every confirm before returning.
+pub async fn publish(
+    settings: &Settings,
+    traffic: &mut impl Traffic,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<PublishReport> {
@@ -126,21 +187,21 @@ pub async fn simulate(
     }
     health.set("broker", true);
 
-    let mut generator = Generator::new(source, rand::random());
-    let pacer = Pacer::new(source.rate);
-    let content_type = generator.format().content_type();
+    let content_type = traffic.content_type();
     let exchange = lapin::types::ShortString::from(settings.broker.exchange.as_str());
     let mut unconfirmed = FuturesUnordered::new();
     let mut report = PublishReport::default();
     let started = Instant::now();
     let mut last_progress = started;
-    info!(rate = source.rate, count = source.count, format = %source.format, "simulator started");
 
-    while source.count == 0 || report.published < source.count {
+    while let Some(due) = traffic.next_due(report.published) {
         // Publishes only travel while their futures are polled, so waiting for the pacer
         // must keep driving them: otherwise a paced message would sit unsent until
         // max_unconfirmed more had queued up behind it.
-        if let Some(wait) = pacer.wait_before(report.published, started.elapsed()) {
+        if let Some(wait) = due
+            .checked_sub(started.elapsed())
+            .filter(|wait| !wait.is_zero())
+        {
             let due = tokio::time::Instant::now() + wait;
             loop {
                 tokio::select! {
@@ -160,7 +221,9 @@ pub async fn simulate(
                 record_confirmation(confirmation, &mut report)?;
             }
         }
-        let log = generator.next_log(Utc::now());
+        let Some(log) = traffic.next_log(Utc::now()) else {
+            break;
+        };
         let properties = broker::log_properties(content_type, &log.message_id);
         unconfirmed.push(broker::publish_owned(
             channel.clone(),

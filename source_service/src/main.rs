@@ -29,6 +29,26 @@ enum Command {
     },
     /// Serve the HTTP ingest gateway (settings section `gateway`).
     Gateway,
+    /// Publish a traffic scenario: a timeline file, or one phase.
+    Scenario {
+        /// A timeline file (TOML: base_rate, day_seconds, services, [[phase]] kind/seconds).
+        #[arg(long)]
+        timeline: Option<std::path::PathBuf>,
+        /// Without a timeline: normal, spike, failure or slow.
+        #[arg(long, default_value = "normal")]
+        kind: String,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Logs per second of normal traffic.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// The failing service (failure).
+        #[arg(long, default_value = "auth")]
+        service: String,
+        /// The slow endpoint (slow).
+        #[arg(long, default_value = "/profile")]
+        endpoint: String,
+    },
     /// Ship a log file's lines (following rotation), or stdin's.
     Ship {
         /// The file to tail; without it, stdin is read to its end.
@@ -49,6 +69,12 @@ enum Command {
     },
 }
 
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |elapsed| elapsed.as_nanos() as u64)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -63,6 +89,43 @@ async fn main() -> anyhow::Result<()> {
             format,
         } => (count, rate, format),
         Command::Gateway => return source_service::serve_gateway(settings, shutdown_token).await,
+        Command::Scenario {
+            timeline,
+            kind,
+            seconds,
+            rate,
+            service,
+            endpoint,
+        } => {
+            use source_service::scenario::{PhaseKind, ScenarioGenerator, Timeline};
+            let timeline = match timeline {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Timeline::parse(&text).map_err(anyhow::Error::msg)?
+                }
+                None => {
+                    let kind = match kind.as_str() {
+                        "normal" => PhaseKind::Normal,
+                        "spike" => PhaseKind::Spike,
+                        "failure" => PhaseKind::Failure { service },
+                        "slow" => PhaseKind::Slow { endpoint },
+                        other => anyhow::bail!("--kind `{other}`: normal, spike, failure or slow"),
+                    };
+                    Timeline::single(kind, seconds, rate).map_err(anyhow::Error::msg)?
+                }
+            };
+            let mut traffic = ScenarioGenerator::new(timeline, rand_seed());
+            let report = source_service::publish(
+                &settings,
+                &mut traffic,
+                &logagg::telemetry::Health::default(),
+                &shutdown_token,
+            )
+            .await?;
+            println!("{report}");
+            return Ok(());
+        }
         Command::Ship {
             file,
             format,

@@ -15,16 +15,22 @@ impl Pacer {
         Self { rate_per_second }
     }
 
-    /// How long to wait before sending message number `sent` (0-based), `elapsed` since start.
-    pub fn wait_before(&self, sent: u64, elapsed: Duration) -> Option<Duration> {
+    /// When message number `sent` (0-based) is due, from the start (zero when unpaced).
+    pub fn due(&self, sent: u64) -> Duration {
         if self.rate_per_second == 0 {
-            return None;
+            return Duration::ZERO;
         }
-        let due = Duration::from_nanos(
+        Duration::from_nanos(
             (u128::from(sent) * 1_000_000_000 / u128::from(self.rate_per_second))
                 .min(u128::from(u64::MAX)) as u64,
-        );
-        due.checked_sub(elapsed).filter(|wait| !wait.is_zero())
+        )
+    }
+
+    /// How long to wait before sending message number `sent` (0-based), `elapsed` since start.
+    pub fn wait_before(&self, sent: u64, elapsed: Duration) -> Option<Duration> {
+        self.due(sent)
+            .checked_sub(elapsed)
+            .filter(|wait| !wait.is_zero())
     }
 }
 
