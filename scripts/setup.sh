@@ -56,5 +56,8 @@ start_secantus() {
 
 install_secantus
 start_rabbitmq
+# A test that raises a memory alarm (tests/blocked_broker.rs) lifts it when it ends; should
+# it have died first, publishers would stay blocked: lift it here too.
+rabbitmqctl -q set_vm_memory_high_watermark 0.4 >/dev/null 2>&1 || true
 start_secantus
 log "ready: RabbitMQ on 127.0.0.1:5672, MongoDB-compatible server on 127.0.0.1:$MONGO_PORT"

@@ -383,3 +383,36 @@ async fn keys_broker_outages_and_lagging_confirms() {
     assert!(started.elapsed() < Duration::from_secs(5));
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let context = TestContext::new("gateway_slow_client").await;
+    let app = app(
+        &context,
+        GatewaySettings {
+            body_timeout_ms: 300,
+            ..GatewaySettings::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{\"service\":")
+        .await
+        .expect("write");
+    // The client sends nothing more; the gateway answers instead of holding the connection.
+    let mut answer = String::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
+    assert!(read.is_ok(), "the gateway waited on the stalled client");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("took too long"), "{answer}");
+    context.cleanup().await;
+}

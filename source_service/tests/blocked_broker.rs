@@ -1,0 +1,80 @@
+//! The gateway when RabbitMQ blocks publishers (a memory alarm): it answers 503 with
+//! Retry-After within its confirm deadline instead of waiting or buffering.
+//!
+//! Alone in its test binary (cargo runs test binaries one after another), because blocking
+//! publishers is broker-wide; the alarm is lifted when the test ends, even on failure, and
+//! scripts/setup.sh lifts it too.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use logagg::settings::GatewaySettings;
+use logagg::testsuite::TestContext;
+use source_service::gateway::{router, Gateway};
+use tower::ServiceExt;
+
+/// Sets the memory high watermark to 0 (every publisher blocked) until dropped.
+struct MemoryAlarm;
+
+impl MemoryAlarm {
+    fn raise() -> MemoryAlarm {
+        set_watermark("0");
+        MemoryAlarm
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        set_watermark("0.4");
+    }
+}
+
+fn set_watermark(value: &str) {
+    let status = Command::new("rabbitmqctl")
+        .args(["-q", "set_vm_memory_high_watermark", value])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(
+        status.success(),
+        "rabbitmqctl set_vm_memory_high_watermark {value}"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_broker_gets_503_with_retry_after_not_a_hang() {
+    let context = TestContext::new("gateway_blocked").await;
+    let gateway = router(Gateway::new(
+        GatewaySettings {
+            confirm_timeout_ms: 1_000,
+            ..GatewaySettings::default()
+        },
+        context.settings.broker.clone(),
+    ));
+    let post = |body: &'static str| {
+        gateway.clone().oneshot(
+            Request::post("/api/v1/logs")
+                .body(Body::from(body))
+                .expect("request"),
+        )
+    };
+    let line = r#"{"service":"a","severity":"info","message":"m"}"#;
+    assert_eq!(
+        post(line).await.expect("response").status(),
+        StatusCode::ACCEPTED
+    );
+
+    let alarm = MemoryAlarm::raise();
+    let started = Instant::now();
+    let response = post(line).await.expect("response");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(alarm);
+    context.cleanup().await;
+}
