@@ -159,6 +159,15 @@ fn required_service(context: &LineContext<'_>) -> Result<String, ParseError> {
         .ok_or(ParseError::MissingField("service"))
 }
 
+/// The context's service, else the line's app name (syslog).
+fn service_or_app(context: &LineContext<'_>, app: Option<&str>) -> Result<String, ParseError> {
+    context
+        .service
+        .or(app)
+        .map(str::to_owned)
+        .ok_or(ParseError::MissingField("service"))
+}
+
 fn malformed(reason: &'static str) -> ParseError {
     ParseError::MalformedLine(reason)
 }
@@ -328,11 +337,7 @@ fn syslog_5424(
         return Err(malformed("no structured data"));
     };
     let message = message.trim_start().trim_start_matches('\u{feff}');
-    let service = match (context.service, present(app)) {
-        (Some(service), _) => service.to_owned(),
-        (None, Some(app)) => app.to_owned(),
-        (None, None) => return Err(ParseError::MissingField("service")),
-    };
+    let service = service_or_app(context, present(app))?;
     let mut record = new_record(
         service,
         severity,
@@ -413,11 +418,7 @@ fn syslog_3164(
         },
         None => (None, None),
     };
-    let service = match (context.service, app) {
-        (Some(service), _) => service.to_owned(),
-        (None, Some(app)) => app.to_owned(),
-        (None, None) => return Err(ParseError::MissingField("service")),
-    };
+    let service = service_or_app(context, app)?;
     let mut record = new_record(
         service,
         severity,

@@ -612,14 +612,7 @@ impl GatewaySettings {
         if self.confirm_timeout_ms == 0 || self.body_timeout_ms == 0 {
             return invalid("gateway", "timeouts must be at least 1 ms");
         }
-        if self.api_keys.iter().any(|key| {
-            key.len() < MIN_API_KEY_BYTES || !key.bytes().all(|byte| byte.is_ascii_graphic())
-        }) {
-            return invalid(
-                "gateway.api_keys",
-                "each key must be at least 16 printable ASCII characters without spaces",
-            );
-        }
+        validate_api_keys("gateway.api_keys", &self.api_keys)?;
         Ok(())
     }
 }
@@ -827,6 +820,19 @@ impl AlertRule {
     }
 }
 
+/// Each key at least [`MIN_API_KEY_BYTES`] printable ASCII characters without spaces.
+fn validate_api_keys(setting: &'static str, keys: &[String]) -> Result<(), SettingsError> {
+    if keys.iter().any(|key| {
+        key.len() < MIN_API_KEY_BYTES || !key.bytes().all(|byte| byte.is_ascii_graphic())
+    }) {
+        return Err(SettingsError::Invalid {
+            setting,
+            reason: "each key must be at least 16 printable ASCII characters without spaces".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Shortest API key accepted: long enough that guessing is hopeless.
 const MIN_API_KEY_BYTES: usize = 16;
 
@@ -856,14 +862,7 @@ impl SearchSettings {
         if self.max_text_bytes == 0 {
             return invalid("search.max_text_bytes", "must be at least 1");
         }
-        if self.api_keys.iter().any(|key| {
-            key.len() < MIN_API_KEY_BYTES || !key.bytes().all(|byte| byte.is_ascii_graphic())
-        }) {
-            return invalid(
-                "search.api_keys",
-                "each key must be at least 16 printable ASCII characters without spaces",
-            );
-        }
+        validate_api_keys("search.api_keys", &self.api_keys)?;
         if self.max_tail_clients == 0 {
             return invalid("search.max_tail_clients", "must be at least 1");
         }

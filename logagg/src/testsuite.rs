@@ -112,6 +112,33 @@ impl TestContext {
         }
     }
 
+    /// Takes every ready message from `queue` and parses each as the collector would.
+    pub async fn take_records(&self, queue: &str) -> Vec<crate::LogRecord> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let mut records = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get")
+        {
+            let delivery = message.delivery;
+            let envelope = crate::broker::envelope(
+                delivery.routing_key.as_str(),
+                &delivery.data,
+                &delivery.properties,
+                chrono::Utc::now(),
+            );
+            records.push(
+                crate::parse::parse_message(&envelope).expect("a record the collector can parse"),
+            );
+        }
+        let _ = channel.close(200, "taken".into()).await;
+        records
+    }
+
     /// A queue's ready messages (not counting delivered-but-unacked ones) and consumers, or
     /// `None` if it does not exist. A passive declare of a missing queue closes the channel it
     /// runs on, so each call uses a channel of its own, closed afterwards.

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use lapin::options::BasicGetOptions;
-use logagg::parse::parse_message;
 use logagg::settings::GatewaySettings;
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
@@ -51,26 +49,9 @@ async fn post(
 
 /// Every message in the storage queue, parsed as the collector parses it.
 async fn stored_queue(context: &TestContext) -> Vec<LogRecord> {
-    let channel = context.connection.create_channel().await.expect("channel");
-    let mut records = Vec::new();
-    while let Some(message) = channel
-        .basic_get(
-            context.settings.broker.storage_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
+    context
+        .take_records(&context.settings.broker.storage_queue)
         .await
-        .expect("get")
-    {
-        let delivery = message.delivery;
-        let envelope = logagg::broker::envelope(
-            delivery.routing_key.as_str(),
-            &delivery.data,
-            &delivery.properties,
-            chrono::Utc::now(),
-        );
-        records.push(parse_message(&envelope).expect("the collector can parse it"));
-    }
-    records
 }
 
 fn gzip(text: &str) -> Vec<u8> {

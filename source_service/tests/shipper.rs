@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
 use logagg::formats::LineFormat;
-use logagg::parse::parse_message;
 use logagg::testsuite::{wait_until, TestContext};
 use source_service::shipper::{ship, ShipOptions};
 use tokio_util::sync::CancellationToken;
@@ -41,23 +40,10 @@ fn append(path: &Path, from: usize, count: usize) {
 
 /// Takes whatever the storage queue holds, adding each line's message to `seen`, counted.
 async fn drain(context: &TestContext, seen: &mut BTreeMap<String, usize>) {
-    let channel = context.connection.create_channel().await.expect("channel");
-    while let Some(message) = channel
-        .basic_get(
-            context.settings.broker.storage_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
+    for record in context
+        .take_records(&context.settings.broker.storage_queue)
         .await
-        .expect("get")
     {
-        let delivery = message.delivery;
-        let envelope = logagg::broker::envelope(
-            delivery.routing_key.as_str(),
-            &delivery.data,
-            &delivery.properties,
-            chrono::Utc::now(),
-        );
-        let record = parse_message(&envelope).expect("a record");
         *seen.entry(record.message).or_default() += 1;
     }
 }
