@@ -234,6 +234,19 @@ impl Store {
             .create_indexes(Store::stats_indexes())
             .await
             .map_err(StoreError::Unavailable)?;
+        self.alerts
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { alert_fields::STARTED_AT: -1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name(alerts::INDEX_ALERTS_STARTED.to_owned())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(StoreError::Unavailable)?;
         Ok(())
     }
 

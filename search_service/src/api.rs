@@ -28,8 +28,11 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::alerts::{AlertView, Alerts};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams};
+use crate::openapi::{
+    AlertParams, ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams,
+};
 use crate::query::{parse_time, LogQuery, QueryError, NOT_FOR_STATS, NOT_FOR_TAIL};
 use crate::stats::{self, Services, Stats};
 use crate::tail::{TailEvent, Tails};
@@ -102,6 +105,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_stats))
         .routes(routes!(list_services))
         .routes(routes!(tail))
+        .routes(routes!(list_alerts))
         .routes(routes!(compat_service_logs))
         .routes(routes!(compat_service_severity_logs))
 }
@@ -254,6 +258,53 @@ async fn list_services(
     };
     let max_time = Duration::from_millis(state.settings.query_timeout_ms);
     Ok(Json(stats::services(&state.store, range, max_time).await?))
+}
+
+/// Alerts, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts",
+    params(AlertParams),
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The alerts", body = Alerts),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable", body = ErrorBody)
+    ))]
+async fn list_alerts(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Alerts>, ApiError> {
+    let mut pairs = query_pairs(raw.as_deref())?;
+    let wanted = take_single(&mut pairs, "state")?;
+    let service = take_single(&mut pairs, "service")?;
+    let limit = take_single(&mut pairs, "limit")?;
+    if let Some((key, _)) = pairs.first() {
+        return Err(QueryError::new(key, "is not a parameter of this endpoint").into());
+    }
+    let wanted = match wanted.as_deref() {
+        None | Some("all") => None,
+        Some(state @ ("firing" | "resolved")) => Some(state.to_owned()),
+        Some(_) => return Err(QueryError::new("state", "must be firing, resolved or all").into()),
+    };
+    if let Some(service) = &service {
+        logagg::parse::validate_service(service)
+            .map_err(|error| QueryError::new("service", error.to_string()))?;
+    }
+    let limit = match limit {
+        None => 50,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=500).contains(limit))
+            .ok_or_else(|| QueryError::new("limit", "must be between 1 and 500"))?,
+    };
+    let documents = state
+        .store
+        .list_alerts(wanted.as_deref(), service.as_deref(), limit)
+        .await?;
+    Ok(Json(Alerts {
+        alerts: documents.iter().map(AlertView::from_document).collect(),
+    }))
 }
 
 /// Removes `name` from `pairs` and returns its value; given twice is an error.

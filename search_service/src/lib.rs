@@ -1,6 +1,7 @@
 //! search_service: the REST API over stored logs (port 5000 by default), plus `/healthz` and
 //! `/metrics` on the admin port.
 
+pub mod alerts;
 pub mod api;
 pub mod error;
 pub mod openapi;

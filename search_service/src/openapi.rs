@@ -66,6 +66,17 @@ pub struct IntervalParams {
     interval: Option<String>,
 }
 
+/// Filters of `/api/v1/alerts`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertParams {
+    /// `firing`, `resolved` or `all` (default).
+    state: Option<String>,
+    service: Option<String>,
+    /// At most this many, newest first (default 50, at most 500).
+    limit: Option<u32>,
+}
+
 /// Optional range of `/api/v1/services`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -87,6 +98,7 @@ pub struct RangeParams {
         (name = "logs", description = "Stored logs"),
         (name = "stats", description = "Counts, histograms and access-log latency"),
         (name = "tail", description = "Live logs as Server-Sent Events"),
+        (name = "alerts", description = "Alerts the monitor raised"),
         (name = "compat", description = "Routes of the Python prototype")
     )
 )]

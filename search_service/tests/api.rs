@@ -580,3 +580,67 @@ async fn paging_a_service_across_severities_sees_each_record_once_in_order() {
     }
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn alerts_are_listed_newest_first_by_state_and_service() {
+    let context = TestContext::new("search_alerts").await;
+    let app = app(&context).await;
+    let alert = |id: &str, rule: &str, service: &str, minutes_ago: i64| {
+        logagg::store::alerts::StoredAlert {
+            id: id.into(),
+            rule: rule.into(),
+            service: service.into(),
+            value: 12.0,
+            threshold: 10.0,
+            window_seconds: 60,
+            started_at: Utc::now() - Duration::minutes(minutes_ago),
+            resolved_at: None,
+            peak: 12.0,
+            sample_ids: vec![format!("{id}-log")],
+        }
+    };
+    for stored in [
+        alert("a1", "error_burst", "web", 30),
+        alert("a2", "error_burst", "auth", 20),
+        alert("a3", "error_ratio", "web", 10),
+    ] {
+        context.store.open_alert(&stored).await.expect("open");
+    }
+    let mut resolved = alert("a1", "error_burst", "web", 30);
+    resolved.resolved_at = Some(Utc::now());
+    assert!(context
+        .store
+        .resolve_alert(&resolved)
+        .await
+        .expect("resolve"));
+
+    let listed = |body: &Value| -> Vec<String> {
+        body["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|alert| alert["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let (status, body) = get(&app, "/api/v1/alerts").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(listed(&body), ["a3", "a2", "a1"]);
+    assert_eq!(body["alerts"][2]["state"], "resolved");
+    assert!(body["alerts"][2]["resolved_at"].is_string());
+    assert_eq!(body["alerts"][0]["sample_ids"][0], "a3-log");
+    let (_, firing) = get(&app, "/api/v1/alerts?state=firing").await;
+    assert_eq!(listed(&firing), ["a3", "a2"]);
+    let (_, web) = get(&app, "/api/v1/alerts?service=web&limit=1").await;
+    assert_eq!(listed(&web), ["a3"]);
+    for query in [
+        "state=loud",
+        "limit=0",
+        "limit=501",
+        "service=bad*",
+        "colour=red",
+    ] {
+        let (status, _) = get(&app, &format!("/api/v1/alerts?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+    context.cleanup().await;
+}

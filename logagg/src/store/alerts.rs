@@ -152,6 +152,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The newest alerts first, `firing` only, `resolved` only, or both (`state` `None`),
+    /// optionally of one service; at most `limit`.
+    pub async fn list_alerts(
+        &self,
+        state: Option<&str>,
+        service: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut filter = Document::new();
+        if let Some(state) = state {
+            filter.insert(alert_fields::STATE, state);
+        }
+        if let Some(service) = service {
+            filter.insert(alert_fields::SERVICE, service);
+        }
+        self.alerts
+            .find(filter)
+            .sort(doc! { alert_fields::STARTED_AT: -1 })
+            .limit(limit)
+            .await
+            .map_err(StoreError::Unavailable)?
+            .try_collect()
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+/// Index serving the alert list, newest first.
+pub const INDEX_ALERTS_STARTED: &str = "started_at";
+
 /// The stored form of an alert.
 pub fn alert_document(alert: &StoredAlert, state: &str) -> Document {
     let mut document = doc! {
