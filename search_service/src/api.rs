@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
             OPENAPI_PATH,
             get(move || async move { Json(Value::clone(&openapi)) }),
         )
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }

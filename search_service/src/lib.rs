@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod dashboard;
 pub mod error;
 pub mod openapi;
 pub mod query;

@@ -165,3 +165,41 @@ async fn with_api_keys_set_data_routes_want_one_and_answer_401_without() {
     assert_eq!(send(&app, get(OPENAPI_PATH)).await.0, StatusCode::OK);
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_without_a_key() {
+    let mut context = TestContext::new("dashboard_assets").await;
+    context.settings.search.api_keys = vec!["dashboard-key-0123456789".into()];
+    let app = router(AppState::new(
+        context.store.clone(),
+        &context.settings,
+        CancellationToken::new(),
+    ));
+    for (path, content_type, marker) in [
+        ("/", "text/html", "/assets/app.js"),
+        ("/assets/app.js", "text/javascript", "/api/v1/stats"),
+        ("/assets/app.css", "text/css", "--error"),
+    ] {
+        let response = app.clone().oneshot(get(path)).await.expect("response");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let header = response.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .to_owned();
+        assert!(header.starts_with(content_type), "{path}: {header}");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(String::from_utf8_lossy(&body).contains(marker), "{path}");
+    }
+    // The page refers to nothing outside the service.
+    let response = app.clone().oneshot(get("/")).await.expect("response");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    assert!(
+        !String::from_utf8_lossy(&body).contains("http"),
+        "no external URL in the page"
+    );
+    context.cleanup().await;
+}
