@@ -54,7 +54,17 @@ start_secantus() {
   wait_for_port "$MONGO_PORT" SecantusDB
 }
 
+install_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing Chromium and ChromeDriver (the dashboard's browser test)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 install_secantus
+install_browser
 start_rabbitmq
 # A test that raises a memory alarm (tests/blocked_broker.rs) lifts it when it ends; should
 # it have died first, publishers would stay blocked: lift it here too.

@@ -2,6 +2,11 @@
 // dependencies, nothing fetched from the internet: the binary serves this file itself.
 "use strict";
 
+// Errors the page met, for people (the console) and for the browser test.
+window.__logaggErrors = [];
+window.addEventListener("error", (event) => window.__logaggErrors.push(String(event.message)));
+window.addEventListener("unhandledrejection", (event) => window.__logaggErrors.push(String(event.reason)));
+
 const SEVERITIES = ["trace", "debug", "info", "notice", "warn", "error", "fatal"];
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const page = document.getElementById("page");
@@ -168,7 +173,7 @@ async function overview(params) {
   const [stats, firing, recent] = await Promise.all([
     api(`/api/v1/stats?from=${range}`),
     api("/api/v1/alerts?state=firing&limit=20"),
-    api("/api/v1/stats?from=15m"),
+    api("/api/v1/stats?from=1h"),
   ]);
   const buckets = stats.histogram.map((bucket) => {
     const date = new Date(bucket.start);
@@ -194,7 +199,7 @@ async function overview(params) {
       firing.alerts.length
         ? el("ul", { id: "firing" }, firing.alerts.map((alert) => el("li", {}, el("a", { href: `#/alerts?id=${encodeURIComponent(alert.id)}` }, `${alert.rule} on ${alert.service}`), " since ", time(alert.started_at))))
         : el("p", { class: "muted", id: "firing" }, "None.")),
-    panel("Response time now (median, last 15 min)",
+    panel("Response time (median, last hour)",
       el("div", { class: "big", id: "current-latency" }, current === null ? "—" : `${number(current, 1)} ms`),
       el("p", { class: "muted" }, `${number(recent.access.reduce((s, r) => s + r.requests, 0))} requests`)),
     el("section", { class: "panel wide" }, el("h2", {}, "Response time per endpoint"),
@@ -207,22 +212,23 @@ async function overview(params) {
         : el("p", { class: "muted" }, "No access logs in this range.")),
     el("section", { class: "panel wide" }, el("h2", {}, "Status codes per endpoint"),
       routes.length ? [stackedBars(routes.map((route) => ({ label: `${route.service} ${route.method} ${route.path}`, short: route.path, parts: route.status_classes })), CLASSES, classColour), legend(CLASSES, classColour)] : el("p", { class: "muted" }, "—")),
-    el("section", { class: "panel wide", id: "latency-over-time" }, el("h2", {}, "Response time over the last hour (median per 5 min)"), el("p", { class: "muted" }, "Loading…")),
+    el("section", { class: "panel wide", id: "latency-over-time" }, el("h2", {}, "Response time per hour (median), last 24 hours"), el("p", { class: "muted" }, "Loading…")),
   );
   page.replaceChildren(el("div", { class: "filters" }, picker), grid);
-  // Twelve five-minute windows: the rollups answer each in milliseconds.
-  const now = Date.now();
-  const windows = Array.from({ length: 12 }, (_, index) => {
-    const to = new Date(now - (11 - index) * 300000);
-    const from = new Date(to.getTime() - 300000);
+  // Access rollups are hourly: one window per hour of the last day, each answered from them.
+  const hour = 3600000;
+  const thisHour = Math.floor(Date.now() / hour) * hour;
+  const windows = Array.from({ length: 24 }, (_, index) => {
+    const from = new Date(thisHour - (23 - index) * hour);
+    const to = new Date(from.getTime() + hour - 1);
     return { from, to };
   });
   const latencies = await Promise.all(windows.map((w) => api(`/api/v1/stats?from=${w.from.toISOString()}&to=${w.to.toISOString()}`).catch(() => null)));
   const points = windows.map((w, index) => ({
-    label: w.to.toLocaleTimeString(), short: w.to.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+    label: w.from.toLocaleString(), short: w.from.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
     value: latencies[index] ? weighted(latencies[index].access) : null,
   }));
-  document.getElementById("latency-over-time").replaceChildren(el("h2", {}, "Response time over the last hour (median per 5 min)"), lineChart(points));
+  document.getElementById("latency-over-time").replaceChildren(el("h2", {}, "Response time per hour (median), last 24 hours"), lineChart(points));
 }
 
 // ---- search --------------------------------------------------------------------------
@@ -304,6 +310,7 @@ async function tail(params) {
     paused = !paused;
     pause.textContent = paused ? "Resume" : "Pause";
     if (!paused) { held.splice(0).forEach(show); }
+    pause.dataset.held = held.length;
   } }, "Pause");
   page.replaceChildren(filterForm(params, (next) => setRoute("/tail", next), ["service", "severity", "min_severity", "q", "contains", "host"]),
     el("div", { class: "filters" }, pause, status), lines);
@@ -339,7 +346,7 @@ async function tail(params) {
         if (name === "ready") status.textContent = "live";
         else if (name === "log") {
           const log = JSON.parse(data);
-          if (paused) { held.push(log); if (held.length > 1000) held.shift(); } else show(log);
+          if (paused) { held.push(log); if (held.length > 1000) held.shift(); pause.dataset.held = held.length; } else show(log);
         } else if (name === "dropped") {
           status.textContent = `ended: ${JSON.parse(data).error.message}`;
         }

@@ -25,6 +25,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+#[path = "../tests/support/browser.rs"]
+#[allow(dead_code)]
+mod browser;
+
 const SERVICES: usize = 20;
 const WORDS: [&str; 24] = [
     "payment",
@@ -210,6 +214,43 @@ async fn measure<F: FnMut(usize) -> String>(
     report(name, times, &format!("avg {} logs", returned / requests));
 }
 
+/// Each dashboard page in headless Chromium, from navigation until its data is on screen.
+async fn dashboard(app: &axum::Router) {
+    if std::process::Command::new("chromedriver")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("dashboard: chromedriver not installed (scripts/setup.sh installs it); skipped");
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let served = app.clone();
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    let browser = browser::Browser::start().await;
+    let pages = [
+        ("dashboard overview (24 h)", "/#/?range=24h", "return !!document.querySelector('#latency-over-time svg') && !!document.querySelector('#volume svg rect');"),
+        ("dashboard search (a service)", "/#/search?service=svc-03", "return document.querySelectorAll('#results-table tr.row').length === 50;"),
+        ("dashboard search (words)", "/#/search?q=payment+declined", "return document.querySelectorAll('#results-table tr.row').length > 0;"),
+        ("dashboard live tail", "/#/tail?service=svc-03", "return document.querySelector('#tail-status').textContent === 'live';"),
+        ("dashboard alerts", "/#/alerts", "return document.querySelectorAll('.panel').length === 2;"),
+    ];
+    for (name, path, ready) in pages {
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            browser.open("about:blank").await;
+            let started = Instant::now();
+            browser.open(&format!("{base}{path}")).await;
+            browser.until(name, ready).await;
+            times.push(started.elapsed());
+        }
+        report(name, times, "navigation to data on screen");
+    }
+}
+
 async fn run() {
     let records = bench_setting("BENCH_RECORDS", 1_000_000);
     let hours = bench_setting("BENCH_HOURS", 24);
@@ -309,5 +350,6 @@ async fn run() {
         format!("/api/v1/stats?from=1h&host=host-{}", index % 8)
     })
     .await;
+    dashboard(&app).await;
     context.cleanup().await;
 }

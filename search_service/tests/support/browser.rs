@@ -1,0 +1,158 @@
+//! A minimal W3C WebDriver client for headless Chromium through chromedriver, shared by the
+//! dashboard test and the search benchmark (`#[path]`-included by both).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use logagg::testsuite::{free_port, wait_until};
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A WebDriver session on a chromedriver process of our own.
+pub struct Browser {
+    driver: Child,
+    http: reqwest::Client,
+    session: String,
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; scripts/setup.sh installs it)");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = wait_until(TIMEOUT, || async {
+            http.get(format!("{base}/status"))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+        })
+        .await;
+        assert!(ready, "chromedriver did not start");
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800"],
+            },
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("session JSON");
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        Browser {
+            driver,
+            http,
+            session: format!("{base}/session/{session}"),
+        }
+    }
+
+    pub async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let request = self.http.request(method, format!("{}{path}", self.session));
+        let request = if body.is_null() {
+            request
+        } else {
+            request.json(&body)
+        };
+        let response: Value = request
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("webdriver JSON");
+        response["value"].clone()
+    }
+
+    pub async fn open(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    /// Runs `script` (a function body; `arguments` available) in the page.
+    pub async fn run(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Waits until `script` returns true.
+    pub async fn until(&self, what: &str, script: &str) {
+        let done = wait_until(TIMEOUT, || async { self.run(script).await == json!(true) }).await;
+        assert!(done, "waited for {what}: {script}");
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        let data = self
+            .command(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let encoded = data.as_str().expect("base64 screenshot");
+        let directory =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-output/dashboard");
+        std::fs::create_dir_all(&directory).expect("test-output dir");
+        std::fs::write(
+            directory.join(format!("{name}.png")),
+            decode_base64(encoded),
+        )
+        .expect("screenshot");
+    }
+
+    pub async fn assert_no_errors(&self, page: &str) {
+        let errors = self.run("return window.__logaggErrors;").await;
+        assert_eq!(errors, json!([]), "{page} raised errors");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |byte: u8| -> u32 {
+        match byte {
+            b'A'..=b'Z' => u32::from(byte - b'A'),
+            b'a'..=b'z' => u32::from(byte - b'a') + 26,
+            b'0'..=b'9' => u32::from(byte - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|byte| *byte != b'=' && !byte.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut accumulator = 0_u32;
+        for (index, byte) in chunk.iter().enumerate() {
+            accumulator |= value(*byte) << (18 - 6 * index);
+        }
+        let produced = chunk.len() * 6 / 8;
+        for index in 0..produced {
+            out.push((accumulator >> (16 - 8 * index)) as u8);
+        }
+    }
+    out
+}
