@@ -62,6 +62,17 @@ impl LatencySketch {
         self.buckets.iter().map(|(bucket, count)| (*bucket, *count))
     }
 
+    /// The mean, from each bucket's value (so within 4 % too); `None` when empty.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| {
+            self.buckets
+                .iter()
+                .map(|(bucket, count)| Self::value_of(*bucket) * *count as f64)
+                .sum::<f64>()
+                / self.count as f64
+        })
+    }
+
     /// The `q` quantile (0 ≤ q ≤ 1), `None` when empty: the value of rank ⌈q·n⌉.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
@@ -107,6 +118,12 @@ mod tests {
             );
         }
         assert!(all.buckets().count() < 300, "size follows the spread");
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let estimate = all.mean().unwrap();
+        assert!(
+            (estimate - mean).abs() <= 0.04 * mean,
+            "{estimate} vs {mean}"
+        );
     }
 
     #[test]

@@ -181,10 +181,11 @@ async function overview(params) {
   });
   const used = SEVERITIES.filter((name) => stats.by_severity[name]);
   const routes = stats.access.slice(0, 12);
+  // The mean over all requests: each route's mean weighted by its requests.
   const weighted = (list) => {
     const timed = list.filter((route) => route.latency_ms);
     const requests = timed.reduce((sum, route) => sum + route.requests, 0);
-    return requests ? timed.reduce((sum, route) => sum + route.latency_ms.p50 * route.requests, 0) / requests : null;
+    return requests ? timed.reduce((sum, route) => sum + route.latency_ms.mean * route.requests, 0) / requests : null;
   };
   const current = weighted(recent.access);
   const grid = el("div", { class: "grid" },
@@ -199,20 +200,21 @@ async function overview(params) {
       firing.alerts.length
         ? el("ul", { id: "firing" }, firing.alerts.map((alert) => el("li", {}, el("a", { href: `#/alerts?id=${encodeURIComponent(alert.id)}` }, `${alert.rule} on ${alert.service}`), " since ", time(alert.started_at))))
         : el("p", { class: "muted", id: "firing" }, "None.")),
-    panel("Response time (median, last hour)",
+    panel("Average response time (last hour)",
       el("div", { class: "big", id: "current-latency" }, current === null ? "—" : `${number(current, 1)} ms`),
       el("p", { class: "muted" }, `${number(recent.access.reduce((s, r) => s + r.requests, 0))} requests`)),
     el("section", { class: "panel wide" }, el("h2", {}, "Response time per endpoint"),
       routes.length ? el("table", { id: "endpoints" },
-        el("tr", {}, el("th", {}, "service"), el("th", {}, "endpoint"), el("th", {}, "requests"), el("th", {}, "p50"), el("th", { class: "optional" }, "p95"), el("th", { class: "optional" }, "p99")),
+        el("tr", {}, el("th", {}, "service"), el("th", {}, "endpoint"), el("th", {}, "requests"), el("th", {}, "mean"), el("th", {}, "p50"), el("th", { class: "optional" }, "p95"), el("th", { class: "optional" }, "p99")),
         routes.map((route) => el("tr", {}, el("td", {}, route.service), el("td", {}, `${route.method} ${route.path}`), el("td", {}, number(route.requests)),
+          el("td", {}, route.latency_ms ? `${number(route.latency_ms.mean, 1)} ms` : "—"),
           el("td", {}, route.latency_ms ? `${number(route.latency_ms.p50, 1)} ms` : "—"),
           el("td", { class: "optional" }, route.latency_ms ? `${number(route.latency_ms.p95, 1)} ms` : "—"),
           el("td", { class: "optional" }, route.latency_ms ? `${number(route.latency_ms.p99, 1)} ms` : "—"))))
         : el("p", { class: "muted" }, "No access logs in this range.")),
     el("section", { class: "panel wide" }, el("h2", {}, "Status codes per endpoint"),
       routes.length ? [stackedBars(routes.map((route) => ({ label: `${route.service} ${route.method} ${route.path}`, short: route.path, parts: route.status_classes })), CLASSES, classColour), legend(CLASSES, classColour)] : el("p", { class: "muted" }, "—")),
-    el("section", { class: "panel wide", id: "latency-over-time" }, el("h2", {}, "Response time per hour (median), last 24 hours"), el("p", { class: "muted" }, "Loading…")),
+    el("section", { class: "panel wide", id: "latency-over-time" }, el("h2", {}, "Average response time per hour, last 24 hours"), el("p", { class: "muted" }, "Loading…")),
   );
   page.replaceChildren(el("div", { class: "filters" }, picker), grid);
   // Access rollups are hourly: one window per hour of the last day, each answered from them.
@@ -228,7 +230,7 @@ async function overview(params) {
     label: w.from.toLocaleString(), short: w.from.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
     value: latencies[index] ? weighted(latencies[index].access) : null,
   }));
-  document.getElementById("latency-over-time").replaceChildren(el("h2", {}, "Response time per hour (median), last 24 hours"), lineChart(points));
+  document.getElementById("latency-over-time").replaceChildren(el("h2", {}, "Average response time per hour, last 24 hours"), lineChart(points));
 }
 
 // ---- search --------------------------------------------------------------------------

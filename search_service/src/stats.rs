@@ -93,6 +93,7 @@ pub struct RouteStats {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Quantiles {
+    pub mean: f64,
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
@@ -296,6 +297,7 @@ impl Accumulator {
                     .map(|(index, count)| (format!("{}xx", index + 1), *count))
                     .collect(),
                 latency_ms: route.latency.quantile(0.5).map(|p50| Quantiles {
+                    mean: route.latency.mean().unwrap_or(p50),
                     p50,
                     p95: route.latency.quantile(0.95).unwrap_or(p50),
                     p99: route.latency.quantile(0.99).unwrap_or(p50),

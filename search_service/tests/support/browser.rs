@@ -38,6 +38,7 @@ impl Browser {
         assert!(ready, "chromedriver did not start");
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800"],
@@ -116,9 +117,26 @@ impl Browser {
         .expect("screenshot");
     }
 
+    /// No error the page caught (`window.__logaggErrors`) and none in the browser console
+    /// (failed requests, exceptions), read from chromedriver's log.
     pub async fn assert_no_errors(&self, page: &str) {
         let errors = self.run("return window.__logaggErrors;").await;
         assert_eq!(errors, json!([]), "{page} raised errors");
+        let console = self
+            .command(
+                reqwest::Method::POST,
+                "/se/log",
+                json!({ "type": "browser" }),
+            )
+            .await;
+        let entries = console
+            .as_array()
+            .unwrap_or_else(|| panic!("no console log: {console}"));
+        let severe: Vec<&Value> = entries
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .collect();
+        assert!(severe.is_empty(), "{page}: console errors {severe:?}");
     }
 }
 
