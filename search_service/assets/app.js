@@ -406,4 +406,7 @@ document.getElementById("key-button").onclick = () => {
   render();
 };
 window.addEventListener("hashchange", render);
+// Leaving the page must end a live tail's stream: a page kept alive (back/forward cache)
+// would otherwise hold one of the browser's few connections to this host.
+window.addEventListener("pagehide", () => stopCurrentPage());
 render();

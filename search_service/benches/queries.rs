@@ -232,7 +232,8 @@ async fn dashboard(app: &axum::Router) {
     tokio::spawn(async move { axum::serve(listener, served).await });
     let browser = browser::Browser::start().await;
     let pages = [
-        ("dashboard overview (24 h)", "/#/?range=24h", "return !!document.querySelector('#latency-over-time svg') && !!document.querySelector('#volume svg rect');"),
+        ("dashboard overview (24 h)", "/#/?range=24h", "return !!document.querySelector('#volume svg rect') && !!document.querySelector('#endpoints');"),
+        ("dashboard overview + hourly latency", "/#/?range=24h", "return !!document.querySelector('#latency-over-time svg');"),
         ("dashboard search (a service)", "/#/search?service=svc-03", "return document.querySelectorAll('#results-table tr.row').length === 50;"),
         ("dashboard search (words)", "/#/search?q=payment+declined", "return document.querySelectorAll('#results-table tr.row').length > 0;"),
         ("dashboard live tail", "/#/tail?service=svc-03", "return document.querySelector('#tail-status').textContent === 'live';"),
