@@ -208,7 +208,7 @@ async fn the_error_matrix() {
     let settings = GatewaySettings {
         max_body_bytes: 4_096,
         max_records: 10,
-        rate_per_second: 10,
+        rate_per_second: 1,
         burst: 10,
         ..GatewaySettings::default()
     };
@@ -305,13 +305,16 @@ async fn the_error_matrix() {
         "nothing refused was published"
     );
 
-    // The bucket holds 10 records: the 11th within the second is refused with Retry-After.
+    // The bucket holds 10 records and refills one a second: 5 more right after 10 are
+    // refused, told to come back when 5 tokens are there again (at most 5 s).
     let ten = [line; 10].join("\n");
     let (status, _, _) = post(&app, "/api/v1/logs", ten, &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, retry_after, body) = post(&app, "/api/v1/logs", line, &[]).await;
+    let five = [line; 5].join("\n");
+    let (status, retry_after, body) = post(&app, "/api/v1/logs", five, &[]).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-    assert_eq!(retry_after.as_deref(), Some("1"));
+    let retry_after: u64 = retry_after.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
     context.cleanup().await;
 }
 
