@@ -41,17 +41,10 @@ fn messages() -> u64 {
 }
 
 fn main() {
-    if !std::env::args().any(|argument| argument == "--bench") {
-        println!(
-            "pipeline benchmark: run it with `cargo bench -p collector_service --bench pipeline`"
-        );
+    if !logagg::testsuite::under_cargo_bench("cargo bench -p collector_service --bench pipeline") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    logagg::testsuite::block_on(run());
 }
 
 /// `BENCH_ONLY=d` (or `a`, `b`, `c`) runs one measurement; ratios then use the figures

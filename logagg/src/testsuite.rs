@@ -290,6 +290,25 @@ pub async fn await_store(store: &Store) {
     }
 }
 
+/// Whether a benchmark binary runs under `cargo bench` (which passes `--bench`); otherwise
+/// (as `cargo test` runs it) prints how to run it.
+pub fn under_cargo_bench(command: &str) -> bool {
+    let benching = std::env::args().any(|argument| argument == "--bench");
+    if !benching {
+        println!("benchmark: run it with `{command}`");
+    }
+    benching
+}
+
+/// Runs `future` to its end on a multi-thread runtime: a benchmark's async part.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
 /// A benchmark knob: the environment variable `name` as a number, or `default`.
 pub fn bench_setting(name: &str, default: u64) -> u64 {
     std::env::var(name)

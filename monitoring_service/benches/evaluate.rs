@@ -28,20 +28,13 @@ use tokio_util::sync::CancellationToken;
 const SERVICES: usize = 1_000;
 
 fn main() {
-    if !std::env::args().any(|argument| argument == "--bench") {
-        println!(
-            "monitor benchmark: run it with `cargo bench -p monitoring_service --bench evaluate`"
-        );
+    if !logagg::testsuite::under_cargo_bench("cargo bench -p monitoring_service --bench evaluate") {
         return;
     }
     let logs = bench_setting("BENCH_LOGS", 2_000_000) as usize;
     println!("monitor benchmark: {SERVICES} services, 5 rules, {logs} logs");
     evaluate(logs);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(latency(bench_setting("BENCH_ALERTS", 50) as usize));
+    logagg::testsuite::block_on(latency(bench_setting("BENCH_ALERTS", 50) as usize));
 }
 
 fn five_rules() -> Vec<Rule> {

@@ -27,15 +27,10 @@ use retention_service::purge::{Purger, Trigger};
 use tokio_util::sync::CancellationToken;
 
 fn main() {
-    if !std::env::args().any(|argument| argument == "--bench") {
-        println!("purge benchmark: run it with `cargo bench -p retention_service --bench purge`");
+    if !logagg::testsuite::under_cargo_bench("cargo bench -p retention_service --bench purge") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    logagg::testsuite::block_on(run());
 }
 
 async fn run() {

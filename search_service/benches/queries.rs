@@ -68,15 +68,10 @@ const ROUTES: [&str; 8] = [
 ];
 
 fn main() {
-    if !std::env::args().any(|argument| argument == "--bench") {
-        println!("search benchmark: run it with `cargo bench -p search_service --bench queries`");
+    if !logagg::testsuite::under_cargo_bench("cargo bench -p search_service --bench queries") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    logagg::testsuite::block_on(run());
 }
 
 /// A cheap deterministic generator (xorshift), so runs are comparable.

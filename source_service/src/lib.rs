@@ -198,10 +198,7 @@ pub async fn publish(
         // Publishes only travel while their futures are polled, so waiting for the pacer
         // must keep driving them: otherwise a paced message would sit unsent until
         // max_unconfirmed more had queued up behind it.
-        if let Some(wait) = due
-            .checked_sub(started.elapsed())
-            .filter(|wait| !wait.is_zero())
-        {
+        if let Some(wait) = pacer::wait_until_due(due, started.elapsed()) {
             let due = tokio::time::Instant::now() + wait;
             loop {
                 tokio::select! {

@@ -28,10 +28,13 @@ impl Pacer {
 
     /// How long to wait before sending message number `sent` (0-based), `elapsed` since start.
     pub fn wait_before(&self, sent: u64, elapsed: Duration) -> Option<Duration> {
-        self.due(sent)
-            .checked_sub(elapsed)
-            .filter(|wait| !wait.is_zero())
+        wait_until_due(self.due(sent), elapsed)
     }
+}
+
+/// How long until `due` when `elapsed` has passed; `None` when it is due already.
+pub fn wait_until_due(due: Duration, elapsed: Duration) -> Option<Duration> {
+    due.checked_sub(elapsed).filter(|wait| !wait.is_zero())
 }
 
 #[cfg(test)]
