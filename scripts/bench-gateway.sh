@@ -3,12 +3,13 @@
 # simulator publishing as fast as confirms allow) in the same run, on the same broker; and
 # the rates scenario spikes hold against their targets.
 #   scripts/bench-gateway.sh            # BATCH=100 records per request, SECONDS_=20, CONNECTIONS=8
+#                                       # SCENARIO_BATCH=50 logs per message in the batched scenario runs
 # Uses its own exchange and queues (deleted afterwards), so nothing else is disturbed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
-BATCH="${BATCH:-100}"; DURATION="${SECONDS_:-20}"; CONNECTIONS="${CONNECTIONS:-8}"
+BATCH="${BATCH:-100}"; SCENARIO_BATCH="${SCENARIO_BATCH:-50}"; DURATION="${SECONDS_:-20}"; CONNECTIONS="${CONNECTIONS:-8}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 scripts/setup.sh >/dev/null
 cargo build --release --locked -q -p source_service
@@ -29,10 +30,12 @@ echo "== raw publish ceiling: simulator, JSON, as fast as confirms allow"
 LOGAGG__TELEMETRY__ADMIN_LISTEN=127.0.0.1:0 target/release/source_service simulate --count 200000 --rate 0 --format json
 rabbitmqctl -q purge_queue "$UNIQUE.storage" >/dev/null
 
-for base in 100 500 1000 2000 5000; do
-  echo "== scenario spike, 10 s at $((base * 10)) logs/s (target)"
-  LOGAGG__TELEMETRY__ADMIN_LISTEN=127.0.0.1:0 target/release/source_service scenario --kind spike --seconds 10 --rate "$base"
-  rabbitmqctl -q purge_queue "$UNIQUE.storage" >/dev/null
+for batch in 1 "$SCENARIO_BATCH"; do
+  for base in 100 500 1000 2000 5000; do
+    echo "== scenario spike, 10 s at $((base * 10)) logs/s (target), $batch log(s) per message"
+    LOGAGG__TELEMETRY__ADMIN_LISTEN=127.0.0.1:0 target/release/source_service scenario --kind spike --seconds 10 --rate "$base" --batch "$batch"
+    rabbitmqctl -q purge_queue "$UNIQUE.storage" >/dev/null
+  done
 done
 
 echo "== gateway: $CONNECTIONS connections, $BATCH records per request, ${DURATION}s"

@@ -9,8 +9,10 @@
 //!
 //! Run: `cargo bench -p collector_service --bench pipeline` (services from scripts/setup.sh).
 //! Sizes: `BENCH_MESSAGES` (default 200000); (c) and (d) run `BENCH_REPEAT` times (default 3)
-//! and their medians make the ratio. `LOGAGG__STORE__WORD_INDEX=false` measures (c) and (d)
-//! without storing messages' words (the collector child inherits the variable).
+//! and their medians make the ratio. `LOGAGG__STORE__WORD_INDEX=false` measures (b), (c) and
+//! (d) without storing messages' words (the collector child inherits the variable).
+//! `BENCH_BATCH=50` has the simulator in (b) and (d) send up to 50 logs per message (batch
+//! messages, `source.batch_records`); (a) always sends one log per message.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -210,6 +212,14 @@ async fn broker_ceiling(count: u64) -> (f64, f64) {
     (publish_rate, drain_rate)
 }
 
+/// Logs per message the simulator sends in (b) and (d): `BENCH_BATCH` (default 1).
+fn batch_records() -> usize {
+    std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1)
+}
+
 /// `store.word_index` as the bench's environment sets it (default on).
 fn word_index() -> bool {
     std::env::var("LOGAGG__STORE__WORD_INDEX").map_or(true, |value| value != "false")
@@ -259,15 +269,18 @@ async fn pipeline(count: u64) -> f64 {
     let context = TestContext::new("bench_pipeline").await;
     let mut settings = context.settings.clone();
     settings.telemetry.log_level = "warn".into();
+    settings.store.word_index = word_index();
+    settings.source.batch_records = batch_records();
     let shutdown = CancellationToken::new();
     let collector = tokio::spawn(collector_service::run(settings.clone(), shutdown.clone()));
     let monitor = tokio::spawn(stand_in_monitor(context.settings.clone(), shutdown.clone()));
     let started = Instant::now();
     settings.source.count = count;
     settings.source.rate = 0;
-    source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
+    let report = source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
         .await
         .expect("simulate");
+    println!("    (b) simulator: {report}");
     let written = wait_until(WAIT, || async {
         written_in(&logagg::telemetry::metrics_handle().render()) >= count as f64
     })
@@ -276,7 +289,7 @@ async fn pipeline(count: u64) -> f64 {
     shutdown.cancel();
     let _ = collector.await;
     let sampled = monitor.await.unwrap_or(0);
-    println!("    (b) the stand-in monitor received {sampled} of {count} on the monitoring queue");
+    println!("    (b) the stand-in monitor received {sampled} messages on the monitoring queue");
     assert!(written, "pipeline did not store everything");
     assert_eq!(stored(&context).await, count);
     context.cleanup().await;
@@ -323,13 +336,14 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
     let mut settings: Settings = context.settings.clone();
     settings.source.count = count;
     settings.source.rate = 0;
-    source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
+    settings.source.batch_records = batch_records();
+    let report = source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
         .await
         .expect("prefill");
     let storage_queue = settings.broker.storage_queue.clone();
     assert_eq!(
         u64::from(context.ready_messages(&storage_queue).await),
-        count
+        report.messages
     );
 
     let admin_port = logagg::testsuite::free_port();

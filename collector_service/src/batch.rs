@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use lapin::BasicProperties;
-use logagg::parse::{parse_message, Envelope, ParseError};
+use std::ops::Range;
+
+use logagg::parse::{is_batch, parse_records, Envelope, ParseError};
 use logagg::LogRecord;
 use tokio::time::Instant;
 
@@ -30,6 +32,22 @@ impl PendingMessage {
         }
     }
 
+    /// Records this message may hold: its lines for a batch, else one. An upper bound (blank
+    /// lines count), found without parsing, so batches can be sized in records.
+    pub fn weight(&self) -> usize {
+        if is_batch(&self.envelope()) {
+            1 + memchr_count(b'\n', &self.body)
+        } else {
+            1
+        }
+    }
+
+    /// The bytes of one of its records: a line of a batch, or the whole body.
+    pub fn record_body(&self, line: Option<&Range<usize>>) -> &[u8] {
+        line.and_then(|range| self.body.get(range.clone()))
+            .unwrap_or(&self.body)
+    }
+
     fn envelope(&self) -> Envelope<'_> {
         logagg::broker::envelope(
             &self.routing_key,
@@ -40,12 +58,17 @@ impl PendingMessage {
     }
 }
 
-/// Deliveries collected until the batch is full or old enough to write.
+fn memchr_count(needle: u8, haystack: &[u8]) -> usize {
+    haystack.iter().filter(|byte| **byte == needle).count()
+}
+
+/// Deliveries collected until the batch holds `capacity` records or is old enough to write.
 #[derive(Debug)]
 pub struct Batch {
     capacity: usize,
     max_age: Duration,
     messages: Vec<PendingMessage>,
+    records: usize,
     deadline: Option<Instant>,
 }
 
@@ -55,17 +78,20 @@ impl Batch {
             capacity,
             max_age,
             messages: Vec::with_capacity(capacity),
+            records: 0,
             deadline: None,
         }
     }
 
-    /// Adds a message; the first one starts the age clock. Returns whether the batch is full.
+    /// Adds a message; the first one starts the age clock. Returns whether the batch is full,
+    /// counting a batch message's lines as records.
     pub fn push(&mut self, message: PendingMessage, now: Instant) -> bool {
         if self.messages.is_empty() {
             self.deadline = Some(now + self.max_age);
         }
+        self.records += message.weight();
         self.messages.push(message);
-        self.messages.len() >= self.capacity
+        self.records >= self.capacity
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,20 +110,31 @@ impl Batch {
     /// Takes the messages out, leaving an empty batch.
     pub fn take(&mut self) -> Vec<PendingMessage> {
         self.deadline = None;
+        self.records = 0;
         std::mem::replace(&mut self.messages, Vec::with_capacity(self.capacity))
     }
 }
 
-/// A batch after parsing: records to store, and messages to dead-letter with their reason.
+/// Where a record came from: its message in the batch, and its line when that message is a
+/// batch message (`None`: the whole message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub message: usize,
+    pub line: Option<Range<usize>>,
+}
+
+/// A batch after parsing: records to store, and messages or lines to dead-letter with their
+/// reason.
 #[derive(Debug, Default)]
 pub struct DecodedBatch {
     pub records: Vec<LogRecord>,
-    /// For each record, the index of its message in the batch.
-    pub record_sources: Vec<usize>,
-    pub rejected: Vec<(usize, ParseError)>,
+    /// For each record, where it came from.
+    pub record_sources: Vec<Source>,
+    pub rejected: Vec<(Source, ParseError)>,
 }
 
-/// Parses every message of a batch; one bad message never spoils the others.
+/// Parses every message of a batch; one bad message, or one bad line of a batch message,
+/// never spoils the others.
 pub fn decode(messages: &[PendingMessage]) -> DecodedBatch {
     let mut decoded = DecodedBatch {
         records: Vec::with_capacity(messages.len()),
@@ -105,12 +142,18 @@ pub fn decode(messages: &[PendingMessage]) -> DecodedBatch {
         rejected: Vec::new(),
     };
     for (index, message) in messages.iter().enumerate() {
-        match parse_message(&message.envelope()) {
-            Ok(record) => {
-                decoded.records.push(record);
-                decoded.record_sources.push(index);
+        for parsed in parse_records(&message.envelope()) {
+            let source = Source {
+                message: index,
+                line: parsed.line,
+            };
+            match parsed.record {
+                Ok(record) => {
+                    decoded.records.push(record);
+                    decoded.record_sources.push(source);
+                }
+                Err(error) => decoded.rejected.push((source, error)),
             }
-            Err(error) => decoded.rejected.push((index, error)),
         }
     }
     decoded
@@ -157,12 +200,36 @@ mod tests {
         ];
         let decoded = decode(&messages);
         assert_eq!(decoded.records.len(), 2);
-        assert_eq!(decoded.record_sources, vec![0, 3]);
+        let sources: Vec<usize> = decoded.record_sources.iter().map(|s| s.message).collect();
+        assert_eq!(sources, vec![0, 3]);
         let rejected: Vec<(usize, &str)> = decoded
             .rejected
             .iter()
-            .map(|(index, error)| (*index, error.code()))
+            .map(|(source, error)| (source.message, error.code()))
             .collect();
         assert_eq!(rejected, vec![(1, "invalid_json"), (2, "unknown_severity")]);
+    }
+
+    #[test]
+    fn a_batch_message_counts_its_lines_and_a_bad_line_is_rejected_alone() {
+        let mut batched = message(1, "{\"message\":\"a\"}\n{oops\n{\"message\":\"c\"}");
+        batched.properties = BasicProperties::default()
+            .with_content_type(ShortString::from(logagg::parse::CONTENT_TYPE_BATCH));
+        assert_eq!(batched.weight(), 3);
+        let start = Instant::now();
+        let mut batch = Batch::new(4, Duration::from_millis(200));
+        assert!(!batch.push(batched, start));
+        assert!(batch.push(message(2, r#"{"message":"d"}"#), start));
+        let messages = batch.take();
+        let decoded = decode(&messages);
+        let messages_of: Vec<usize> = decoded.record_sources.iter().map(|s| s.message).collect();
+        assert_eq!(messages_of, vec![0, 0, 1]);
+        let (source, error) = &decoded.rejected[0];
+        assert_eq!(error.code(), "invalid_json");
+        assert_eq!(messages[0].record_body(source.line.as_ref()), b"{oops");
+        assert_eq!(
+            messages[1].record_body(decoded.record_sources[2].line.as_ref()),
+            br#"{"message":"d"}"#
+        );
     }
 }

@@ -4,8 +4,12 @@
 //! republishes the message to the dead-letter exchange, waits for the broker's confirm, and
 //! only then lets the original be acked.
 
+use std::ops::Range;
+
+use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::Channel;
 use logagg::broker::{self, BrokerError};
+use logagg::topology;
 
 use crate::batch::PendingMessage;
 
@@ -16,26 +20,38 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// Publishes `message` to the dead-letter exchange with the rejection in its headers and
-/// waits for the broker to confirm it.
+/// Publishes `message` (or only its `line`, for one line of a batch message) to the
+/// dead-letter exchange with the rejection in its headers, and waits for the broker to
+/// confirm it. A line goes as a JSON message, its place in the batch in a header.
 pub async fn dead_letter(
     channel: &Channel,
     exchange: &str,
     source_queue: &str,
     message: &PendingMessage,
+    line: Option<&Range<usize>>,
     rejection: &Rejection,
 ) -> Result<(), BrokerError> {
-    let properties = broker::dead_letter_properties(
+    let mut properties = broker::dead_letter_properties(
         &message.properties,
         rejection.code,
         &rejection.reason,
         source_queue,
     );
+    if let Some(range) = line {
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            ShortString::from(topology::HEADER_BATCH_LINE),
+            AMQPValue::LongString(LongString::from(format!("{}..{}", range.start, range.end))),
+        );
+        properties = properties
+            .with_headers(headers)
+            .with_content_type(ShortString::from(broker::CONTENT_TYPE_JSON));
+    }
     broker::publish_confirmed(
         channel,
         exchange,
         &message.routing_key,
-        &message.body,
+        message.record_body(line),
         properties,
     )
     .await

@@ -15,7 +15,7 @@ use logagg::telemetry::Health;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::batch::{decode, PendingMessage};
+use crate::batch::{decode, PendingMessage, Source};
 use crate::dead_letter::{dead_letter, Rejection};
 use crate::metrics;
 
@@ -44,21 +44,25 @@ impl Writer {
         let last_tag = messages.last().map_or(0, |message| message.delivery_tag);
         metrics::histogram!(metrics::BATCH_SIZE).record(messages.len() as f64);
         let decoded = decode(&messages);
-        for (index, error) in &decoded.rejected {
+        for (source, error) in &decoded.rejected {
             let rejection = Rejection {
                 code: error.code(),
                 reason: error.to_string(),
             };
-            self.reject(&messages[*index], &rejection).await?;
+            self.reject(&messages, source, &rejection).await?;
         }
         let outcome = self.insert_with_retry(&decoded.records).await?;
         for (record_index, reason) in &outcome.rejected {
-            let message_index = decoded.record_sources[*record_index];
             let rejection = Rejection {
                 code: "store_refused",
                 reason: reason.clone(),
             };
-            self.reject(&messages[message_index], &rejection).await?;
+            self.reject(
+                &messages,
+                &decoded.record_sources[*record_index],
+                &rejection,
+            )
+            .await?;
         }
         self.record_stats(&decoded.records, &outcome).await;
         let dead_lettered = decoded.rejected.len() + outcome.rejected.len();
@@ -87,15 +91,19 @@ impl Writer {
         }
     }
 
+    /// Dead-letters a whole message, or one line of a batch message.
     async fn reject(
         &self,
-        message: &PendingMessage,
+        messages: &[PendingMessage],
+        source: &Source,
         rejection: &Rejection,
     ) -> Result<(), BrokerError> {
         let broker_settings = &self.settings.broker;
+        let message = &messages[source.message];
         warn!(
             delivery_tag = message.delivery_tag,
             routing_key = %message.routing_key,
+            line = ?source.line,
             code = rejection.code,
             reason = %rejection.reason,
             "dead-lettering message"
@@ -105,6 +113,7 @@ impl Writer {
             &broker_settings.dead_letter_exchange,
             &broker_settings.storage_queue,
             message,
+            source.line.as_ref(),
             rejection,
         )
         .await?;

@@ -590,3 +590,131 @@ async fn sigterm_writes_the_batch_in_hand_before_exiting() {
     );
     context.cleanup().await;
 }
+
+/// Batch messages (`source.batch_records`): every log stored exactly once under the id
+/// `<batch message id>-<line>`, through a collector SIGKILLed mid-stream and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_logs_are_stored_exactly_once_through_a_killed_collector() {
+    let mut context = TestContext::new("batched").await;
+    context.settings.collector.batch_size = 500;
+    context.settings.collector.prefetch = 40;
+    context.settings.source.batch_records = 50;
+    let mut first = start_collector_process(&context);
+    let publisher = {
+        let settings = context.settings.clone();
+        tokio::spawn(async move { simulate(&settings, 10_000, 4_000, "json").await })
+    };
+    let midway = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 2_000 }).await;
+    assert!(midway, "the first collector stored too little");
+    first.kill().expect("SIGKILL the collector");
+    first.wait().expect("reap the collector");
+    assert!(
+        context.stored().await < 10_000,
+        "killed after the stream ended"
+    );
+
+    let mut second = start_collector_process(&context);
+    publisher.await.expect("publisher");
+    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 10_000 }).await;
+    let queue_drained = wait_until(STORE_TIMEOUT, || async {
+        context
+            .ready_messages(&context.settings.broker.storage_queue)
+            .await
+            == 0
+    })
+    .await;
+    let exit = terminate(&mut second);
+    assert!(
+        all_stored && queue_drained,
+        "stored {}",
+        context.stored().await
+    );
+    assert!(exit.success(), "graceful shutdown on SIGTERM: {exit:?}");
+
+    let ids = stored_ids(&context).await;
+    assert_eq!(ids.len(), 10_000);
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "duplicate ids");
+    let mut per_batch: std::collections::HashMap<&str, usize> = Default::default();
+    for id in &ids {
+        let (batch, line) = id.rsplit_once('-').expect("<batch id>-<line>");
+        assert!(uuid::Uuid::parse_str(batch).is_ok() && line.parse::<usize>().unwrap() < 50);
+        *per_batch.entry(batch).or_default() += 1;
+    }
+    assert!(
+        per_batch.values().any(|lines| *lines > 1),
+        "logs did travel in batches"
+    );
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_line_of_a_batch_is_dead_lettered_alone_with_its_reason() {
+    let context = TestContext::new("batch_poison").await;
+    let publish = |body: &'static [u8]| {
+        let channel = context.channel.clone();
+        let exchange = context.settings.broker.exchange.clone();
+        async move {
+            let properties = broker::log_properties(logagg::parse::CONTENT_TYPE_BATCH, "batch-1");
+            broker::publish_confirmed(&channel, &exchange, "web.info", body, properties)
+                .await
+                .expect("publish");
+        }
+    };
+    publish(b"{\"message\":\"first\"}\n{\"message\":\"loud\",\"severity\":\"loud\"}\n{\"message\":\"third\"}").await;
+    publish(b"\xff not UTF-8").await;
+
+    let (shutdown, collector) = spawn_collector(context.settings.clone());
+    let dead_letter_queue = context.settings.broker.dead_letter_queue.clone();
+    let flowed = wait_until(STORE_TIMEOUT, || async {
+        context.stored().await >= 2 && context.ready_messages(&dead_letter_queue).await >= 2
+    })
+    .await;
+    shutdown.cancel();
+    collector.await.expect("collector task");
+    assert!(flowed, "stored {}", context.stored().await);
+    let mut ids = stored_ids(&context).await;
+    ids.sort();
+    assert_eq!(ids, ["batch-1-0", "batch-1-2"]);
+
+    let mut dead = Vec::new();
+    while let Some(message) = context
+        .channel
+        .basic_get(
+            dead_letter_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("basic_get")
+    {
+        let properties = &message.delivery.properties;
+        dead.push((
+            header_text(properties, logagg::topology::HEADER_ERROR_CODE).expect("code"),
+            header_text(properties, logagg::topology::HEADER_BATCH_LINE),
+            String::from_utf8_lossy(&message.delivery.data).into_owned(),
+        ));
+    }
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            (
+                "invalid_utf8".to_owned(),
+                None,
+                "\u{fffd} not UTF-8".to_owned()
+            ),
+            (
+                "unknown_severity".to_owned(),
+                Some("20..56".to_owned()),
+                r#"{"message":"loud","severity":"loud"}"#.to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        context
+            .ready_messages(&context.settings.broker.storage_queue)
+            .await,
+        0
+    );
+    context.cleanup().await;
+}

@@ -18,6 +18,11 @@ pub const MAX_HOST_LEN: usize = 255;
 pub const MAX_ATTRIBUTES: usize = 128;
 /// Longest publisher-set message id.
 pub const MAX_MESSAGE_ID_LEN: usize = 128;
+/// Content type of a batch message: one JSON record per line (NDJSON), all published under
+/// one routing key. Publishers batch to spare the broker per-message work.
+pub const CONTENT_TYPE_BATCH: &str = "application/x-ndjson";
+/// Most records one batch message may carry.
+pub const MAX_BATCH_RECORDS: usize = 10_000;
 
 /// Why a message could not become a record. `code()` is stable for machines, `Display`
 /// is the reason written into the dead-letter header.
@@ -61,6 +66,8 @@ pub enum ParseError {
         field: &'static str,
         reason: &'static str,
     },
+    #[error("batch holds {count} records, more than the {max} allowed")]
+    TooManyRecords { count: usize, max: usize },
 }
 
 impl ParseError {
@@ -80,6 +87,7 @@ impl ParseError {
             ParseError::MalformedLine(_) | ParseError::MalformedFormat { .. } => "malformed_line",
             ParseError::InvalidMessageId(_) => "invalid_message_id",
             ParseError::InvalidField { .. } => "invalid_field",
+            ParseError::TooManyRecords { .. } => "too_many_records",
         }
     }
 }
@@ -136,6 +144,79 @@ pub fn parse_message(envelope: &Envelope<'_>) -> Result<LogRecord, ParseError> {
             http: None,
         })
     }
+}
+
+/// One record of a message, or why it is not one. `line` is the record's byte range in the
+/// body when the message is a batch; a batch-wide error (too large, bad message id) and
+/// every single-record message have `None`, meaning the whole message.
+#[derive(Debug)]
+pub struct ParsedRecord {
+    pub line: Option<std::ops::Range<usize>>,
+    pub record: Result<LogRecord, ParseError>,
+}
+
+/// Whether a message is a batch ([`CONTENT_TYPE_BATCH`]).
+pub fn is_batch(envelope: &Envelope<'_>) -> bool {
+    envelope
+        .content_type
+        .is_some_and(|content_type| content_type.starts_with(CONTENT_TYPE_BATCH))
+}
+
+/// Parses a message into its records: one for a single record, one per non-blank line for a
+/// batch. A bad line spoils only itself. Line `n` (0-based, counting every line) of a batch
+/// gets the id `<message id>-<n>`, the message id being the AMQP one or derived from the whole
+/// body, so a redelivered batch maps to the same records and identical lines stay distinct.
+pub fn parse_records(envelope: &Envelope<'_>) -> Vec<ParsedRecord> {
+    if !is_batch(envelope) {
+        return vec![ParsedRecord {
+            line: None,
+            record: parse_message(envelope),
+        }];
+    }
+    match parse_batch(envelope) {
+        Ok(records) => records,
+        Err(error) => vec![ParsedRecord {
+            line: None,
+            record: Err(error),
+        }],
+    }
+}
+
+fn parse_batch(envelope: &Envelope<'_>) -> Result<Vec<ParsedRecord>, ParseError> {
+    let body = envelope.body;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ParseError::TooLarge {
+            size: body.len(),
+            max: MAX_BODY_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(|_| ParseError::InvalidUtf8)?;
+    let base_id = message_id(envelope)?;
+    let received_at = truncate_to_millis(envelope.received_at);
+    let mut records = Vec::new();
+    let mut start = 0;
+    for (number, line) in text.split('\n').enumerate() {
+        let range = start..start + line.len();
+        start = range.end + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if records.len() == MAX_BATCH_RECORDS {
+            return Err(ParseError::TooManyRecords {
+                count: text.lines().filter(|line| !line.trim().is_empty()).count(),
+                max: MAX_BATCH_RECORDS,
+            });
+        }
+        let record = parse_json_record(line, envelope, format!("{base_id}-{number}"), received_at);
+        records.push(ParsedRecord {
+            line: Some(range),
+            record,
+        });
+    }
+    if records.is_empty() {
+        return Err(ParseError::EmptyBody);
+    }
+    Ok(records)
 }
 
 fn message_id(envelope: &Envelope<'_>) -> Result<String, ParseError> {
@@ -615,6 +696,85 @@ mod tests {
             },
             record
         );
+    }
+
+    fn batch<'a>(body: &'a [u8], message_id: Option<&'a str>) -> Envelope<'a> {
+        Envelope {
+            content_type: Some(CONTENT_TYPE_BATCH),
+            message_id,
+            ..envelope("checkout.error", body)
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_one_record_per_line_and_a_bad_line_spoils_only_itself() {
+        let body =
+            b"{\"message\":\"one\"}\n{broken\n\n{\"message\":\"three\",\"severity\":\"warn\"}\r\n";
+        let parsed = parse_records(&batch(body, Some("m1")));
+        assert_eq!(parsed.len(), 3);
+        let first = parsed[0].record.as_ref().unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.service.as_str()),
+            ("m1-0", "checkout")
+        );
+        assert_eq!(first.severity, Severity::Error);
+        assert_eq!(parsed[0].line, Some(0..17));
+        assert_eq!(
+            parsed[1].record.as_ref().unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(&body[parsed[1].line.clone().unwrap()], b"{broken");
+        let third = parsed[2].record.as_ref().unwrap();
+        assert_eq!(
+            (third.id.as_str(), third.severity),
+            ("m1-3", Severity::Warn)
+        );
+    }
+
+    #[test]
+    fn batch_ids_without_a_message_id_are_stable_and_identical_lines_stay_distinct() {
+        let body = b"{\"message\":\"same\"}\n{\"message\":\"same\"}";
+        let ids = |parsed: Vec<ParsedRecord>| -> Vec<String> {
+            parsed
+                .into_iter()
+                .map(|one| one.record.unwrap().id)
+                .collect()
+        };
+        let first = ids(parse_records(&batch(body, None)));
+        let again = ids(parse_records(&batch(body, None)));
+        assert_eq!(first, again);
+        assert_ne!(first[0], first[1]);
+        let base = derive_message_id("checkout.error", body);
+        assert_eq!(first, [format!("{base}-0"), format!("{base}-1")]);
+    }
+
+    #[test]
+    fn batch_wide_errors_reject_the_whole_message() {
+        let whole = |body: &[u8], message_id| {
+            let parsed = parse_records(&batch(body, message_id));
+            assert_eq!(parsed.len(), 1);
+            assert_eq!(parsed[0].line, None);
+            parsed[0].record.as_ref().unwrap_err().code()
+        };
+        assert_eq!(whole(b"\n \n", None), "empty_body");
+        assert_eq!(whole(b"\xff\xfe", None), "invalid_utf8");
+        assert_eq!(
+            whole(b"{\"message\":\"x\"}", Some("")),
+            "invalid_message_id"
+        );
+        let too_many = "{\"message\":\"x\"}\n".repeat(MAX_BATCH_RECORDS + 1);
+        assert_eq!(whole(too_many.as_bytes(), None), "too_many_records");
+        let huge = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(whole(&huge, None), "too_large");
+    }
+
+    #[test]
+    fn a_message_without_the_batch_content_type_is_one_record() {
+        let body = br#"{"message":"a\nb"}"#;
+        let parsed = parse_records(&envelope("web.info", body));
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].line, None);
+        assert_eq!(parsed[0].record.as_ref().unwrap().message, "a\nb");
     }
 
     fn utc(text: &str) -> DateTime<Utc> {

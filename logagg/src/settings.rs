@@ -193,7 +193,8 @@ impl Default for TelemetrySettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorSettings {
-    /// Unacknowledged deliveries the broker may send this collector (`basic.qos`).
+    /// Unacknowledged deliveries the broker may send this collector (`basic.qos`). Counts
+    /// messages, not logs: with batch messages of N logs, about 4000 / N keeps memory bounded.
     pub prefetch: u16,
     /// Records per bulk insert.
     pub batch_size: usize,
@@ -243,6 +244,11 @@ pub struct SourceSettings {
     pub message_max_bytes: usize,
     /// Published messages awaiting a broker confirm at most.
     pub max_unconfirmed: usize,
+    /// Logs per message: above 1, logs sharing a routing key go out together as one
+    /// `application/x-ndjson` batch message (JSON format only).
+    pub batch_records: usize,
+    /// Longest a log waits for its batch to fill, milliseconds.
+    pub batch_linger_ms: u64,
 }
 
 impl Default for SourceSettings {
@@ -267,6 +273,8 @@ impl Default for SourceSettings {
             message_min_bytes: 40,
             message_max_bytes: 200,
             max_unconfirmed: 2_000,
+            batch_records: 1,
+            batch_linger_ms: 50,
         }
     }
 }
@@ -489,11 +497,8 @@ impl Settings {
                 "batch_size and max_in_flight_batches must be at least 1",
             );
         }
-        if (collector.prefetch as usize) < collector.batch_size {
-            return invalid(
-                "collector.prefetch",
-                "must be at least batch_size, or batches could never fill",
-            );
+        if collector.prefetch == 0 {
+            return invalid("collector.prefetch", "must be at least 1");
         }
         if !matches!(self.source.format.as_str(), "json" | "plain") {
             return invalid("source.format", "must be `json` or `plain`");
@@ -535,6 +540,15 @@ impl Settings {
         }
         if self.source.max_unconfirmed == 0 {
             return invalid("source.max_unconfirmed", "must be at least 1");
+        }
+        if !(1..=crate::parse::MAX_BATCH_RECORDS).contains(&self.source.batch_records) {
+            return invalid("source.batch_records", "must be from 1 to 10000");
+        }
+        if self.source.batch_records > 1 && self.source.format != "json" {
+            return invalid(
+                "source.batch_records",
+                "batches carry JSON records: set source.format = json",
+            );
         }
         self.retention.validate()?;
         self.monitor.validate()?;
@@ -1002,7 +1016,7 @@ mod tests {
             error.to_string().contains("broker.storage_queue_type"),
             "{error}"
         );
-        let error = Settings::load(&env(&[("LOGAGG__COLLECTOR__PREFETCH", "10")])).unwrap_err();
+        let error = Settings::load(&env(&[("LOGAGG__COLLECTOR__PREFETCH", "0")])).unwrap_err();
         assert!(error.to_string().contains("collector.prefetch"), "{error}");
         let error =
             Settings::load(&env(&[("LOGAGG__SOURCE__SERVICES", "ok,bad name")])).unwrap_err();

@@ -14,7 +14,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
 use logagg::broker::{self, BrokerError};
-use logagg::parse::parse_message;
+use logagg::parse::parse_records;
 use logagg::settings::Settings;
 use logagg::telemetry::Health;
 use logagg::topology;
@@ -135,16 +135,25 @@ fn observe(
         &delivery.properties,
         chrono::Utc::now(),
     );
-    let record = match parse_message(&envelope) {
-        Ok(record) => record,
-        Err(error) => {
-            metrics::counter!(metrics::UNPARSEABLE).increment(1);
-            debug!(%error, "monitor skips a message the collector will dead-letter");
-            return;
+    for parsed in parse_records(&envelope) {
+        match parsed.record {
+            Ok(record) => observe_record(context, &record, now, events),
+            Err(error) => {
+                metrics::counter!(metrics::UNPARSEABLE).increment(1);
+                debug!(%error, "monitor skips a record the collector will dead-letter");
+            }
         }
-    };
+    }
+}
+
+fn observe_record(
+    context: &mut Context,
+    record: &logagg::LogRecord,
+    now: i64,
+    events: &mut Vec<AlertEvent>,
+) {
     let overflowed = context.monitor.overflowed;
-    context.monitor.observe(&record, now, events);
+    context.monitor.observe(record, now, events);
     if context.monitor.overflowed > overflowed {
         metrics::counter!(metrics::SERVICES_OVERFLOWED).increment(1);
     }

@@ -13,7 +13,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use logagg::broker;
-use logagg::parse::parse_message;
+use logagg::parse::parse_records;
 use logagg::settings::BrokerSettings;
 use logagg::topology;
 use logagg::LogRecord;
@@ -216,20 +216,22 @@ async fn forward(
             &delivery.properties,
             chrono::Utc::now(),
         );
-        let record = match parse_message(&envelope) {
-            Ok(record) => record,
-            Err(error) => {
-                debug!(%error, "live tail skips a message the collector will dead-letter");
+        for parsed in parse_records(&envelope) {
+            let record = match parsed.record {
+                Ok(record) => record,
+                Err(error) => {
+                    debug!(%error, "live tail skips a record the collector will dead-letter");
+                    continue;
+                }
+            };
+            if !query.matches(&record) {
                 continue;
             }
-        };
-        if !query.matches(&record) {
-            continue;
-        }
-        match sender.try_send(Box::new(record)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return TailEnd::TooSlow,
-            Err(mpsc::error::TrySendError::Closed(_)) => return TailEnd::Shutdown,
+            match sender.try_send(Box::new(record)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => return TailEnd::TooSlow,
+                Err(mpsc::error::TrySendError::Closed(_)) => return TailEnd::Shutdown,
+            }
         }
     }
 }

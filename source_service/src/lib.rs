@@ -2,6 +2,7 @@
 //! messages with publisher confirms at a set rate or as fast as confirms allow, and the HTTP
 //! ingest gateway.
 
+pub mod batcher;
 pub mod gateway;
 pub mod pacer;
 pub mod scenario;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use lapin::Confirmation;
@@ -21,6 +23,7 @@ use logagg::{broker, topology};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::batcher::{Batcher, Outgoing};
 use crate::pacer::Pacer;
 use crate::simulator::Generator;
 
@@ -32,14 +35,16 @@ const NACKED: &str = "logagg_source_nacked_total";
 /// What a simulator run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PublishReport {
+    /// Logs published, confirmed and nacked; `messages` carried them (fewer when batched).
     pub published: u64,
     pub confirmed: u64,
     pub nacked: u64,
+    pub messages: u64,
     pub elapsed: Duration,
 }
 
 impl PublishReport {
-    /// Confirmed messages per second.
+    /// Confirmed logs per second.
     pub fn rate(&self) -> f64 {
         self.confirmed as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -49,12 +54,13 @@ impl std::fmt::Display for PublishReport {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             formatter,
-            "published {} confirmed {} nacked {} in {:.2}s: {:.0} msg/s",
+            "published {} confirmed {} nacked {} in {:.2}s: {:.0} logs/s in {} messages",
             self.published,
             self.confirmed,
             self.nacked,
             self.elapsed.as_secs_f64(),
-            self.rate()
+            self.rate(),
+            self.messages
         )
     }
 }
@@ -187,53 +193,61 @@ pub async fn publish(
     }
     health.set("broker", true);
 
-    let content_type = traffic.content_type();
-    let exchange = lapin::types::ShortString::from(settings.broker.exchange.as_str());
+    let publisher = Publisher {
+        channel: channel.clone(),
+        exchange: lapin::types::ShortString::from(settings.broker.exchange.as_str()),
+        max_unconfirmed: source.max_unconfirmed,
+    };
+    let mut batcher = Batcher::new(
+        source.batch_records,
+        Duration::from_millis(source.batch_linger_ms),
+        traffic.content_type(),
+    );
     let mut unconfirmed = FuturesUnordered::new();
     let mut report = PublishReport::default();
+    let mut generated = 0u64;
     let started = Instant::now();
     let mut last_progress = started;
 
-    while let Some(due) = traffic.next_due(report.published) {
+    while let Some(due) = traffic.next_due(generated) {
         // Publishes only travel while their futures are polled, so waiting for the pacer
         // must keep driving them: otherwise a paced message would sit unsent until
-        // max_unconfirmed more had queued up behind it.
-        if let Some(wait) = pacer::wait_until_due(due, started.elapsed()) {
-            let due = tokio::time::Instant::now() + wait;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep_until(due) => break,
-                    Some(confirmation) = unconfirmed.next(), if !unconfirmed.is_empty() => {
-                        record_confirmation(confirmation, &mut report)?;
-                    }
+        // max_unconfirmed more had queued up behind it. A batch whose linger ends while
+        // waiting goes out on time.
+        loop {
+            let now = started.elapsed();
+            if batcher
+                .next_deadline()
+                .is_some_and(|deadline| deadline <= now)
+            {
+                for message in batcher.take_due(now) {
+                    send(&publisher, message, &mut unconfirmed, &mut report).await?;
+                }
+            }
+            let Some(wait) = pacer::wait_until_due(due, now) else {
+                break;
+            };
+            let linger = batcher
+                .next_deadline()
+                .map(|deadline| deadline.saturating_sub(now));
+            let wake = tokio::time::Instant::now() + linger.map_or(wait, |linger| linger.min(wait));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(wake) => {}
+                Some(confirmation) = unconfirmed.next(), if !unconfirmed.is_empty() => {
+                    record_confirmation(confirmation, &mut report)?;
                 }
             }
         }
         if shutdown.is_cancelled() {
             break;
         }
-        while unconfirmed.len() >= source.max_unconfirmed {
-            if let Some(confirmation) = unconfirmed.next().await {
-                record_confirmation(confirmation, &mut report)?;
-            }
-        }
         let Some(log) = traffic.next_log(Utc::now()) else {
             break;
         };
-        let properties = broker::log_properties(content_type, &log.message_id);
-        unconfirmed.push(broker::publish_owned(
-            channel.clone(),
-            exchange.clone(),
-            log.routing_key,
-            log.body,
-            properties,
-        ));
-        report.published += 1;
-        metrics::counter!(PUBLISHED).increment(1);
-        // Poll once so the new publish starts now, collecting any confirms already in.
-        while let Some(Some(confirmation)) = unconfirmed.next().now_or_never() {
-            record_confirmation(confirmation, &mut report)?;
+        generated += 1;
+        for message in batcher.push(log, started.elapsed()) {
+            send(&publisher, message, &mut unconfirmed, &mut report).await?;
         }
         if last_progress.elapsed() >= Duration::from_secs(5) {
             last_progress = Instant::now();
@@ -243,6 +257,9 @@ pub async fn publish(
                 "progress"
             );
         }
+    }
+    for message in batcher.take_all() {
+        send(&publisher, message, &mut unconfirmed, &mut report).await?;
     }
     while let Some(confirmation) = unconfirmed.next().await {
         record_confirmation(confirmation, &mut report)?;
@@ -255,18 +272,62 @@ pub async fn publish(
     Ok(report)
 }
 
+type Confirmed = (Result<Confirmation, broker::BrokerError>, u64);
+
+/// Where the publish loop sends its messages.
+struct Publisher {
+    channel: lapin::Channel,
+    exchange: lapin::types::ShortString,
+    max_unconfirmed: usize,
+}
+
+/// Publishes one message, first waiting while `max_unconfirmed` await their confirm; then
+/// polls once so the publish starts now, collecting the confirms already in.
+async fn send(
+    publisher: &Publisher,
+    message: Outgoing,
+    unconfirmed: &mut FuturesUnordered<BoxFuture<'static, Confirmed>>,
+    report: &mut PublishReport,
+) -> anyhow::Result<()> {
+    while unconfirmed.len() >= publisher.max_unconfirmed {
+        if let Some(confirmation) = unconfirmed.next().await {
+            record_confirmation(confirmation, report)?;
+        }
+    }
+    let properties = broker::log_properties(message.content_type, &message.message_id);
+    let records = message.records;
+    unconfirmed.push(
+        broker::publish_owned(
+            publisher.channel.clone(),
+            publisher.exchange.clone(),
+            message.routing_key,
+            message.body,
+            properties,
+        )
+        .map(move |confirmation| (confirmation, records))
+        .boxed(),
+    );
+    report.published += records;
+    report.messages += 1;
+    metrics::counter!(PUBLISHED).increment(records);
+    while let Some(Some(confirmation)) = unconfirmed.next().now_or_never() {
+        record_confirmation(confirmation, report)?;
+    }
+    Ok(())
+}
+
 fn record_confirmation(
-    confirmation: Result<Confirmation, broker::BrokerError>,
+    (confirmation, records): Confirmed,
     report: &mut PublishReport,
 ) -> anyhow::Result<()> {
     let confirmation = confirmation.context("publishing")?;
     if !broker::is_queued(&confirmation) {
-        report.nacked += 1;
-        metrics::counter!(NACKED).increment(1);
-        warn!(?confirmation, "broker did not queue a message");
+        report.nacked += records;
+        metrics::counter!(NACKED).increment(records);
+        warn!(?confirmation, records, "broker did not queue a message");
     } else {
-        report.confirmed += 1;
-        metrics::counter!(CONFIRMED).increment(1);
+        report.confirmed += records;
+        metrics::counter!(CONFIRMED).increment(records);
     }
     Ok(())
 }

@@ -26,6 +26,9 @@ enum Command {
         /// `json` or `plain`.
         #[arg(long)]
         format: Option<String>,
+        /// Logs per message (JSON only): logs sharing a routing key go out as one batch.
+        #[arg(long)]
+        batch: Option<usize>,
     },
     /// Serve the HTTP ingest gateway (settings section `gateway`).
     Gateway,
@@ -48,6 +51,9 @@ enum Command {
         /// The slow endpoint (slow).
         #[arg(long, default_value = "/profile")]
         endpoint: String,
+        /// Logs per message: logs sharing a routing key go out as one batch.
+        #[arg(long)]
+        batch: Option<usize>,
     },
     /// Ship a log file's lines (following rotation), or stdin's.
     Ship {
@@ -87,7 +93,11 @@ async fn main() -> anyhow::Result<()> {
             count,
             rate,
             format,
-        } => (count, rate, format),
+            batch,
+        } => {
+            settings.source.batch_records = batch.unwrap_or(settings.source.batch_records);
+            (count, rate, format)
+        }
         Command::Gateway => return source_service::serve_gateway(settings, shutdown_token).await,
         Command::Scenario {
             timeline,
@@ -96,7 +106,10 @@ async fn main() -> anyhow::Result<()> {
             rate,
             service,
             endpoint,
+            batch,
         } => {
+            settings.source.batch_records = batch.unwrap_or(settings.source.batch_records);
+            settings.validate().context("invalid flags")?;
             use source_service::scenario::{PhaseKind, ScenarioGenerator, Timeline};
             let timeline = match timeline {
                 Some(path) => {
