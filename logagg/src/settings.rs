@@ -1021,6 +1021,27 @@ mod tests {
         let error =
             Settings::load(&env(&[("LOGAGG__SOURCE__SERVICES", "ok,bad name")])).unwrap_err();
         assert!(error.to_string().contains("source.services"), "{error}");
+        for batch in [
+            [
+                ("LOGAGG__SOURCE__BATCH_RECORDS", "0"),
+                ("LOGAGG__SOURCE__FORMAT", "json"),
+            ],
+            [
+                ("LOGAGG__SOURCE__BATCH_RECORDS", "10001"),
+                ("LOGAGG__SOURCE__FORMAT", "json"),
+            ],
+            [
+                ("LOGAGG__SOURCE__BATCH_RECORDS", "50"),
+                ("LOGAGG__SOURCE__FORMAT", "plain"),
+            ],
+        ] {
+            let error = Settings::load(&env(&batch)).unwrap_err();
+            assert!(
+                error.to_string().contains("source.batch_records"),
+                "{error}"
+            );
+        }
+        assert!(Settings::load(&env(&[("LOGAGG__SOURCE__BATCH_RECORDS", "50")])).is_ok());
     }
 
     #[test]
