@@ -130,25 +130,32 @@ async fn collector_killed_mid_stream_still_stores_exactly_once() {
     let mut context = TestContext::new("killed").await;
     context.settings.collector.batch_size = 200;
     context.settings.collector.prefetch = 1_000;
-    let mut first = start_collector_process(&context);
+    store_through_a_killed_collector(&context, 10_000).await;
+    assert_exactly_once(&context, 10_000).await;
+    context.cleanup().await;
+}
 
+/// Publishes `count` logs at 4,000/s while a collector process stores them; SIGKILLs it
+/// once 2,000 are stored, starts another, and waits until all are stored, the queue is
+/// drained and the second collector has exited gracefully on SIGTERM.
+async fn store_through_a_killed_collector(context: &TestContext, count: u64) {
+    let mut first = start_collector_process(context);
     let publisher = {
         let settings = context.settings.clone();
-        tokio::spawn(async move { simulate(&settings, 10_000, 4_000, "json").await })
+        tokio::spawn(async move { simulate(&settings, count, 4_000, "json").await })
     };
     let midway = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 2_000 }).await;
     assert!(midway, "the first collector stored too little");
     first.kill().expect("SIGKILL the collector");
     first.wait().expect("reap the collector");
-    let stored_at_kill = context.stored().await;
     assert!(
-        stored_at_kill < 10_000,
+        context.stored().await < count,
         "killed after the stream ended: proves nothing"
     );
 
-    let mut second = start_collector_process(&context);
+    let mut second = start_collector_process(context);
     publisher.await.expect("publisher");
-    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 10_000 }).await;
+    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= count }).await;
     let queue_drained = wait_until(STORE_TIMEOUT, || async {
         context
             .ready_messages(&context.settings.broker.storage_queue)
@@ -157,15 +164,12 @@ async fn collector_killed_mid_stream_still_stores_exactly_once() {
     })
     .await;
     let exit = terminate(&mut second);
-
     assert!(
         all_stored && queue_drained,
         "stored {}",
         context.stored().await
     );
     assert!(exit.success(), "graceful shutdown on SIGTERM: {exit:?}");
-    assert_exactly_once(&context, 10_000).await;
-    context.cleanup().await;
 }
 
 fn header_text(properties: &lapin::BasicProperties, key: &str) -> Option<String> {
@@ -599,37 +603,7 @@ async fn batched_logs_are_stored_exactly_once_through_a_killed_collector() {
     context.settings.collector.batch_size = 500;
     context.settings.collector.prefetch = 40;
     context.settings.source.batch_records = 50;
-    let mut first = start_collector_process(&context);
-    let publisher = {
-        let settings = context.settings.clone();
-        tokio::spawn(async move { simulate(&settings, 10_000, 4_000, "json").await })
-    };
-    let midway = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 2_000 }).await;
-    assert!(midway, "the first collector stored too little");
-    first.kill().expect("SIGKILL the collector");
-    first.wait().expect("reap the collector");
-    assert!(
-        context.stored().await < 10_000,
-        "killed after the stream ended"
-    );
-
-    let mut second = start_collector_process(&context);
-    publisher.await.expect("publisher");
-    let all_stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 10_000 }).await;
-    let queue_drained = wait_until(STORE_TIMEOUT, || async {
-        context
-            .ready_messages(&context.settings.broker.storage_queue)
-            .await
-            == 0
-    })
-    .await;
-    let exit = terminate(&mut second);
-    assert!(
-        all_stored && queue_drained,
-        "stored {}",
-        context.stored().await
-    );
-    assert!(exit.success(), "graceful shutdown on SIGTERM: {exit:?}");
+    store_through_a_killed_collector(&context, 10_000).await;
 
     let ids = stored_ids(&context).await;
     assert_eq!(ids.len(), 10_000);

@@ -111,14 +111,7 @@ pub struct Envelope<'a> {
 /// line `<timestamp> <service> <severity> <message>`. Service and severity missing from a
 /// JSON body come from the routing key (severity = last word, service = the rest).
 pub fn parse_message(envelope: &Envelope<'_>) -> Result<LogRecord, ParseError> {
-    let body = envelope.body;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ParseError::TooLarge {
-            size: body.len(),
-            max: MAX_BODY_BYTES,
-        });
-    }
-    let text = std::str::from_utf8(body).map_err(|_| ParseError::InvalidUtf8)?;
+    let text = body_text(envelope.body)?;
     if text.trim().is_empty() {
         return Err(ParseError::EmptyBody);
     }
@@ -182,15 +175,19 @@ pub fn parse_records(envelope: &Envelope<'_>) -> Vec<ParsedRecord> {
     }
 }
 
-fn parse_batch(envelope: &Envelope<'_>) -> Result<Vec<ParsedRecord>, ParseError> {
-    let body = envelope.body;
+/// A body as text: at most [`MAX_BODY_BYTES`], valid UTF-8.
+fn body_text(body: &[u8]) -> Result<&str, ParseError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ParseError::TooLarge {
             size: body.len(),
             max: MAX_BODY_BYTES,
         });
     }
-    let text = std::str::from_utf8(body).map_err(|_| ParseError::InvalidUtf8)?;
+    std::str::from_utf8(body).map_err(|_| ParseError::InvalidUtf8)
+}
+
+fn parse_batch(envelope: &Envelope<'_>) -> Result<Vec<ParsedRecord>, ParseError> {
+    let text = body_text(envelope.body)?;
     let base_id = message_id(envelope)?;
     let received_at = truncate_to_millis(envelope.received_at);
     let mut records = Vec::new();
