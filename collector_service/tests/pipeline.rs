@@ -172,6 +172,20 @@ async fn store_through_a_killed_collector(context: &TestContext, count: u64) {
     assert!(exit.success(), "graceful shutdown on SIGTERM: {exit:?}");
 }
 
+/// Every message in `queue`, taken off it.
+async fn take_all(context: &TestContext, queue: &str) -> Vec<lapin::message::Delivery> {
+    let mut taken = Vec::new();
+    while let Some(message) = context
+        .channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic_get")
+    {
+        taken.push(message.delivery);
+    }
+    taken
+}
+
 fn header_text(properties: &lapin::BasicProperties, key: &str) -> Option<String> {
     match properties
         .headers()
@@ -254,16 +268,8 @@ async fn poison_is_dead_lettered_with_its_reason_while_the_rest_flow_on() {
     assert_eq!(context.stored().await, 51);
 
     let mut codes = Vec::new();
-    while let Some(message) = context
-        .channel
-        .basic_get(
-            dead_letter_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("basic_get")
-    {
-        let properties = &message.delivery.properties;
+    for message in take_all(&context, &dead_letter_queue).await {
+        let properties = &message.properties;
         let reason =
             header_text(properties, logagg::topology::HEADER_REASON).expect("reason header");
         let code =
@@ -272,7 +278,7 @@ async fn poison_is_dead_lettered_with_its_reason_while_the_rest_flow_on() {
             .iter()
             .find(|(_, _, _, expected)| *expected == code)
             .expect("a known poison");
-        assert_eq!(message.delivery.data, body.as_bytes(), "original body kept");
+        assert_eq!(message.data, body.as_bytes(), "original body kept");
         assert!(!reason.is_empty());
         codes.push(expected_code.to_string());
     }
@@ -652,20 +658,12 @@ async fn a_bad_line_of_a_batch_is_dead_lettered_alone_with_its_reason() {
     assert_eq!(ids, ["batch-1-0", "batch-1-2"]);
 
     let mut dead = Vec::new();
-    while let Some(message) = context
-        .channel
-        .basic_get(
-            dead_letter_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("basic_get")
-    {
-        let properties = &message.delivery.properties;
+    for message in take_all(&context, &dead_letter_queue).await {
+        let properties = &message.properties;
         dead.push((
             header_text(properties, logagg::topology::HEADER_ERROR_CODE).expect("code"),
             header_text(properties, logagg::topology::HEADER_BATCH_LINE),
-            String::from_utf8_lossy(&message.delivery.data).into_owned(),
+            String::from_utf8_lossy(&message.data).into_owned(),
         ));
     }
     dead.sort();
