@@ -94,6 +94,16 @@ async fn serve(context: &TestContext, shutdown: &CancellationToken) -> u16 {
 }
 
 async fn publish(context: &TestContext, routing_key: &str, body: Value) {
+    try_publish(context, routing_key, body)
+        .await
+        .expect("publish");
+}
+
+async fn try_publish(
+    context: &TestContext,
+    routing_key: &str,
+    body: Value,
+) -> Result<(), broker::BrokerError> {
     let channel = broker::confirm_channel(&context.connection)
         .await
         .expect("confirm channel");
@@ -106,7 +116,6 @@ async fn publish(context: &TestContext, routing_key: &str, body: Value) {
         broker::log_properties("application/json", &id),
     )
     .await
-    .expect("publish");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,13 +173,19 @@ async fn a_tail_client_that_falls_behind_is_told_and_dropped() {
     assert_eq!(tails.open_count(), 1);
 
     // The client reads nothing while 100 logs arrive; its tail ends once BUFFER are waiting.
+    // A publish routed while the ending tail's queue is being deleted was once nacked by the
+    // broker (under CI load); that concerns the publisher, not this tail, so it is tolerated.
     for index in 0..100 {
-        publish(
+        match try_publish(
             &context,
             "web.info",
             json!({ "message": format!("log {index}") }),
         )
-        .await;
+        .await
+        {
+            Ok(()) | Err(broker::BrokerError::Nacked) => {}
+            Err(error) => panic!("publish: {error}"),
+        }
     }
     assert!(
         wait_until(Duration::from_secs(10), || async {
