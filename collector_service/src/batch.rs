@@ -36,7 +36,7 @@ impl PendingMessage {
     /// lines count), found without parsing, so batches can be sized in records.
     pub fn weight(&self) -> usize {
         if is_batch(&self.envelope()) {
-            1 + memchr_count(b'\n', &self.body)
+            1 + count_byte(b'\n', &self.body)
         } else {
             1
         }
@@ -58,7 +58,7 @@ impl PendingMessage {
     }
 }
 
-fn memchr_count(needle: u8, haystack: &[u8]) -> usize {
+fn count_byte(needle: u8, haystack: &[u8]) -> usize {
     haystack.iter().filter(|byte| **byte == needle).count()
 }
 
