@@ -13,6 +13,12 @@
 //! (d) without storing messages' words (the collector child inherits the variable).
 //! `BENCH_BATCH=50` has the simulator in (b) and (d) send up to 50 logs per message (batch
 //! messages, `source.batch_records`); (a) always sends one log per message.
+//!
+//! With word search on, (b), (c) and (d) each start from the state of a running deployment:
+//! the words the simulator's first `store.common_word_sample` logs make common are counted
+//! and recorded by the store's own code before measuring (`warm_up`). `BENCH_COLD=1` skips
+//! that: every word is then indexed until a sample has found the common ones and the grace
+//! (`store.common_word_grace_seconds`) has passed.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,9 +33,10 @@ use lapin::types::FieldTable;
 use logagg::broker;
 use logagg::parse::{parse_message, Envelope};
 use logagg::settings::Settings;
-use logagg::store::record_to_document;
+use logagg::store::{record_to_document, Store};
 use logagg::telemetry::Health;
 use logagg::testsuite::{metric_in, scrape_metrics, wait_until, TestContext};
+use logagg::LogRecord;
 use source_service::simulator::Generator;
 use tokio_util::sync::CancellationToken;
 
@@ -225,25 +232,57 @@ fn word_index() -> bool {
     std::env::var("LOGAGG__STORE__WORD_INDEX").map_or(true, |value| value != "false")
 }
 
+/// A generated JSON log as the collector parses it.
+fn generated_record(generator: &mut Generator) -> LogRecord {
+    let log = generated(generator);
+    parse_message(&Envelope {
+        routing_key: &log.routing_key,
+        body: &log.body,
+        content_type: Some(broker::CONTENT_TYPE_JSON),
+        message_id: Some(&log.message_id),
+        amqp_timestamp: None,
+        received_at: Utc::now(),
+    })
+    .expect("parse")
+}
+
+/// Records the words common in the simulator's logs in the context's database, counted by
+/// the store's own code over one sample, with no grace: what a running deployment has.
+/// Nothing with `BENCH_COLD=1` or word search off.
+async fn warm_up(context: &TestContext) {
+    if !word_index() || std::env::var("BENCH_COLD").is_ok_and(|value| value == "1") {
+        return;
+    }
+    let mut settings = context.settings.store.clone();
+    settings.common_word_grace_seconds = 0;
+    let store = Store::connect(&settings, "bench-warm-up")
+        .await
+        .expect("store");
+    let mut generator = Generator::new(&context.settings.source, 9);
+    let records: Vec<LogRecord> = (0..settings.common_word_sample)
+        .map(|_| generated_record(&mut generator))
+        .collect();
+    store.log_documents(&records).await.expect("counting words");
+    let common = store.common_words().await.expect("common words");
+    println!("    warm-up: {} words found common", common.len());
+    store.shutdown().await;
+}
+
+/// (c): the documents the collector would write (words split by the common ones), inserted
+/// 1,000 at a time, 2 in flight.
 async fn insert_ceiling(count: u64) -> f64 {
     let context = TestContext::new("bench_insert").await;
     context.store.ensure_indexes().await.expect("indexes");
+    warm_up(&context).await;
     let mut generator = Generator::new(&context.settings.source, 2);
-    let documents: Vec<bson::Document> = (0..count)
-        .map(|_| {
-            let log = generated(&mut generator);
-            let record = parse_message(&Envelope {
-                routing_key: &log.routing_key,
-                body: &log.body,
-                content_type: Some(broker::CONTENT_TYPE_JSON),
-                message_id: Some(&log.message_id),
-                amqp_timestamp: None,
-                received_at: Utc::now(),
-            })
-            .expect("parse");
-            record_to_document(&record, word_index())
-        })
+    let records: Vec<LogRecord> = (0..count)
+        .map(|_| generated_record(&mut generator))
         .collect();
+    let documents = context
+        .store
+        .log_documents(&records)
+        .await
+        .expect("documents");
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     for batch in documents.chunks(1_000) {
@@ -267,6 +306,7 @@ async fn insert_ceiling(count: u64) -> f64 {
 
 async fn pipeline(count: u64) -> f64 {
     let context = TestContext::new("bench_pipeline").await;
+    warm_up(&context).await;
     let mut settings = context.settings.clone();
     settings.telemetry.log_level = "warn".into();
     settings.store.word_index = word_index();
@@ -333,6 +373,7 @@ async fn stand_in_monitor(settings: Settings, shutdown: CancellationToken) -> u6
 
 async fn prefilled_drain(count: u64) -> (f64, u64) {
     let context = TestContext::new("bench_drain").await;
+    warm_up(&context).await;
     let mut settings: Settings = context.settings.clone();
     settings.source.count = count;
     settings.source.rate = 0;
@@ -415,7 +456,9 @@ fn decode_cost(count: u64) -> (f64, f64) {
     let started = Instant::now();
     let mut encoded_bytes = 0usize;
     for record in &decoded.records {
-        let document = record_to_document(record, true);
+        let words = logagg::words::message_words(&record.message);
+        let indexed: Vec<&String> = words.iter().collect();
+        let document = record_to_document(record, Some((&words, &indexed)));
         encoded_bytes += bson::to_vec(&document).map_or(0, |bytes| bytes.len());
     }
     let encode_seconds = started.elapsed().as_secs_f64();

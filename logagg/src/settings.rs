@@ -126,10 +126,23 @@ pub struct StoreSettings {
     pub database: String,
     /// Collection of log records.
     pub logs_collection: String,
-    /// Store each message's words (`words`, with the multikey index `words_ts`) so search's
-    /// `q` is answered from an index. It costs inserts: on SecantusDB here, bulk inserts
-    /// fell from 32.6k to 10.9k docs/s (docs/PERFORMANCE.md). Off, `q` is refused.
+    /// Store each message's words so search's `q` works: all of them in `all_words`, and
+    /// those not (yet) common in `words`, under the multikey index `words_ts`. Off, `q` is
+    /// refused and inserts are cheapest (docs/PERFORMANCE.md).
     pub word_index: bool,
+    /// Collection of the words found common: each with the time from which logs leave it
+    /// out of the index (`crate::words`).
+    pub common_words_collection: String,
+    /// Share of logs (0-1] a word must appear in, over one sample, to be found common and
+    /// leave the index. At 0.01 a page of 100 logs holding a common word is found within
+    /// 10,000 logs of a time-window scan.
+    pub common_word_ratio: f64,
+    /// Logs a writer counts words over before it decides which are common.
+    pub common_word_sample: usize,
+    /// Seconds between a word being found common and logs leaving it out of the index.
+    /// Every searcher must have re-read the common words by then (they re-read them every
+    /// quarter of this, at most every 5 s), so it must exceed the clocks' skew.
+    pub common_word_grace_seconds: u64,
     /// Collection of alerts raised by the monitor.
     pub alerts_collection: String,
     /// Collection of leases: which replica may run a singleton job (the purge) until when.
@@ -155,6 +168,10 @@ impl Default for StoreSettings {
             database: "logagg".into(),
             logs_collection: "logs".into(),
             word_index: true,
+            common_words_collection: "common_words".into(),
+            common_word_ratio: 0.01,
+            common_word_sample: 20_000,
+            common_word_grace_seconds: 30,
             alerts_collection: "alerts".into(),
             leases_collection: "leases".into(),
             retention_runs_collection: "retention_runs".into(),
@@ -475,6 +492,15 @@ impl Settings {
                 "store.database",
                 "database and collection names must be set",
             );
+        }
+        if !(self.store.common_word_ratio > 0.0 && self.store.common_word_ratio <= 1.0) {
+            return invalid("store.common_word_ratio", "must be above 0 and at most 1");
+        }
+        if !(10..=10_000_000).contains(&self.store.common_word_sample) {
+            return invalid("store.common_word_sample", "must be 10-10,000,000 logs");
+        }
+        if self.store.common_words_collection.is_empty() {
+            return invalid("store.common_words_collection", "must be set");
         }
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return invalid("telemetry.log_format", "must be `text` or `json`");

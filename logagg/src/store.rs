@@ -6,6 +6,7 @@ pub mod lease;
 pub mod retention;
 pub mod search;
 pub mod stats;
+pub mod words;
 
 use std::time::Duration;
 
@@ -29,8 +30,12 @@ pub mod fields {
     pub const SERVICE: &str = "service";
     pub const SEVERITY: &str = "severity";
     pub const MESSAGE: &str = "message";
-    /// The message's distinct lower-cased words (`crate::words`), for word search.
+    /// The message's distinct lower-cased words (`crate::words`) that are indexed: all but
+    /// the common ones (in logs stamped from their `since`).
     pub const WORDS: &str = "words";
+    /// All the message's distinct lower-cased words, unindexed: what a scan for common
+    /// words filters on.
+    pub const ALL_WORDS: &str = "all_words";
     pub const HOST: &str = "host";
     pub const ATTRIBUTES: &str = "attrs";
     pub const HTTP: &str = "http";
@@ -114,7 +119,8 @@ pub struct Store {
     leases: Collection<Document>,
     retention_runs: Collection<Document>,
     stats: Collection<Document>,
-    word_index: bool,
+    /// Word search's state; `None` with `store.word_index` off.
+    words: Option<std::sync::Arc<words::WordState>>,
 }
 
 impl Store {
@@ -145,7 +151,12 @@ impl Store {
             leases: collection(&settings.leases_collection),
             retention_runs: collection(&settings.retention_runs_collection),
             stats: collection(&settings.stats_collection),
-            word_index: settings.word_index,
+            words: settings.word_index.then(|| {
+                std::sync::Arc::new(words::WordState::new(
+                    collection(&settings.common_words_collection),
+                    settings,
+                ))
+            }),
             client,
         })
     }
@@ -168,7 +179,7 @@ impl Store {
 
     /// Whether messages' words are stored and indexed (`store.word_index`).
     pub fn word_index(&self) -> bool {
-        self.word_index
+        self.words.is_some()
     }
 
     pub fn client(&self) -> &Client {
@@ -214,7 +225,7 @@ impl Store {
                 .options(IndexOptions::builder().name(INDEX_TIME.to_owned()).build())
                 .build(),
         ];
-        if self.word_index {
+        if self.word_index() {
             indexes.push(
                 IndexModel::builder()
                     .keys(doc! { fields::WORDS: 1, fields::TIMESTAMP: -1 })
@@ -258,10 +269,7 @@ impl Store {
         if records.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        let documents: Vec<Document> = records
-            .iter()
-            .map(|record| record_to_document(record, self.word_index))
-            .collect();
+        let documents = self.log_documents(records).await?;
         self.insert_documents(documents).await
     }
 
@@ -334,8 +342,9 @@ fn classify_insert_error(
     Ok(outcome)
 }
 
-/// The stored form of a record; with `words`, also the message's words for word search.
-pub fn record_to_document(record: &LogRecord, words: bool) -> Document {
+/// The stored form of a record; with `words`, also the message's words for word search:
+/// all of them, and those to index (`crate::words`).
+pub fn record_to_document(record: &LogRecord, words: Option<(&[String], &[&String])>) -> Document {
     let mut document = doc! {
         fields::ID: &record.id,
         fields::TIMESTAMP: bson::DateTime::from_chrono(record.timestamp),
@@ -344,10 +353,12 @@ pub fn record_to_document(record: &LogRecord, words: bool) -> Document {
         fields::SEVERITY: record.severity.as_str(),
         fields::MESSAGE: &record.message,
     };
-    if words {
-        let words = crate::words::message_words(&record.message);
-        if !words.is_empty() {
-            document.insert(fields::WORDS, words);
+    if let Some((all, indexed)) = words {
+        if !indexed.is_empty() {
+            document.insert(fields::WORDS, indexed);
+        }
+        if !all.is_empty() {
+            document.insert(fields::ALL_WORDS, all);
         }
     }
     if let Some(host) = &record.host {
@@ -506,16 +517,21 @@ mod tests {
     #[test]
     fn records_round_trip_through_documents() {
         let record = sample();
-        let document = record_to_document(&record, true);
+        let all = crate::words::message_words(&record.message);
+        let document = record_to_document(&record, Some((&all, &[&all[1]])));
         assert_eq!(document.get_str(fields::ID).unwrap(), "m-1");
         assert_eq!(document.get_str(fields::SEVERITY).unwrap(), "error");
-        let words: Vec<&str> = document
-            .get_array(fields::WORDS)
-            .unwrap()
-            .iter()
-            .filter_map(Bson::as_str)
-            .collect();
-        assert_eq!(words, ["payment", "failed"]);
+        let words = |field: &str| -> Vec<String> {
+            document
+                .get_array(field)
+                .unwrap()
+                .iter()
+                .filter_map(Bson::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(words(fields::WORDS), ["failed"]);
+        assert_eq!(words(fields::ALL_WORDS), ["payment", "failed"]);
         assert_eq!(document_to_record(&document).unwrap(), record);
     }
 
@@ -525,8 +541,9 @@ mod tests {
         record.host = None;
         record.http = None;
         record.attributes = Map::new();
-        let document = record_to_document(&record, false);
+        let document = record_to_document(&record, None);
         assert!(!document.contains_key(fields::WORDS));
+        assert!(!document.contains_key(fields::ALL_WORDS));
         assert!(!document.contains_key(fields::HOST));
         assert!(!document.contains_key(fields::HTTP));
         assert!(!document.contains_key(fields::ATTRIBUTES));

@@ -448,6 +448,7 @@ async fn compat_logs(
 fn page_request(state: &AppState, query: &LogQuery) -> PageRequest {
     PageRequest {
         filter: query.filter(),
+        words: query.words.clone(),
         from: query.from,
         to: query.to,
         order: query.order,

@@ -258,8 +258,9 @@ impl LogQuery {
         })
     }
 
-    /// The MongoDB filter, flat (one condition per field) and without the time range, which
-    /// the store's page walk adds window by window.
+    /// The MongoDB filter, flat (one condition per field), without the time range, which
+    /// the store's page walk adds window by window, and without the words, which the store
+    /// turns into conditions span by span (`logagg::store::words`).
     pub fn filter(&self) -> Document {
         let mut filter = Document::new();
         if let Some(condition) = one_or_in(self.services.iter().map(|s| Bson::from(s.as_str()))) {
@@ -296,22 +297,6 @@ impl LogQuery {
         }
         if let Some(path) = &self.path {
             filter.insert(http(fields::HTTP_PATH), path.as_str());
-        }
-        match self.words.as_slice() {
-            [] => {}
-            [word] => {
-                filter.insert(fields::WORDS, word.as_str());
-            }
-            words => {
-                // `$and` of equalities, not `$all`: the same documents, but SecantusDB runs
-                // `$all` without the index's time bounds (35 ms against 0.4 ms for a
-                // one-minute window of 50k logs, docs/PERFORMANCE.md).
-                let each: Vec<Document> = words
-                    .iter()
-                    .map(|word| doc! { fields::WORDS: word })
-                    .collect();
-                filter.insert("$and", each);
-            }
         }
         if let Some(text) = &self.contains {
             filter.insert(
@@ -599,22 +584,16 @@ mod tests {
             &doc! { "$gte": 500, "$lt": 600 }
         );
         assert_eq!(filter.get_str("http.method").unwrap(), "GET");
-        assert_eq!(
-            filter.get_array("$and").unwrap(),
-            &vec![
-                Bson::from(doc! { "words": "payment" }),
-                Bson::from(doc! { "words": "failed" })
-            ]
-        );
+        // Words are the store's to turn into conditions, span by span (store::words).
+        assert_eq!(query.words, ["payment", "failed"]);
+        assert!(!filter.contains_key("words") && !filter.contains_key("$and"));
         let Some(Bson::RegularExpression(regex)) = filter.get("message") else {
             panic!("no regex")
         };
         assert_eq!(regex.pattern, r"a\.b\*");
         assert!(
-            filter
-                .keys()
-                .all(|key| !key.starts_with('$') || key == "$and"),
-            "flat but for the words: {filter}"
+            filter.keys().all(|key| !key.starts_with('$')),
+            "flat: {filter}"
         );
     }
 

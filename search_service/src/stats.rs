@@ -401,7 +401,14 @@ pub async fn stats(
             fields::HTTP: 1,
         };
         let documents = store
-            .scan_logs(query.filter(), query.from, query.to, projection, max_time)
+            .scan_logs(
+                &query.filter(),
+                &query.words,
+                query.from,
+                query.to,
+                projection,
+                max_time,
+            )
             .await?;
         documents
             .iter()
@@ -432,7 +439,14 @@ pub async fn stats(
         filter.insert(fields::HTTP, doc! { "$exists": true });
         let projection = doc! { fields::ID: 0, fields::SERVICE: 1, fields::HTTP: 1 };
         let access_logs = store
-            .scan_logs(filter, query.from, query.to, projection, max_time)
+            .scan_logs(
+                &filter,
+                &query.words,
+                query.from,
+                query.to,
+                projection,
+                max_time,
+            )
             .await?;
         access_logs
             .iter()

@@ -480,6 +480,12 @@ async fn page_plan(context: &TestContext, query_string: &str) -> String {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string).expect("pairs");
     let query = LogQuery::parse(&pairs, Utc::now(), &Default::default()).expect("a valid query");
     let mut filter = query.filter();
+    let spans = context
+        .store
+        .word_spans(&query.words, query.from, query.to)
+        .await
+        .expect("word spans");
+    filter.extend(spans.last().expect("a span").conditions.clone());
     filter.insert(
         "ts",
         bson::doc! {
@@ -642,5 +648,127 @@ async fn alerts_are_listed_newest_first_by_state_and_service() {
         let (status, _) = get(&app, &format!("/api/v1/alerts?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
     }
+    context.cleanup().await;
+}
+
+/// Logs `payment r<n> <tail>` for `n` in `numbers`, stamped `first` + n - start seconds.
+fn worded(
+    numbers: std::ops::Range<usize>,
+    first: chrono::DateTime<Utc>,
+    tail: &str,
+) -> Vec<LogRecord> {
+    let start = numbers.start;
+    numbers
+        .map(|n| {
+            let timestamp = first + Duration::seconds((n - start) as i64);
+            LogRecord {
+                id: format!("w-{n:03}"),
+                timestamp,
+                received_at: timestamp,
+                service: SERVICES[n % 3].to_owned(),
+                severity: Severity::Info,
+                message: format!("Payment r{n:03} {tail}"),
+                host: None,
+                attributes: serde_json::Map::new(),
+                http: None,
+            }
+        })
+        .collect()
+}
+
+/// One array of a stored log's words.
+async fn stored_words(context: &TestContext, id: &str, field: &str) -> Vec<String> {
+    let document = context
+        .store
+        .logs()
+        .find_one(bson::doc! { "_id": id })
+        .await
+        .expect("find")
+        .expect("stored");
+    document
+        .get_array(field)
+        .map(|array| {
+            array
+                .iter()
+                .filter_map(|word| word.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_word_found_common_leaves_the_index_and_is_still_found_on_both_sides() {
+    let context = TestContext::new("search_common_words").await;
+    let app = app(&context).await;
+    // The writer finds a word common at half of 20 logs and applies it at once.
+    let mut writer_settings = context.settings.store.clone();
+    writer_settings.common_word_sample = 20;
+    writer_settings.common_word_ratio = 0.5;
+    writer_settings.common_word_grace_seconds = 0;
+    let writer = logagg::store::Store::connect(&writer_settings, "test-writer")
+        .await
+        .expect("writer");
+    let before = worded(0..20, Utc::now() - Duration::hours(2), "ok");
+    writer.insert_records(&before).await.expect("first sample");
+    let common = writer.common_words().await.expect("common words");
+    let since = common.since("payment").expect("payment found common");
+    assert!(common.since("ok").is_some() && common.since("r000").is_none());
+    // Stamped after `since`: `payment` leaves the index; a rare word stays.
+    let after = worded(20..40, Utc::now() + Duration::seconds(1), "done");
+    assert!(after[0].timestamp >= since);
+    writer.insert_records(&after).await.expect("after");
+    assert_eq!(
+        stored_words(&context, "w-003", "words").await,
+        ["payment", "r003", "ok"]
+    );
+    assert_eq!(
+        stored_words(&context, "w-023", "words").await,
+        ["r023", "done"]
+    );
+    assert_eq!(
+        stored_words(&context, "w-023", "all_words").await,
+        ["payment", "r023", "done"]
+    );
+
+    let window = format!(
+        "from={}&to={}",
+        (Utc::now() - Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        (Utc::now() + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    let all: Vec<String> = (0..40).rev().map(|n| format!("w-{n:03}")).collect();
+    let (status, body) = get(&app, &format!("/api/v1/logs?q=payment&limit=100&{window}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), all);
+    // Pages of 15 cross the cut at `since` and see each log once, in order.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, body) = get(
+            &app,
+            &format!("/api/v1/logs?q=PAYMENT&limit=15&{window}{cursor}"),
+        )
+        .await;
+        paged.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    let first_sample: Vec<String> = all[20..].to_vec();
+    for (q, expected) in [
+        ("payment+r023", vec!["w-023".to_owned()]),
+        ("r003+payment", vec!["w-003".to_owned()]),
+        ("payment+ok", first_sample),
+        ("ok+done", vec![]),
+    ] {
+        let (_, body) = get(&app, &format!("/api/v1/logs?q={q}&limit=100&{window}")).await;
+        assert_eq!(ids(&body), expected, "q={q}");
+    }
+    // Stats fold over the same spans.
+    let (status, stats) = get(&app, &format!("/api/v1/stats?q=payment&{window}")).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["total"], 40);
+    writer.shutdown().await;
     context.cleanup().await;
 }

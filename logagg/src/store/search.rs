@@ -68,8 +68,10 @@ impl PageCursor {
 /// One page's request.
 #[derive(Debug, Clone)]
 pub struct PageRequest {
-    /// Conditions on anything but time, flat.
+    /// Conditions on anything but time and words, flat.
     pub filter: Document,
+    /// Words the message must all hold (`crate::words::query_words`).
+    pub words: Vec<String>,
     pub from: DateTime<Utc>,
     /// Inclusive.
     pub to: DateTime<Utc>,
@@ -87,8 +89,37 @@ struct Bound {
 }
 
 impl Store {
-    /// A page of log documents for `request`, in its order.
+    /// A page of log documents for `request`, in its order: span by span where its words
+    /// leave the index (`store::words`), the newest span first when newest first.
     pub async fn find_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
+        let mut spans = self
+            .word_spans(&request.words, request.from, request.to)
+            .await?;
+        if request.order == Order::NewestFirst {
+            spans.reverse();
+        }
+        let mut page: Vec<Document> = Vec::with_capacity(request.limit);
+        for span in spans {
+            if page.len() == request.limit {
+                break;
+            }
+            let mut filter = request.filter.clone();
+            filter.extend(span.conditions);
+            let in_span = PageRequest {
+                filter,
+                words: Vec::new(),
+                from: span.from,
+                to: span.to,
+                limit: request.limit - page.len(),
+                ..request.clone()
+            };
+            page.extend(self.find_page_in(&in_span).await?);
+        }
+        Ok(page)
+    }
+
+    /// A page for `request`, whose filter holds its word conditions, walked in windows.
+    async fn find_page_in(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
         let newest_first = request.order == Order::NewestFirst;
         let direction = if newest_first { -1 } else { 1 };
         let mut page: Vec<Document> = Vec::with_capacity(request.limit);
@@ -252,9 +283,31 @@ impl Store {
             .map_err(classify_query_error)
     }
 
-    /// Every log matching `filter` in `[from, to]`, only the `projection` fields, unsorted:
-    /// what stats fold over when rollups cannot answer. Bounded by `max_time`.
+    /// Every log matching `filter` and holding all `words` in `[from, to]`, only the
+    /// `projection` fields, unsorted: what stats fold over when rollups cannot answer.
+    /// Bounded by `max_time` for each span of the words (`store::words`).
     pub async fn scan_logs(
+        &self,
+        filter: &Document,
+        words: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        projection: Document,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut logs = Vec::new();
+        for span in self.word_spans(words, from, to).await? {
+            let mut filter = filter.clone();
+            filter.extend(span.conditions);
+            logs.extend(
+                self.scan_span(filter, span.from, span.to, projection.clone(), max_time)
+                    .await?,
+            );
+        }
+        Ok(logs)
+    }
+
+    async fn scan_span(
         &self,
         mut filter: Document,
         from: DateTime<Utc>,

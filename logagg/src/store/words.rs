@@ -1,0 +1,324 @@
+//! The common words (`crate::words`) in MongoDB: counting them as logs are written, recording
+//! them once, reading them back, and turning a search's words into conditions per time span.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::error::ErrorKind;
+use mongodb::Collection;
+
+use super::{fields, Store, StoreError, DUPLICATE_KEY};
+use crate::record::LogRecord;
+use crate::settings::StoreSettings;
+use crate::words::{message_words, CommonWords, WordCounter};
+
+/// Field names of a common word's document.
+pub mod common_fields {
+    /// The word.
+    pub const ID: &str = "_id";
+    /// Logs stamped from then on leave the word out of the index.
+    pub const SINCE: &str = "since";
+    /// When a writer found it common.
+    pub const FOUND_AT: &str = "found_at";
+}
+
+/// Common words recorded at most; past it, words stay indexed however common.
+pub const MAX_COMMON_WORDS: usize = 10_000;
+/// Longest a process keeps the common words before reading them again.
+const MAX_REFRESH: Duration = Duration::from_secs(5);
+
+/// A store's word state: its counter and the common words as last read.
+#[derive(Debug)]
+pub(super) struct WordState {
+    collection: Collection<Document>,
+    counter: Mutex<WordCounter>,
+    read: Mutex<Option<(Instant, Arc<CommonWords>)>>,
+    refresh: Duration,
+    grace: chrono::Duration,
+}
+
+impl WordState {
+    pub(super) fn new(collection: Collection<Document>, settings: &StoreSettings) -> Self {
+        let grace = Duration::from_secs(settings.common_word_grace_seconds);
+        Self {
+            collection,
+            counter: Mutex::new(WordCounter::new(
+                settings.common_word_sample,
+                settings.common_word_ratio,
+            )),
+            read: Mutex::new(None),
+            refresh: (grace / 4).min(MAX_REFRESH),
+            grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+}
+
+/// One span of a search's time range, with the conditions its words need there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordSpan {
+    pub from: DateTime<Utc>,
+    /// Inclusive.
+    pub to: DateTime<Utc>,
+    pub conditions: Document,
+}
+
+impl Store {
+    /// The common words, as read at most a quarter of the grace (and 5 s) ago. Empty with
+    /// `store.word_index` off.
+    pub async fn common_words(&self) -> Result<Arc<CommonWords>, StoreError> {
+        let Some(state) = &self.words else {
+            return Ok(Arc::default());
+        };
+        if let Some((read_at, words)) = &*lock(&state.read) {
+            if read_at.elapsed() < state.refresh {
+                return Ok(words.clone());
+            }
+        }
+        let documents: Vec<Document> = state
+            .collection
+            .find(doc! {})
+            .limit(MAX_COMMON_WORDS as i64)
+            .await
+            .map_err(StoreError::Unavailable)?
+            .try_collect()
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let words = Arc::new(CommonWords::new(documents.iter().filter_map(|document| {
+            let word = document.get_str(common_fields::ID).ok()?;
+            let since = document.get_datetime(common_fields::SINCE).ok()?;
+            Some((word.to_owned(), since.to_chrono()))
+        })));
+        *lock(&state.read) = Some((Instant::now(), words.clone()));
+        Ok(words)
+    }
+
+    /// The stored form of `records`, as [`insert_records`](Store::insert_records) writes
+    /// them: with word search on, each message's words split by the common words, counted,
+    /// and any words a finished sample found common recorded.
+    pub async fn log_documents(&self, records: &[LogRecord]) -> Result<Vec<Document>, StoreError> {
+        let Some(state) = &self.words else {
+            return Ok(records
+                .iter()
+                .map(|record| super::record_to_document(record, None))
+                .collect());
+        };
+        let common = self.common_words().await?;
+        let now = Utc::now();
+        let words: Vec<Vec<String>> = records
+            .iter()
+            .map(|record| message_words(&record.message))
+            .collect();
+        let found: Vec<String> = {
+            let mut counter = lock(&state.counter);
+            words
+                .iter()
+                .filter_map(|words| counter.count(words, &common))
+                .flatten()
+                .collect()
+        };
+        let documents = records
+            .iter()
+            .zip(&words)
+            .map(|(record, words)| {
+                let indexed = common.indexed(words, record.timestamp, now);
+                super::record_to_document(record, Some((words.as_slice(), indexed.as_slice())))
+            })
+            .collect();
+        if !found.is_empty() && common.len() < MAX_COMMON_WORDS {
+            self.record_common_words(state, found, now).await;
+        }
+        Ok(documents)
+    }
+
+    /// Records newly common words with `since` a grace after `now`; a word already
+    /// recorded keeps its first `since`. A failure is logged: the next sample finds them
+    /// again.
+    async fn record_common_words(&self, state: &WordState, words: Vec<String>, now: DateTime<Utc>) {
+        let since = bson::DateTime::from_chrono(now + state.grace);
+        let found_at = bson::DateTime::from_chrono(now);
+        let documents: Vec<Document> = words
+            .iter()
+            .map(|word| {
+                doc! {
+                    common_fields::ID: word,
+                    common_fields::SINCE: since,
+                    common_fields::FOUND_AT: found_at,
+                }
+            })
+            .collect();
+        let result = state.collection.insert_many(documents).ordered(false).await;
+        let only_known_ones = |error: &mongodb::error::Error| match error.kind.as_ref() {
+            ErrorKind::InsertMany(failure) => {
+                failure.write_concern_error.is_none()
+                    && failure
+                        .write_errors
+                        .iter()
+                        .flatten()
+                        .all(|write_error| write_error.code == DUPLICATE_KEY)
+            }
+            _ => false,
+        };
+        match result {
+            Ok(_) => tracing::info!(?words, since = %since, "words found common leave the index"),
+            Err(error) if only_known_ones(&error) => {}
+            Err(error) => tracing::warn!(%error, "could not record common words"),
+        }
+        *lock(&state.read) = None;
+    }
+
+    /// `[from, to]` cut where a word of `words` leaves the index, oldest span first, each
+    /// with its word conditions: `words` holds a word in logs stamped before its `since`,
+    /// `all_words` from then on.
+    pub async fn word_spans(
+        &self,
+        words: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<WordSpan>, StoreError> {
+        let common = if words.is_empty() {
+            Arc::default()
+        } else {
+            self.common_words().await?
+        };
+        Ok(word_spans(words, &common, from, to))
+    }
+}
+
+/// See [`Store::word_spans`].
+pub fn word_spans(
+    words: &[String],
+    common: &CommonWords,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<WordSpan> {
+    let mut cuts: Vec<DateTime<Utc>> = words
+        .iter()
+        .filter_map(|word| common.since(word))
+        .filter(|since| from < *since && *since <= to)
+        .collect();
+    cuts.sort();
+    cuts.dedup();
+    let mut spans = Vec::with_capacity(cuts.len() + 1);
+    let mut start = from;
+    for end in cuts.into_iter().map(Some).chain([None]) {
+        let span_to = match end {
+            Some(cut) => cut - chrono::Duration::milliseconds(1),
+            None => to,
+        };
+        let (indexed, scanned): (Vec<&String>, Vec<&String>) = words
+            .iter()
+            .partition(|word| common.since(word).is_none_or(|since| since > start));
+        spans.push(WordSpan {
+            from: start,
+            to: span_to,
+            conditions: conditions(&indexed, &scanned),
+        });
+        if let Some(cut) = end {
+            start = cut;
+        }
+    }
+    spans
+}
+
+/// Flat conditions where possible: SecantusDB keeps to `words_ts` for `words: w` beside
+/// other fields, and for an `$and` of `words` equalities, but leaves it for an `$or`.
+fn conditions(indexed: &[&String], scanned: &[&String]) -> Document {
+    let mut conditions = Document::new();
+    match indexed {
+        [] => {}
+        [word] => {
+            conditions.insert(fields::WORDS, word.as_str());
+        }
+        words => {
+            // `$and` of equalities, not `$all`: the same documents, but SecantusDB runs
+            // `$all` without the index's time bounds (35 ms against 0.4 ms for a one-minute
+            // window of 50k logs, docs/PERFORMANCE.md).
+            let each: Vec<Document> = words
+                .iter()
+                .map(|word| doc! { fields::WORDS: word.as_str() })
+                .collect();
+            conditions.insert("$and", each);
+        }
+    }
+    match scanned {
+        [] => {}
+        [word] => {
+            conditions.insert(fields::ALL_WORDS, word.as_str());
+        }
+        words => {
+            let all: Vec<Bson> = words.iter().map(|word| Bson::from(word.as_str())).collect();
+            conditions.insert(fields::ALL_WORDS, doc! { "$all": all });
+        }
+    }
+    conditions
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp_millis(ms).unwrap()
+    }
+
+    fn owned(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| (*word).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_range_is_cut_where_each_word_leaves_the_index() {
+        let common =
+            CommonWords::new([("alpha".to_owned(), at(100)), ("beta".to_owned(), at(200))]);
+        let spans = word_spans(&owned(&["alpha", "beta", "rare"]), &common, at(0), at(300));
+        assert_eq!(
+            spans,
+            vec![
+                WordSpan {
+                    from: at(0),
+                    to: at(99),
+                    conditions: doc! { "$and": [{ "words": "alpha" }, { "words": "beta" }, { "words": "rare" }] },
+                },
+                WordSpan {
+                    from: at(100),
+                    to: at(199),
+                    conditions: doc! { "$and": [{ "words": "beta" }, { "words": "rare" }], "all_words": "alpha" },
+                },
+                WordSpan {
+                    from: at(200),
+                    to: at(300),
+                    conditions: doc! { "words": "rare", "all_words": { "$all": ["alpha", "beta"] } },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn words_common_before_the_range_or_after_it_do_not_cut_it() {
+        let common = CommonWords::new([("alpha".to_owned(), at(10)), ("beta".to_owned(), at(900))]);
+        let spans = word_spans(&owned(&["alpha", "beta"]), &common, at(100), at(300));
+        assert_eq!(
+            spans,
+            vec![WordSpan {
+                from: at(100),
+                to: at(300),
+                conditions: doc! { "words": "beta", "all_words": "alpha" },
+            }]
+        );
+        // `since` at the range's start: the whole range scans.
+        let spans = word_spans(&owned(&["alpha"]), &common, at(10), at(20));
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].conditions, doc! { "all_words": "alpha" });
+        // No words: one span, no conditions.
+        let spans = word_spans(&[], &common, at(10), at(20));
+        assert_eq!(spans[0].conditions, Document::new());
+    }
+}
