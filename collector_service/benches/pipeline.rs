@@ -33,9 +33,9 @@ use lapin::types::FieldTable;
 use logagg::broker;
 use logagg::parse::{parse_message, Envelope};
 use logagg::settings::Settings;
-use logagg::store::{record_to_document, Store};
+use logagg::store::record_to_document;
 use logagg::telemetry::Health;
-use logagg::testsuite::{metric_in, scrape_metrics, wait_until, TestContext};
+use logagg::testsuite::{bench_common_words, metric_in, scrape_metrics, wait_until, TestContext};
 use logagg::LogRecord;
 use source_service::simulator::Generator;
 use tokio_util::sync::CancellationToken;
@@ -250,22 +250,20 @@ fn generated_record(generator: &mut Generator) -> LogRecord {
 /// the store's own code over one sample, with no grace: what a running deployment has.
 /// Nothing with `BENCH_COLD=1` or word search off.
 async fn warm_up(context: &TestContext) {
-    if !word_index() || std::env::var("BENCH_COLD").is_ok_and(|value| value == "1") {
+    if !word_index() {
         return;
     }
-    let mut settings = context.settings.store.clone();
-    settings.common_word_grace_seconds = 0;
-    let store = Store::connect(&settings, "bench-warm-up")
-        .await
-        .expect("store");
     let mut generator = Generator::new(&context.settings.source, 9);
-    let records: Vec<LogRecord> = (0..settings.common_word_sample)
-        .map(|_| generated_record(&mut generator))
-        .collect();
-    store.log_documents(&records).await.expect("counting words");
-    let common = store.common_words().await.expect("common words");
-    println!("    warm-up: {} words found common", common.len());
-    store.shutdown().await;
+    let sample = |count: usize| {
+        (0..count)
+            .map(|_| generated_record(&mut generator))
+            .collect()
+    };
+    if let Some(store) = bench_common_words(&context.settings.store, sample).await {
+        let common = store.common_words().await.expect("common words");
+        println!("    warm-up: {} words found common", common.len());
+        store.shutdown().await;
+    }
 }
 
 /// (c): the documents the collector would write (words split by the common ones), inserted

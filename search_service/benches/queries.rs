@@ -24,7 +24,7 @@ use logagg::record::HttpFields;
 use logagg::store::stats::Rollup;
 use logagg::store::words::common_fields;
 use logagg::store::Store;
-use logagg::testsuite::{bench_setting, TestContext};
+use logagg::testsuite::{bench_common_words, bench_setting, TestContext};
 use logagg::{LogRecord, Severity};
 use search_service::api::{router, AppState};
 use serde_json::Value;
@@ -173,21 +173,18 @@ async fn seed(store: &Store, records: u64, hours: u64) -> f64 {
 /// Finds the common words of the seed's logs with the store's own counter (no grace), then
 /// dates their `since` a day before the seed's first log. Nothing with `BENCH_COLD=1`.
 async fn find_common_words(context: &TestContext, records: u64, hours: u64) {
-    if std::env::var("BENCH_COLD").is_ok_and(|value| value == "1") {
-        return;
-    }
-    let mut settings = context.settings.store.clone();
-    settings.common_word_grace_seconds = 0;
-    let store = Store::connect(&settings, "bench-common-words")
-        .await
-        .expect("store");
     let now = Utc::now();
     let mut mix = Mix(0x1234_5678);
-    let sample: Vec<LogRecord> = (0..settings.common_word_sample as u64)
-        .map(|index| record(index, records, hours, now, &mut mix))
-        .collect();
-    store.log_documents(&sample).await.expect("counting words");
+    let sample = |count: usize| {
+        (0..count as u64)
+            .map(|index| record(index, records, hours, now, &mut mix))
+            .collect()
+    };
+    let Some(store) = bench_common_words(&context.settings.store, sample).await else {
+        return;
+    };
     let since = now - chrono::Duration::hours(hours as i64 + 1);
+    let settings = &context.settings.store;
     store
         .client()
         .database(&settings.database)
