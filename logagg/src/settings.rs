@@ -1068,6 +1068,35 @@ mod tests {
             );
         }
         assert!(Settings::load(&env(&[("LOGAGG__SOURCE__BATCH_RECORDS", "50")])).is_ok());
+        for (key, value, setting) in [
+            (
+                "LOGAGG__STORE__COMMON_WORD_RATIO",
+                "0",
+                "store.common_word_ratio",
+            ),
+            (
+                "LOGAGG__STORE__COMMON_WORD_RATIO",
+                "1.5",
+                "store.common_word_ratio",
+            ),
+            (
+                "LOGAGG__STORE__COMMON_WORD_SAMPLE",
+                "9",
+                "store.common_word_sample",
+            ),
+            (
+                "LOGAGG__STORE__COMMON_WORDS_COLLECTION",
+                "",
+                "store.common_words_collection",
+            ),
+        ] {
+            let error = Settings::load(&env(&[(key, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(setting),
+                "{key}={value}: {error}"
+            );
+        }
+        assert!(Settings::load(&env(&[("LOGAGG__STORE__COMMON_WORD_RATIO", "1")])).is_ok());
     }
 
     #[test]
