@@ -20,7 +20,7 @@ export LOGAGG__BROKER__EXCHANGE="$UNIQUE.exchange" LOGAGG__BROKER__STORAGE_QUEUE
   LOGAGG__GATEWAY__RATE_PER_SECOND=10000000 LOGAGG__GATEWAY__BURST=10000000
 WORK="$(mktemp -d)"
 cleanup() {
-  [ -n "${GATEWAY_PID:-}" ] && kill "$GATEWAY_PID" 2>/dev/null || true
+  if [ -n "${GATEWAY_PID:-}" ]; then kill "$GATEWAY_PID" 2>/dev/null || true; fi
   for queue in storage monitoring dlq; do rabbitmqctl -q delete_queue "$UNIQUE.$queue" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs and starts what logagg needs on a machine without Docker: RabbitMQ running on
-# 127.0.0.1:5672 and the MongoDB-compatible SecantusDB server on 127.0.0.1:27017.
+# Installs and starts what logagg needs on a Debian machine without Docker: RabbitMQ on
+# 127.0.0.1:5672 (installed from Debian's packages when missing), the MongoDB-compatible
+# SecantusDB server on 127.0.0.1:27017 (built once with cargo), and Chromium with
+# ChromeDriver for the dashboard's browser tests.
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
@@ -11,6 +13,16 @@ MONGO_PORT="${LOGAGG_MONGO_PORT:-27017}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '[setup] %s\n' "$*"; }
+
+APT_UPDATED=""
+# Installs Debian packages, refreshing the package lists once per run.
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -30,11 +42,25 @@ install_secantus() {
   fi
   if ! command -v cmake >/dev/null 2>&1; then
     log "installing cmake (SecantusDB builds WiredTiger with it)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+    apt_install cmake
   fi
   log "building SecantusDB $SECANTUS_VERSION (about 4 minutes, once)"
   cargo install secantus-mdb --version "$SECANTUS_VERSION" --ignore-rust-version --locked --quiet
+}
+
+install_rabbitmq() {
+  if command -v rabbitmq-server >/dev/null 2>&1; then return 0; fi
+  log "installing RabbitMQ (Debian's rabbitmq-server)"
+  # No init system runs here: keep the package's scripts from starting it (start_rabbitmq
+  # does), unless the machine already has a policy of its own.
+  local own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  apt_install rabbitmq-server
+  if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 }
 
 start_rabbitmq() {
@@ -58,11 +84,11 @@ install_browser() {
   if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
     return 0
   fi
-  log "installing Chromium and ChromeDriver (the dashboard's browser test)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  log "installing Chromium and ChromeDriver (the dashboard's browser tests)"
+  apt_install chromium chromium-driver
 }
 
+install_rabbitmq
 install_secantus
 install_browser
 start_rabbitmq

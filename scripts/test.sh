@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test against the real RabbitMQ and MongoDB-compatible server, starting them
-# first (scripts/setup.sh). This is the command README gives and CI runs.
+# Runs every test against the real RabbitMQ and MongoDB-compatible server, installing and
+# starting them first (scripts/setup.sh). This is the command README gives and CI runs.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p search_service`).
+# Ends with one line adding up every test binary's result: `summary: N passed, N failed, …`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -8,10 +10,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 
-# Queues left by an interrupted earlier run would only cost broker memory; drop them.
-if command -v rabbitmqctl >/dev/null 2>&1; then
-  rabbitmqctl -q list_queues name 2>/dev/null | grep '^logagg_test_' \
-    | while read -r queue; do rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1 || true; done
-fi
-
-cargo test --workspace --all-targets --locked "$@"
+OUTPUT="$(mktemp)"
+trap 'rm -f "$OUTPUT"' EXIT
+status=0
+cargo test --workspace --all-targets --locked "$@" 2>&1 | tee "$OUTPUT" || status=$?
+scripts/test-summary.sh <"$OUTPUT"
+exit "$status"

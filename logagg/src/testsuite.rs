@@ -58,6 +58,8 @@ pub struct TestContext {
     pub connection: Connection,
     pub channel: Channel,
     pub store: Store,
+    /// Set by [`TestContext::cleanup`]; otherwise `Drop` cleans up.
+    cleaned_up: bool,
 }
 
 impl TestContext {
@@ -109,6 +111,7 @@ impl TestContext {
             connection,
             channel,
             store,
+            cleaned_up: false,
         }
     }
 
@@ -225,39 +228,84 @@ impl TestContext {
             .collect()
     }
 
-    /// Deletes the test's queues, exchanges and database.
-    pub async fn cleanup(self) {
-        let broker_settings = &self.settings.broker;
-        for queue in [
-            &broker_settings.storage_queue,
-            &broker_settings.monitoring_queue,
-            &broker_settings.dead_letter_queue,
-        ] {
-            let _ = self
-                .channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for exchange in [
-            &broker_settings.exchange,
-            &broker_settings.dead_letter_exchange,
-            &broker_settings.alerts_exchange,
-        ] {
-            let _ = self
-                .channel
-                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
-        let _ = self.store.logs().drop().await;
-        let _ = self
-            .store
-            .client()
-            .database(&self.settings.store.database)
-            .drop()
-            .await;
+    /// Deletes the test's queues, exchanges and database. A context dropped without it (a
+    /// test that panicked) does the same in its `Drop`, so no run leaves anything behind.
+    pub async fn cleanup(mut self) {
+        delete_test_world(&self.settings, &self.channel, &self.store).await;
         let _ = self.connection.close(200, "test done".into()).await;
-        self.store.shutdown().await;
+        self.store.clone().shutdown().await;
+        self.cleaned_up = true;
     }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        if self.cleaned_up {
+            return;
+        }
+        // Drop cannot await, and the test's runtime may be the one unwinding: clean up on a
+        // thread of its own, with its own runtime, connection and client, for at most 10 s.
+        let settings = self.settings.clone();
+        let cleaning = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let cleaned = tokio::time::timeout(Duration::from_secs(10), async {
+                    let connection = broker::connect(&settings.broker, "logagg-tests-cleanup")
+                        .await
+                        .ok()?;
+                    let channel = connection.create_channel().await.ok()?;
+                    let store = Store::connect(&settings.store, "logagg-tests-cleanup")
+                        .await
+                        .ok()?;
+                    delete_test_world(&settings, &channel, &store).await;
+                    let _ = connection.close(200, "test cleaned up".into()).await;
+                    store.shutdown().await;
+                    Some(())
+                })
+                .await;
+                if !matches!(cleaned, Ok(Some(()))) {
+                    eprintln!(
+                        "could not clean up test queues and database {}",
+                        settings.store.database
+                    );
+                }
+            });
+        });
+        let _ = cleaning.join();
+    }
+}
+
+/// Deletes the queues, exchanges and database named by a test's `settings`.
+async fn delete_test_world(settings: &Settings, channel: &Channel, store: &Store) {
+    let broker_settings = &settings.broker;
+    for queue in [
+        &broker_settings.storage_queue,
+        &broker_settings.monitoring_queue,
+        &broker_settings.dead_letter_queue,
+    ] {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in [
+        &broker_settings.exchange,
+        &broker_settings.dead_letter_exchange,
+        &broker_settings.alerts_exchange,
+    ] {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = store
+        .client()
+        .database(&settings.store.database)
+        .drop()
+        .await;
 }
 
 /// Connects to the test broker, retrying for up to 30 s with a clear failure.

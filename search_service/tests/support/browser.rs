@@ -1,6 +1,8 @@
 //! A minimal W3C WebDriver client for headless Chromium through chromedriver, shared by the
 //! dashboard test and the search benchmark (`#[path]`-included by both).
 
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,7 +22,10 @@ pub struct Browser {
 impl Browser {
     pub async fn start() -> Browser {
         let port = free_port();
+        // A process group of its own, so that Drop can end chromedriver, the Chromium it
+        // started and Chromium's helpers (crash handlers) together.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -141,9 +146,35 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session (chromedriver quits its Chromium), then the whole process group, so
+    /// no headless Chromium or crash handler outlives the test.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        delete_session(&self.session);
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE` of a session URL (`http://127.0.0.1:PORT/session/ID`) over a blocking socket:
+/// Drop cannot await.
+fn delete_session(session_url: &str) {
+    let Some(rest) = session_url.strip_prefix("http://") else {
+        return;
+    };
+    let Some((authority, path)) = rest.split_once('/') else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
     }
 }
 
