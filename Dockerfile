@@ -15,6 +15,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && mkdir -p /app/archive && chown logagg /app/archive
 COPY --from=build /out/ /usr/local/bin/
 COPY config /app/config
+COPY docs/demo-timeline.toml /app/docs/demo-timeline.toml
 WORKDIR /app
 USER logagg
 EXPOSE 9100 5000 8080

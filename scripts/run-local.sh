@@ -1,50 +1,87 @@
 #!/usr/bin/env bash
-# Brings the pipeline up on a machine without Docker: RabbitMQ, the MongoDB-compatible server,
-# COLLECTORS collector processes (default 2), a simulator at RATE logs/s (default 200) and the
-# retention service (admin port 9130: POST /api/v1/purge?dry_run=true), the monitor (admin
-# port 9140: GET /api/v1/live) and the search API (port 5000).
-#   scripts/run-local.sh          start everything (logs in .data/logs)
+# Brings the whole system up on a machine without Docker, as the demo: RabbitMQ and the
+# MongoDB-compatible server (scripts/setup.sh), COLLECTORS collectors (default 2), the
+# monitor, the search API with the dashboard, the retention service, the HTTP ingest gateway,
+# and the demo's traffic (docs/demo-timeline.toml: access logs of a small web shop whose
+# `auth` service fails in the second minute, raising an alert that resolves a minute later).
+#   scripts/run-local.sh          start everything (logs in .data/logs), print the URLs
 #   scripts/run-local.sh stop     stop the services it started
+# TIMELINE=path names another timeline; RATE=N runs the plain simulator at N logs/s instead.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
 RUN_DIR="$ROOT/.data/run"
-mkdir -p "$RUN_DIR" "$ROOT/.data/logs"
+LOG_DIR="$ROOT/.data/logs"
 
 stop() {
+  local stopped=0
   for pidfile in "$RUN_DIR"/*.pid; do
     [ -e "$pidfile" ] || continue
-    kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+    kill -TERM "$(cat "$pidfile")" 2>/dev/null && stopped=$((stopped + 1))
     rm -f "$pidfile"
   done
-  echo "stopped"
+  echo "stopped $stopped services"
 }
 
 if [ "${1:-}" = "stop" ]; then stop; exit 0; fi
+if compgen -G "$RUN_DIR/*.pid" >/dev/null; then
+  echo "services of an earlier run are still up; stopping them first"
+  stop
+fi
+mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 scripts/setup.sh
 cargo build --release --locked -p collector_service -p source_service -p retention_service \
   -p search_service -p monitoring_service
 
+# start NAME ADMIN_PORT COMMAND...: runs a service in the background, its admin server
+# (/healthz, /metrics) on ADMIN_PORT.
 start() {
-  local name=$1; shift
-  nohup "$@" >"$ROOT/.data/logs/$name.log" 2>&1 &
+  local name=$1 admin_port=$2; shift 2
+  LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:$admin_port" nohup "$@" >"$LOG_DIR/$name.log" 2>&1 &
   echo $! >"$RUN_DIR/$name.pid"
-  echo "started $name (pid $!, log .data/logs/$name.log)"
+  echo "started $name (pid $!, admin http://127.0.0.1:$admin_port/healthz, log .data/logs/$name.log)"
 }
 
 for index in $(seq 1 "${COLLECTORS:-2}"); do
-  LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:$((9110 + index))" \
-    start "collector-$index" target/release/collector_service
+  start "collector-$index" $((9110 + index)) target/release/collector_service
 done
-LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9120" \
-  start simulator target/release/source_service simulate --rate "${RATE:-200}"
-LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9130" LOGAGG__RETENTION__ARCHIVE_DIR="$ROOT/.data/archive" \
-  start retention target/release/retention_service serve
-LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9140" \
-  start monitor target/release/monitoring_service
-LOGAGG__TELEMETRY__ADMIN_LISTEN="127.0.0.1:9150" \
-  start search target/release/search_service
-echo "search API: http://127.0.0.1:5000/api/v1/logs   live access stats: http://127.0.0.1:9140/api/v1/live"
-echo "collector metrics: http://127.0.0.1:9111/metrics   stop with: scripts/run-local.sh stop"
+start monitor 9140 target/release/monitoring_service
+start search 9150 target/release/search_service
+LOGAGG__RETENTION__ARCHIVE_DIR="$ROOT/.data/archive" \
+  start retention 9130 target/release/retention_service serve
+start gateway 9160 target/release/source_service gateway
+if [ -n "${RATE:-}" ]; then
+  start traffic 9120 target/release/source_service simulate --rate "$RATE"
+else
+  start traffic 9120 target/release/source_service scenario \
+    --timeline "${TIMELINE:-docs/demo-timeline.toml}"
+fi
+
+# Every service answers /healthz 200 once it reached RabbitMQ and MongoDB: wait for that, at
+# most a minute, and name any that did not.
+healthy() { curl -fsS -o /dev/null "http://127.0.0.1:$1/healthz" 2>/dev/null; }
+waiting=""
+for _ in $(seq 1 120); do
+  waiting=""
+  for port in $(seq 9111 $((9110 + ${COLLECTORS:-2}))) 9140 9150 9130 9160; do
+    healthy "$port" || waiting="$waiting $port"
+  done
+  [ -z "$waiting" ] && break
+  sleep 0.5
+done
+if [ -n "$waiting" ]; then
+  echo "not healthy after a minute (admin ports):$waiting; see .data/logs/"
+fi
+
+cat <<URLS
+
+  dashboard:  http://127.0.0.1:5000/
+  search API: http://127.0.0.1:5000/api/v1/logs   (OpenAPI: /api/v1/openapi.json)
+  gateway:    http://127.0.0.1:8080/api/v1/logs   (POST; raw lines: /api/v1/logs/raw?format=combined&service=web)
+  monitor:    http://127.0.0.1:9140/api/v1/live   (live access stats)
+  metrics:    http://127.0.0.1:9111/metrics       (collector 1; every admin port serves /metrics)
+
+  stop with: scripts/run-local.sh stop
+URLS

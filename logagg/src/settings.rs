@@ -33,14 +33,23 @@ pub enum SettingsError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// RabbitMQ connection and topology (every service).
     pub broker: BrokerSettings,
+    /// MongoDB connection, collections and writes (every service but the source).
     pub store: StoreSettings,
+    /// Logging and the admin server (every service).
     pub telemetry: TelemetrySettings,
+    /// collector_service.
     pub collector: CollectorSettings,
+    /// source_service's simulator.
     pub source: SourceSettings,
+    /// retention_service.
     pub retention: RetentionSettings,
+    /// search_service.
     pub search: SearchSettings,
+    /// monitoring_service.
     pub monitor: MonitorSettings,
+    /// source_service's ingest gateway.
     pub gateway: GatewaySettings,
 }
 
@@ -587,6 +596,7 @@ impl Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
+    /// Address the ingest gateway listens on.
     pub listen: String,
     /// Largest request body, bytes, after gzip decompression; larger gets 413.
     pub max_body_bytes: usize,
@@ -677,7 +687,10 @@ pub struct MonitorSettings {
     pub max_routes_per_service: usize,
     /// Notifications a sink may have waiting; beyond, new ones are dropped and counted.
     pub sink_queue: usize,
+    /// Alert rules (TOML array of tables `[[monitor.rules]]`), each evaluated per service.
     pub rules: Vec<AlertRule>,
+    /// Where notifications go (TOML array of tables `[[monitor.sinks]]`); the alerts
+    /// exchange always gets them too.
     pub sinks: Vec<SinkSettings>,
 }
 
@@ -691,24 +704,29 @@ impl Default for MonitorSettings {
             live_window_seconds: 60,
             max_routes_per_service: 100,
             sink_queue: 1_000,
-            rules: vec![AlertRule::default()],
+            rules: vec![AlertRule::error_ratio()],
             sinks: vec![SinkSettings::default()],
         }
     }
 }
 
-/// One alert rule. The default: 10 or more errors in 60 s for a service.
+/// One alert rule. The fields a rule leaves out take [`AlertRule::default`]'s values (a
+/// count rule: 10 or more errors in 60 s); the rule monitors run without any configured is
+/// [`AlertRule::error_ratio`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertRule {
+    /// Shown in alerts and notifications: 1-64 letters, digits, `_` or `-`, unique.
     pub name: String,
     /// Services the rule watches; empty means each service separately.
     pub services: Vec<String>,
     /// `count`: logs at or above `min_severity` in the window; `ratio`: those over all logs.
     pub kind: String,
+    /// The lowest severity the rule counts (any accepted spelling).
     pub min_severity: String,
     /// Fires at or above this (a count, or a ratio from 0 to 1).
     pub threshold: f64,
+    /// Length of the sliding window, seconds (1 to 3600).
     pub window_seconds: u64,
     /// How long the value must stay at or above the threshold before the alert fires.
     pub for_seconds: u64,
@@ -738,16 +756,37 @@ impl Default for AlertRule {
     }
 }
 
+impl AlertRule {
+    /// The default rule: a service's errors (and worse) are 10 % or more of its logs over a
+    /// minute holding at least 100 logs. A ratio, so it scales with traffic and stays quiet
+    /// on healthy traffic (the demo's 0.5 % of 5xx); a minimum volume, so a quiet service's
+    /// one error in three logs is not an incident. The form alerting templates for
+    /// Prometheus and Loki use for error rates.
+    pub fn error_ratio() -> AlertRule {
+        AlertRule {
+            name: "error_ratio".into(),
+            kind: "ratio".into(),
+            threshold: 0.1,
+            min_volume: 100,
+            ..AlertRule::default()
+        }
+    }
+}
+
 /// Where alert notifications go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkSettings {
-    /// `log` (a WARN line), `webhook` (JSON POST) or `slack` (Slack-compatible `{"text"}`).
+    /// `log` (a line in the monitor's own log), `webhook` (JSON POST) or `slack`
+    /// (Slack-compatible `{"text"}`).
     pub kind: String,
+    /// `webhook` and `slack`: the http(s) URL notifications are POSTed to.
     pub url: String,
+    /// Longest wait for one delivery attempt, milliseconds.
     pub timeout_ms: u64,
     /// Attempts per notification, with doubling backoff from `retry_initial_ms`.
     pub max_attempts: u32,
+    /// Wait before the second attempt, milliseconds; doubles each attempt.
     pub retry_initial_ms: u64,
 }
 

@@ -29,6 +29,7 @@ use logagg::api_keys::{self, presented_key, ApiKeys};
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::parse::{parse_message, record_body, Envelope};
 use logagg::settings::{BrokerSettings, GatewaySettings};
+use logagg::telemetry::Health;
 use logagg::{broker, topology, LogRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -115,17 +116,24 @@ pub struct Gateway {
     publisher: Publisher,
     limiter: RateLimiter,
     unconfirmed: Arc<Semaphore>,
+    /// What the admin server's `/healthz` reports.
+    pub health: Health,
 }
 
 impl Gateway {
     pub fn new(settings: GatewaySettings, broker: BrokerSettings) -> Arc<Gateway> {
+        // Healthy once listening; the broker check joins at the first channel opened.
+        let health = Health::default();
+        health.set("listening", true);
         Arc::new(Gateway {
             limiter: RateLimiter::new(settings.rate_per_second, settings.burst),
             unconfirmed: Arc::new(Semaphore::new(settings.max_unconfirmed)),
             publisher: Publisher {
                 broker,
                 open: tokio::sync::Mutex::new(None),
+                health: health.clone(),
             },
+            health,
             settings,
         })
     }
@@ -399,6 +407,8 @@ async fn publish_all(
 struct Publisher {
     broker: BrokerSettings,
     open: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+    /// `broker`: whether the last attempt to open a channel (or to publish) succeeded.
+    health: Health,
 }
 
 impl Publisher {
@@ -410,6 +420,14 @@ impl Publisher {
         {
             return Ok(channel.clone());
         }
+        let opened = self.open_channel().await;
+        self.health.set("broker", opened.is_ok());
+        let (connection, channel) = opened?;
+        *open = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn open_channel(&self) -> Result<(Connection, Channel), GatewayError> {
         let unavailable = |error: broker::BrokerError| {
             warn!(%error, "gateway cannot reach RabbitMQ");
             GatewayError::Unavailable {
@@ -433,11 +451,11 @@ impl Publisher {
         topology::declare(&channel, &self.broker)
             .await
             .map_err(unavailable)?;
-        *open = Some((connection, channel.clone()));
-        Ok(channel)
+        Ok((connection, channel))
     }
 
     async fn reset(&self) {
+        self.health.set("broker", false);
         if let Some((connection, _)) = self.open.lock().await.take() {
             let _ = connection.close(200, "gateway reconnecting".into()).await;
         }

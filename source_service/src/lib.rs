@@ -84,22 +84,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
 /// Serves the ingest gateway on `gateway.listen` (and the admin server) until `shutdown`.
 pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let health = Health::default();
-    let (_address, admin_task) = telemetry::serve_admin(
-        &settings.telemetry.admin_listen,
-        telemetry::admin_router(health),
-        shutdown.clone(),
-    )
-    .await
-    .context("binding the admin server")?;
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await
         .with_context(|| format!("binding gateway.listen {}", settings.gateway.listen))?;
     info!(address = %listener.local_addr()?, "ingest gateway listening");
-    let app = gateway::router(gateway::Gateway::new(
-        settings.gateway.clone(),
-        settings.broker.clone(),
-    ));
+    let gateway = gateway::Gateway::new(settings.gateway.clone(), settings.broker.clone());
+    let (_address, admin_task) = telemetry::serve_admin(
+        &settings.telemetry.admin_listen,
+        telemetry::admin_router(gateway.health.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .context("binding the admin server")?;
+    let app = gateway::router(gateway);
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -7,7 +7,8 @@
 //! - `failure`: one service's 5xx share (and error logs) climbs from 1 % to 50 %;
 //! - `slow`: one endpoint's response times triple.
 //!
-//! A timeline file strings phases together. Pure code: time is passed in.
+//! A timeline file strings phases together, once or over and over (`repeat = true`, as the
+//! demo does). Pure code: time is passed in.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use logagg::parse::routing_key;
@@ -61,6 +62,9 @@ pub struct Timeline {
     pub services: Vec<String>,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
+    /// Start again from the first phase after the last, until stopped.
+    #[serde(default)]
+    pub repeat: bool,
 }
 
 fn default_day_seconds() -> u64 {
@@ -131,6 +135,7 @@ impl Timeline {
             day_seconds: default_day_seconds(),
             services: default_services(),
             phases: vec![Phase { kind, seconds }],
+            repeat: false,
         };
         timeline.check()?;
         Ok(timeline)
@@ -171,8 +176,14 @@ impl Timeline {
         self.phases.iter().map(|phase| phase.seconds as f64).sum()
     }
 
-    /// The phase at `t` seconds from the start and how far into it (0 to 1); `None` past the end.
+    /// The phase at `t` seconds from the start and how far into it (0 to 1); `None` past the
+    /// end of a timeline that does not repeat.
     pub fn phase_at(&self, t: f64) -> Option<(&Phase, f64)> {
+        let t = if self.repeat {
+            t.rem_euclid(self.total_seconds())
+        } else {
+            t
+        };
         let mut start = 0.0;
         for phase in &self.phases {
             let end = start + phase.seconds as f64;
@@ -228,7 +239,8 @@ impl ScenarioGenerator {
 
     /// When the next log is due (seconds from the start); `None` when the timeline is over.
     pub fn next_due(&self) -> Option<f64> {
-        (self.next_due < self.timeline.total_seconds()).then_some(self.next_due)
+        (self.timeline.repeat || self.next_due < self.timeline.total_seconds())
+            .then_some(self.next_due)
     }
 
     /// The next log, stamped `now`; moves the due time on by one interval at the rate then.
@@ -436,10 +448,28 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_timeline_parses() {
+    fn the_demo_timeline_fails_auth_in_its_second_minute_and_repeats() {
         let text = include_str!("../../docs/demo-timeline.toml");
         let timeline = Timeline::parse(text).expect("docs/demo-timeline.toml");
-        assert_eq!(timeline.total_seconds(), 600.0);
+        assert!(timeline.repeat);
+        let failing_at = |t: f64| {
+            matches!(
+                timeline.phase_at(t),
+                Some((
+                    Phase {
+                        kind: PhaseKind::Failure { .. },
+                        ..
+                    },
+                    _
+                ))
+            )
+        };
+        assert!(!failing_at(10.0) && failing_at(40.0) && !failing_at(100.0));
+        let period = timeline.total_seconds();
+        assert!(failing_at(period + 40.0), "the second round fails again");
+        let mut generator = ScenarioGenerator::new(timeline.clone(), 3);
+        generator.next_due = period * 3.0;
+        assert!(generator.next_log(Utc::now()).is_some(), "never over");
     }
 
     #[test]
