@@ -251,7 +251,7 @@ pub fn monitoring_queue_arguments(settings: &BrokerSettings) -> FieldTable {
         AMQPValue::LongLongInt(i64::from(settings.monitoring_message_ttl_ms)),
     );
     // One monitor at a time receives: each service's logs reach one monitor, which counts
-    // them all; the others stand by and take over when it goes (README, Monitoring).
+    // them all; the others stand by and take over when it goes (docs/monitoring.md).
     argument(
         &mut arguments,
         "x-single-active-consumer",
