@@ -37,7 +37,7 @@ use logagg::store::record_to_document;
 use logagg::telemetry::Health;
 use logagg::testsuite::{bench_common_words, metric_in, scrape_metrics, wait_until, TestContext};
 use logagg::LogRecord;
-use source_service::simulator::Generator;
+use source_service::load::simulator::Generator;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(600);
@@ -139,7 +139,7 @@ async fn run() {
 }
 
 /// A generated JSON log as the simulator makes it.
-fn generated(generator: &mut Generator) -> source_service::simulator::GeneratedLog {
+fn generated(generator: &mut Generator) -> source_service::load::simulator::GeneratedLog {
     generator.next_log(Utc::now())
 }
 

@@ -10,6 +10,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use logagg::broker::{self, BrokerError};
+use logagg::runtime::SessionError;
 use logagg::topology;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -26,7 +27,7 @@ type InFlight = FuturesOrdered<AbortOnDropHandle<Result<u64, WriteError>>>;
 
 /// Consumes on one connection until shutdown (`Ok`: in-flight work was finished or returned)
 /// or a broker failure (`Err`: reconnect).
-pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(), BrokerError> {
+pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(), SessionError> {
     let settings = Arc::clone(&writer.settings);
     let channel = connection.create_channel().await?;
     topology::declare(&channel, &settings.broker).await?;
@@ -92,7 +93,7 @@ impl Session {
         &mut self,
         consumer: &mut Consumer,
         shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<(), SessionError> {
         loop {
             let batch_deadline = self.batch.deadline();
             tokio::select! {
@@ -114,11 +115,11 @@ impl Session {
     async fn handle_delivery(
         &mut self,
         delivery: Option<lapin::Result<lapin::message::Delivery>>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<(), SessionError> {
         let delivery = match delivery {
             Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => return Err(BrokerError::Operation(error)),
-            None => return Err(BrokerError::ConsumerCancelled),
+            Some(Err(error)) => return Err(BrokerError::Operation(error).into()),
+            None => return Err(BrokerError::ConsumerCancelled.into()),
         };
         metrics::counter!(metrics::CONSUMED).increment(1);
         let full = self
@@ -131,7 +132,7 @@ impl Session {
     }
 
     /// Hands the current batch to a write task, first waiting for a free write slot.
-    async fn dispatch(&mut self) -> Result<(), BrokerError> {
+    async fn dispatch(&mut self) -> Result<(), SessionError> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -154,7 +155,7 @@ impl Session {
     async fn handle_written(
         &mut self,
         joined: Result<Result<u64, WriteError>, tokio::task::JoinError>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<(), SessionError> {
         match joined {
             Ok(Ok(last_tag)) if !self.acks_stopped => {
                 self.channel
@@ -167,11 +168,11 @@ impl Session {
                 self.acks_stopped = true;
                 Ok(())
             }
-            Ok(Err(WriteError::Broker(error))) => Err(error),
+            Ok(Err(WriteError::Broker(error))) => Err(error.into()),
             Err(join_error) => {
                 self.acks_stopped = true;
                 warn!(%join_error, "write task failed; its batch will be redelivered");
-                Err(BrokerError::WriteTaskFailed(join_error.to_string()))
+                Err(SessionError::TaskFailed(join_error.to_string()))
             }
         }
     }
@@ -199,7 +200,7 @@ impl Session {
             while let Some(joined) = self.in_flight.next().await {
                 self.handle_written(joined).await?;
             }
-            Ok::<(), BrokerError>(())
+            Ok::<(), SessionError>(())
         };
         match tokio::time::timeout(std::time::Duration::from_secs(grace_seconds), drain).await {
             Ok(Ok(())) => info!("in-flight batches written and acked"),

@@ -8,22 +8,29 @@ pub mod metrics;
 pub mod writer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use logagg::backoff::{retry_until_ok, Backoff};
-use logagg::settings::Settings;
-use logagg::store::Store;
+use lapin::Connection;
+use logagg::broker;
+use logagg::runtime::{self, BrokerSession, Reconnecting, SessionError};
+use logagg::settings::{Section, Settings};
+use logagg::store::Database;
 use logagg::telemetry::{self, Health};
-use logagg::{broker, shutdown};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
 use crate::consumer::consume;
 use crate::writer::Writer;
 
 /// Name shown for the collector's broker connections and MongoDB client.
 pub const SERVICE_NAME: &str = "collector_service";
+/// The settings sections the collector reads and checks; the others are left unread.
+pub const SECTIONS: &[Section] = &[
+    Section::Broker,
+    Section::Database,
+    Section::Telemetry,
+    Section::Collector,
+];
 
 /// Runs the collector until `shutdown` is cancelled: admin server, indexes, then the consume
 /// loop, reconnecting with backoff whenever the broker connection is lost.
@@ -40,58 +47,22 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("binding the admin server")?;
-    let store = Store::connect(&settings.store, SERVICE_NAME)
+    let store = Database::connect(&settings.store, SERVICE_NAME)
         .await
         .context("configuring the MongoDB client")?;
-    if !ensure_indexes(&store, &settings, &health, &shutdown).await {
-        store.shutdown().await;
-        admin_task.abort();
-        return Ok(());
-    }
-
-    let mut reconnect = Backoff::new(
-        Duration::from_millis(settings.broker.reconnect_initial_ms),
-        Duration::from_millis(settings.broker.reconnect_max_ms),
-    );
-    while !shutdown.is_cancelled() {
-        let Some(connection) =
-            broker::connect_with_backoff(&settings.broker, SERVICE_NAME, &shutdown).await
-        else {
-            break;
+    if runtime::ensure_indexes(&store, &health, &shutdown).await {
+        let mut session = CollectorSession {
+            store: store.clone(),
+            settings: Arc::clone(&settings),
+            health: health.clone(),
+            shutdown: shutdown.clone(),
         };
-        let session = async {
-            let dead_letter_channel = broker::confirm_channel(&connection).await?;
-            let writer = Arc::new(Writer {
-                store: store.clone(),
-                dead_letter_channel,
-                settings: Arc::clone(&settings),
-                health: health.clone(),
-                shutdown: shutdown.clone(),
-            });
-            consume(&connection, writer).await
+        let names = Reconnecting {
+            connection_name: SERVICE_NAME,
+            reconnects_metric: metrics::RECONNECTS,
         };
-        match session.await {
-            Ok(_) => {
-                let _ = connection
-                    .close(200, "collector shutting down".into())
-                    .await;
-                break;
-            }
-            Err(error) => {
-                health.set("broker", false);
-                metrics::counter!(metrics::RECONNECTS).increment(1);
-                let delay = reconnect.next_delay();
-                if let Some(hint) = error.hint() {
-                    error!(%error, %hint, retry_in_ms = delay.as_millis() as u64, "cannot consume until an operator fixes the broker topology");
-                } else {
-                    warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker session lost; reconnecting");
-                }
-                let _ = connection.close(320, "collector reconnecting".into()).await;
-                if !shutdown::sleep_unless_cancelled(delay, &shutdown).await {
-                    break;
-                }
-            }
-        }
+        runtime::run_with_reconnect(&settings.broker, names, &health, &shutdown, &mut session)
+            .await;
     }
     store.shutdown().await;
     info!("collector stopped");
@@ -99,24 +70,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     Ok(())
 }
 
-/// Creates the indexes, retrying while MongoDB is unreachable. `false` if shut down first.
-async fn ensure_indexes(
-    store: &Store,
-    settings: &Settings,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> bool {
-    let backoff = Backoff::new(
-        Duration::from_millis(settings.collector.retry_initial_ms),
-        Duration::from_millis(settings.collector.retry_max_ms),
-    );
-    let ready = retry_until_ok("create indexes", backoff, shutdown, || {
-        store.ensure_indexes()
-    })
-    .await;
-    if ready {
-        health.set("store", true);
-        info!("indexes ready");
+/// One broker connection's work: a dead-letter channel, and the consume loop writing through
+/// it.
+struct CollectorSession {
+    store: Database,
+    settings: Arc<Settings>,
+    health: Health,
+    shutdown: CancellationToken,
+}
+
+impl BrokerSession for CollectorSession {
+    async fn run(&mut self, connection: &Connection) -> Result<(), SessionError> {
+        let dead_letter_channel = broker::confirm_channel(connection).await?;
+        let writer = Arc::new(Writer {
+            store: self.store.clone(),
+            dead_letter_channel,
+            settings: Arc::clone(&self.settings),
+            health: self.health.clone(),
+            shutdown: self.shutdown.clone(),
+        });
+        consume(connection, writer).await
     }
-    ready
 }

@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::from_process_env().context("loading settings")?;
+    let settings =
+        Settings::from_process_env(collector_service::SECTIONS).context("loading settings")?;
     telemetry::init_tracing(&settings.telemetry);
     let shutdown_token = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown_token.clone());

@@ -10,7 +10,7 @@ use logagg::broker::BrokerError;
 use logagg::settings::Settings;
 use logagg::shutdown;
 use logagg::store::stats::Rollup;
-use logagg::store::{InsertOutcome, Store};
+use logagg::store::{Database, InsertOutcome};
 use logagg::telemetry::Health;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -21,7 +21,7 @@ use crate::metrics;
 
 /// Everything a batch write needs; shared by all in-flight writes.
 pub struct Writer {
-    pub store: Store,
+    pub store: Database,
     pub dead_letter_channel: Channel,
     pub settings: Arc<Settings>,
     pub health: Health,

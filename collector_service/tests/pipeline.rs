@@ -32,7 +32,7 @@ async fn simulate(settings: &Settings, count: u64, rate: u64, format: &str) {
     let mut settings = settings.clone();
     settings.source.count = count;
     settings.source.rate = rate;
-    settings.source.format = format.into();
+    settings.source.format = format.parse().expect("json or plain");
     let report = source_service::simulate(&settings, &Health::default(), &CancellationToken::new())
         .await
         .expect("simulator");

@@ -8,7 +8,9 @@ use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use crate::http_error::{error_response, ErrorCode};
 
 /// Header that carries a key as it is.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -64,11 +66,11 @@ pub async fn require_key(State(keys): State<ApiKeys>, request: Request, next: Ne
     if keys.is_open() || keys.admits(request.headers()) {
         return next.run(request).await;
     }
-    let body = serde_json::json!({ "error": {
-        "code": "unauthorized",
-        "message": "a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)",
-    }});
-    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    let mut response = error_response(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+        "a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)",
+    );
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));

@@ -26,6 +26,8 @@ pub enum BrokerError {
     InvalidUrl(String),
     #[error("could not connect to RabbitMQ: {0}")]
     Connect(#[source] lapin::Error),
+    #[error("RabbitMQ did not answer within {0:?}")]
+    ConnectTimeout(std::time::Duration),
     #[error("could not declare {kind} `{name}`: {source}")]
     Declare {
         kind: &'static str,
@@ -41,8 +43,6 @@ pub enum BrokerError {
     Unroutable,
     #[error("the broker cancelled the consumer (queue deleted, or node down)")]
     ConsumerCancelled,
-    #[error("a write task failed: {0}")]
-    WriteTaskFailed(String),
 }
 
 impl BrokerError {

@@ -127,7 +127,7 @@ pub fn parse_line(
         other => other,
     })?;
     validate_service(&record.service)?;
-    let routing_key = format!("{}.{}", record.service, record.severity.as_str());
+    let routing_key = crate::parse::routing_key(&record.service, record.severity);
     record.id = derive_message_id(&routing_key, line.as_bytes());
     Ok(record)
 }

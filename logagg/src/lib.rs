@@ -6,8 +6,10 @@ pub mod api_keys;
 pub mod backoff;
 pub mod broker;
 pub mod formats;
+pub mod http_error;
 pub mod parse;
 pub mod record;
+pub mod runtime;
 pub mod settings;
 pub mod shutdown;
 pub mod sketch;
@@ -19,5 +21,5 @@ pub mod words;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
-pub use record::{LogRecord, Severity};
+pub use record::{LogRecord, Severity, StatusClass};
 pub use settings::Settings;

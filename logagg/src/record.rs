@@ -110,6 +110,60 @@ impl fmt::Display for Severity {
 }
 
 /// Request fields of an access log, when the record describes an HTTP request.
+/// An HTTP status class, `1xx` … `5xx`: how access stats group statuses and how
+/// `status_class=5xx` filters them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StatusClass {
+    Informational,
+    Success,
+    Redirection,
+    ClientError,
+    ServerError,
+}
+
+impl StatusClass {
+    pub const ALL: [StatusClass; 5] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+    ];
+
+    /// The class of `status`; `None` outside 100-599.
+    pub fn of(status: u16) -> Option<StatusClass> {
+        (100..600)
+            .contains(&status)
+            .then(|| StatusClass::ALL[usize::from(status / 100 - 1)])
+    }
+
+    /// `0` for 1xx … `4` for 5xx.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The first digit of the class's statuses: `1` … `5`.
+    pub fn digit(self) -> u16 {
+        self as u16 + 1
+    }
+
+    pub fn as_str(self) -> &'static str {
+        ["1xx", "2xx", "3xx", "4xx", "5xx"][self.index()]
+    }
+}
+
+impl FromStr for StatusClass {
+    type Err = String;
+
+    /// `1xx` … `5xx`, any case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_bytes() {
+            [digit @ b'1'..=b'5', b'x', b'x'] => Ok(StatusClass::ALL[usize::from(digit - b'1')]),
+            _ => Err(format!("`{text}` is not a status class: 1xx … 5xx")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HttpFields {
     pub method: Option<String>,
@@ -180,6 +234,19 @@ pub(crate) fn truncate_for_reason(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes_parse_print_and_classify() {
+        assert_eq!(StatusClass::of(503), Some(StatusClass::ServerError));
+        assert_eq!(StatusClass::of(99), None);
+        assert_eq!(StatusClass::of(600), None);
+        assert_eq!("4XX".parse(), Ok(StatusClass::ClientError));
+        assert!("6xx".parse::<StatusClass>().is_err());
+        for class in StatusClass::ALL {
+            assert_eq!(class.as_str().parse(), Ok(class));
+            assert_eq!(StatusClass::of(class.digit() * 100), Some(class));
+        }
+    }
 
     #[test]
     fn common_spellings_normalise() {

@@ -1,9 +1,8 @@
-//! Shutdown: turning SIGTERM or Ctrl-C into a cancelled token, and waiting for tasks to end.
+//! Shutdown: turning SIGTERM or Ctrl-C into a cancelled token, and sleeps that end with it.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 /// Resolves on the first Ctrl-C or SIGTERM.
@@ -40,20 +39,6 @@ pub fn cancel_on_signal(token: CancellationToken) {
         signal().await;
         token.cancel();
     });
-}
-
-/// Closes the tracker and waits for its tasks, at most `deadline`. Returns whether all ended.
-pub async fn wait_for_tasks(tracker: &TaskTracker, deadline: Duration) -> bool {
-    tracker.close();
-    let finished = tokio::time::timeout(deadline, tracker.wait()).await.is_ok();
-    if !finished {
-        warn!(
-            tasks = tracker.len(),
-            deadline_seconds = deadline.as_secs(),
-            "tasks still running at the shutdown deadline"
-        );
-    }
-    finished
 }
 
 /// Sleeps for `delay` unless `shutdown` comes first. Returns `false` when shut down, so retry

@@ -1,5 +1,6 @@
-//! MongoDB: the logs collection's field names, its indexes, and idempotent batch writes.
-//! Leases, retention's and search's queries live in the submodules.
+//! MongoDB: [`Database`], the logs collection's field names, its indexes, and idempotent batch
+//! writes. Alerts, leases, retention's purge, search's pages, stats rollups and the common
+//! words live in the submodules, each with its own collection's field names.
 
 pub mod alerts;
 pub mod lease;
@@ -20,7 +21,7 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::{Map, Value};
 
 use crate::record::{HttpFields, LogRecord, Severity};
-use crate::settings::StoreSettings;
+use crate::settings::{StoreSettings, WriteAcknowledgment};
 
 /// Field names of a stored log document. Queries elsewhere use these, never literals.
 pub mod fields {
@@ -58,6 +59,13 @@ pub mod alert_fields {
     pub const STARTED_AT: &str = "started_at";
     /// Absent while the alert fires; set when it resolves.
     pub const RESOLVED_AT: &str = "resolved_at";
+    /// The rule's value when it fired, then when it resolved.
+    pub const VALUE: &str = "value";
+    pub const PEAK: &str = "peak";
+    pub const THRESHOLD: &str = "threshold";
+    pub const WINDOW_SECONDS: &str = "window_seconds";
+    /// Ids of the last matching logs before it fired.
+    pub const SAMPLE_IDS: &str = "sample_ids";
 }
 
 /// Index serving service + severity + time-range queries, newest first.
@@ -110,9 +118,11 @@ impl InsertOutcome {
     }
 }
 
-/// A handle on the logs collection. Cheap to clone.
+/// A handle on logagg's MongoDB database: the logs and the collections beside them (alerts,
+/// leases, retention runs, stats rollups, common words), with every query the services make
+/// of them. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct Database {
     client: Client,
     logs: Collection<Document>,
     alerts: Collection<Document>,
@@ -123,9 +133,9 @@ pub struct Store {
     words: Option<std::sync::Arc<words::WordState>>,
 }
 
-impl Store {
+impl Database {
     /// Builds a client; no connection is made until the first operation.
-    pub async fn connect(settings: &StoreSettings, app_name: &str) -> Result<Store, StoreError> {
+    pub async fn connect(settings: &StoreSettings, app_name: &str) -> Result<Database, StoreError> {
         let mut options = ClientOptions::parse(&settings.url)
             .await
             .map_err(|error| StoreError::Settings(error.to_string()))?;
@@ -145,7 +155,7 @@ impl Store {
                     .build(),
             )
         };
-        Ok(Store {
+        Ok(Database {
             logs: collection(&settings.logs_collection),
             alerts: collection(&settings.alerts_collection),
             leases: collection(&settings.leases_collection),
@@ -242,7 +252,7 @@ impl Store {
             .await
             .map_err(StoreError::Unavailable)?;
         self.stats
-            .create_indexes(Store::stats_indexes())
+            .create_indexes(Database::stats_indexes())
             .await
             .map_err(StoreError::Unavailable)?;
         self.alerts
@@ -294,13 +304,9 @@ impl Store {
 }
 
 fn write_concern(settings: &StoreSettings) -> Result<WriteConcern, StoreError> {
-    let acknowledgment = match settings.write_concern_w.as_str() {
-        "majority" => Acknowledgment::Majority,
-        nodes => Acknowledgment::Nodes(
-            nodes
-                .parse()
-                .map_err(|_| StoreError::Settings("write_concern_w".into()))?,
-        ),
+    let acknowledgment = match settings.write_concern_w {
+        WriteAcknowledgment::Majority => Acknowledgment::Majority,
+        WriteAcknowledgment::Nodes(nodes) => Acknowledgment::Nodes(nodes),
     };
     Ok(WriteConcern::builder()
         .w(acknowledgment)

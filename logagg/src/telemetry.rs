@@ -16,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::TelemetrySettings;
+use crate::settings::{LogFormat, TelemetrySettings};
 
 /// Installs the global tracing subscriber: text or JSON, filtered by `log_level`.
 /// A second call (as in tests running several services) keeps the first.
 pub fn init_tracing(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _already_installed = if settings.log_format == "json" {
+    let _already_installed = if settings.log_format == LogFormat::Json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()

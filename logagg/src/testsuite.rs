@@ -13,7 +13,7 @@ use lapin::{Channel, Connection};
 
 use crate::broker;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::Database;
 
 /// RabbitMQ for tests: `LOGAGG_TEST_AMQP_URL`, or the local broker.
 pub fn amqp_url() -> String {
@@ -57,7 +57,7 @@ pub struct TestContext {
     pub settings: Settings,
     pub connection: Connection,
     pub channel: Channel,
-    pub store: Store,
+    pub store: Database,
     /// Set by [`TestContext::cleanup`]; otherwise `Drop` cleans up.
     cleaned_up: bool,
 }
@@ -97,7 +97,7 @@ impl TestContext {
         crate::topology::declare(&channel, &settings.broker)
             .await
             .expect("declaring the test topology");
-        let store = Store::connect(&settings.store, "logagg-tests")
+        let store = Database::connect(&settings.store, "logagg-tests")
             .await
             .expect("mongo client");
         await_store(&store).await;
@@ -259,7 +259,7 @@ impl Drop for TestContext {
                         .await
                         .ok()?;
                     let channel = connection.create_channel().await.ok()?;
-                    let store = Store::connect(&settings.store, "logagg-tests-cleanup")
+                    let store = Database::connect(&settings.store, "logagg-tests-cleanup")
                         .await
                         .ok()?;
                     delete_test_world(&settings, &channel, &store).await;
@@ -281,7 +281,7 @@ impl Drop for TestContext {
 }
 
 /// Deletes the queues, exchanges and database named by a test's `settings`.
-async fn delete_test_world(settings: &Settings, channel: &Channel, store: &Store) {
+async fn delete_test_world(settings: &Settings, channel: &Channel, store: &Database) {
     let broker_settings = &settings.broker;
     for queue in [
         &broker_settings.storage_queue,
@@ -330,13 +330,13 @@ pub async fn await_broker(settings: &Settings) -> Connection {
 pub async fn bench_common_words(
     settings: &crate::settings::StoreSettings,
     sample: impl FnOnce(usize) -> Vec<crate::LogRecord>,
-) -> Option<Store> {
+) -> Option<Database> {
     if std::env::var("BENCH_COLD").is_ok_and(|value| value == "1") {
         return None;
     }
     let mut settings = settings.clone();
     settings.common_word_grace_seconds = 0;
-    let store = Store::connect(&settings, "bench-common-words")
+    let store = Database::connect(&settings, "bench-common-words")
         .await
         .expect("store");
     let records = sample(settings.common_word_sample);
@@ -344,7 +344,7 @@ pub async fn bench_common_words(
     Some(store)
 }
 
-pub async fn await_store(store: &Store) {
+pub async fn await_store(store: &Database) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match store.ping().await {

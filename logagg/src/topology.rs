@@ -8,7 +8,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
 use crate::broker::BrokerError;
-use crate::settings::BrokerSettings;
+use crate::settings::{BrokerSettings, DeadLetterStrategy, QueueType};
 
 /// Binding key matching every `<service>.<severity>` routing key.
 pub const ALL_KEYS: &str = "#";
@@ -197,14 +197,14 @@ pub fn storage_queue_arguments(settings: &BrokerSettings) -> FieldTable {
     argument(
         &mut arguments,
         "x-queue-type",
-        text(&settings.storage_queue_type),
+        text(settings.storage_queue_type.as_str()),
     );
     argument(
         &mut arguments,
         "x-dead-letter-exchange",
         text(&settings.dead_letter_exchange),
     );
-    if settings.storage_queue_type == "quorum" {
+    if settings.storage_queue_type == QueueType::Quorum {
         argument(
             &mut arguments,
             "x-delivery-limit",
@@ -213,9 +213,9 @@ pub fn storage_queue_arguments(settings: &BrokerSettings) -> FieldTable {
         argument(
             &mut arguments,
             "x-dead-letter-strategy",
-            text(&settings.dead_letter_strategy),
+            text(settings.dead_letter_strategy.as_str()),
         );
-        if settings.dead_letter_strategy == "at-least-once" {
+        if settings.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce {
             // RabbitMQ requires reject-publish overflow for at-least-once dead-lettering; with
             // no length limit set it never rejects anything.
             argument(&mut arguments, "x-overflow", text("reject-publish"));
@@ -230,7 +230,7 @@ pub fn dead_letter_queue_arguments(settings: &BrokerSettings) -> FieldTable {
     argument(
         &mut arguments,
         "x-queue-type",
-        text(&settings.storage_queue_type),
+        text(settings.storage_queue_type.as_str()),
     );
     arguments
 }
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn classic_storage_queue_gets_no_quorum_only_arguments() {
         let settings = BrokerSettings {
-            storage_queue_type: "classic".into(),
+            storage_queue_type: QueueType::Classic,
             ..BrokerSettings::default()
         };
         let arguments = storage_queue_arguments(&settings);

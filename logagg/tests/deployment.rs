@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use logagg::settings::Settings;
+use logagg::settings::{LogFormat, Settings};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn workspace_root() -> &'static Path {
@@ -96,9 +96,9 @@ fn service_commands_name_workspace_binaries_and_valid_settings() {
             assert!(environment.contains_key("LOGAGG__BROKER__URL"), "{name}");
         }
         assert!(environment.contains_key("LOGAGG__STORE__URL"), "{name}");
-        let settings = Settings::load(&environment)
+        let settings = Settings::load_all(&environment)
             .unwrap_or_else(|error| panic!("{name}'s environment is not valid settings: {error}"));
-        assert_eq!(settings.telemetry.log_format, "json");
+        assert_eq!(settings.telemetry.log_format, LogFormat::Json);
     }
 }
 

@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use logagg::broker;
 use logagg::parse::{parse_message, Envelope};
-use logagg::settings::{AlertRule, SinkSettings};
+use logagg::settings::{AlertRule, RuleKind, SinkKind, SinkSettings};
 use logagg::testsuite::{bench_setting, wait_until, TestContext};
 use logagg::{LogRecord, Severity};
 use monitoring_service::monitor::Monitor;
@@ -38,21 +38,22 @@ fn main() {
 }
 
 fn five_rules() -> Vec<Rule> {
-    let rule = |name: &str, kind: &str, severity: &str, threshold: f64, window: u64| AlertRule {
-        name: name.into(),
-        kind: kind.into(),
-        min_severity: severity.into(),
-        threshold,
-        window_seconds: window,
-        min_volume: 20,
-        ..AlertRule::default()
-    };
+    let rule =
+        |name: &str, kind: RuleKind, severity: &str, threshold: f64, window: u64| AlertRule {
+            name: name.into(),
+            kind,
+            min_severity: severity.into(),
+            threshold,
+            window_seconds: window,
+            min_volume: 20,
+            ..AlertRule::default()
+        };
     [
-        rule("error_burst", "count", "error", 10.0, 60),
-        rule("warn_flood", "count", "warn", 200.0, 60),
-        rule("any_fatal", "count", "fatal", 1.0, 10),
-        rule("error_ratio", "ratio", "error", 0.5, 60),
-        rule("slow_errors", "count", "error", 500.0, 300),
+        rule("error_burst", RuleKind::Count, "error", 10.0, 60),
+        rule("warn_flood", RuleKind::Count, "warn", 200.0, 60),
+        rule("any_fatal", RuleKind::Count, "fatal", 1.0, 10),
+        rule("error_ratio", RuleKind::Ratio, "error", 0.5, 60),
+        rule("slow_errors", RuleKind::Count, "error", 500.0, 300),
     ]
     .iter()
     .map(Rule::compile)
@@ -104,7 +105,7 @@ fn evaluate(logs: usize) {
         .iter()
         .take(logs.min(500_000))
         .map(|record| {
-            let key = format!("{}.{}", record.service, record.severity.as_str());
+            let key = logagg::parse::routing_key(&record.service, record.severity);
             let body = serde_json::json!({ "message": record.message, "host": "h1" });
             (key, serde_json::to_vec(&body).expect("json"))
         })
@@ -164,7 +165,7 @@ async fn latency(alerts: usize) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut settings = context.settings.clone();
     settings.monitor.sinks = vec![SinkSettings {
-        kind: "webhook".into(),
+        kind: SinkKind::Webhook,
         url: format!("http://127.0.0.1:{port}/hook"),
         ..SinkSettings::default()
     }];

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use logagg::backoff::Backoff;
 use logagg::store::alerts::{FiringAlert, Opened, StoredAlert};
-use logagg::store::{Store, StoreError};
+use logagg::store::{Database, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -28,7 +28,7 @@ pub enum Command {
 
 /// Starts the keeper; send it commands, it stops at `shutdown` or when all senders go.
 pub fn start(
-    store: Store,
+    store: Database,
     notifier: Notifier,
     capacity: usize,
     shutdown: CancellationToken,
@@ -39,7 +39,7 @@ pub fn start(
 }
 
 async fn run(
-    store: Store,
+    store: Database,
     notifier: Notifier,
     mut commands: mpsc::Receiver<Command>,
     shutdown: CancellationToken,

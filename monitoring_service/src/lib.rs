@@ -13,20 +13,18 @@ pub mod sinks;
 pub mod window;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use logagg::backoff::Backoff;
-use logagg::settings::Settings;
-use logagg::store::Store;
+use logagg::runtime::{self, BrokerSession, Reconnecting, SessionError};
+use logagg::settings::{Section, Settings};
+use logagg::store::Database;
 use logagg::telemetry::{self, Health};
-use logagg::{broker, shutdown};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::consumer::{consume, Context};
 use crate::live::{LiveRoute, LiveStats};
@@ -36,6 +34,13 @@ use crate::sinks::Notifier;
 
 /// Name shown for the monitor's broker connection and MongoDB client.
 pub const SERVICE_NAME: &str = "monitoring_service";
+/// The settings sections the monitor reads and checks; the others are left unread.
+pub const SECTIONS: &[Section] = &[
+    Section::Broker,
+    Section::Database,
+    Section::Telemetry,
+    Section::Monitor,
+];
 /// Alert transitions waiting for the keeper at most.
 const KEEPER_QUEUE: usize = 10_000;
 
@@ -56,7 +61,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         telemetry::serve_admin(&settings.telemetry.admin_listen, admin, shutdown.clone())
             .await
             .context("binding the admin server")?;
-    let store = Store::connect(&settings.store, SERVICE_NAME)
+    let store = Database::connect(&settings.store, SERVICE_NAME)
         .await
         .context("configuring the MongoDB client")?;
     let notifier = Notifier::start(
@@ -80,40 +85,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         settings: Arc::clone(&settings),
     };
 
-    let mut reconnect = Backoff::new(
-        Duration::from_millis(settings.broker.reconnect_initial_ms),
-        Duration::from_millis(settings.broker.reconnect_max_ms),
-    );
-    while !shutdown.is_cancelled() {
-        let Some(connection) =
-            broker::connect_with_backoff(&settings.broker, SERVICE_NAME, &shutdown).await
-        else {
-            break;
-        };
-        let outcome = consume(&connection, &mut context).await;
-        health.set("broker", false);
-        let _ = connection
-            .close(200, "monitor reconnecting or stopping".into())
-            .await;
-        match outcome {
-            Ok(()) => break,
-            Err(error) => {
-                let delay = reconnect.next_delay();
-                if let Some(hint) = error.hint() {
-                    tracing::error!(%error, %hint, "cannot consume until an operator fixes the broker topology");
-                } else {
-                    warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker session lost; reconnecting");
-                }
-                if !shutdown::sleep_unless_cancelled(delay, &shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
+    let names = Reconnecting {
+        connection_name: SERVICE_NAME,
+        reconnects_metric: metrics::RECONNECTS,
+    };
+    runtime::run_with_reconnect(&settings.broker, names, &health, &shutdown, &mut context).await;
     store.shutdown().await;
     info!("monitor stopped");
     let _ = admin_task.await;
     Ok(())
+}
+
+impl BrokerSession for Context {
+    async fn run(&mut self, connection: &lapin::Connection) -> Result<(), SessionError> {
+        Ok(consume(connection, self).await?)
+    }
 }
 
 /// The body of `GET /api/v1/live`.

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use logagg::record::HttpFields;
 use logagg::sketch::LatencySketch;
-use logagg::store::stats::{normalise_path, status_class_index};
+use logagg::store::stats::normalise_path;
+use logagg::StatusClass;
 use serde::Serialize;
 
 /// Slots per window.
@@ -97,8 +98,8 @@ impl LiveStats {
             };
         }
         slot.requests += 1;
-        if let Some(class) = http.status.and_then(status_class_index) {
-            slot.classes[class] += 1;
+        if let Some(class) = http.status.and_then(StatusClass::of) {
+            slot.classes[class.index()] += 1;
         }
         if let Some(duration) = http.duration_ms {
             slot.latency.add(duration);
@@ -134,7 +135,7 @@ impl LiveStats {
                         .iter()
                         .enumerate()
                         .filter(|(_, count)| **count > 0)
-                        .map(|(index, count)| (format!("{}xx", index + 1), *count))
+                        .map(|(index, count)| (StatusClass::ALL[index].as_str().to_owned(), *count))
                         .collect(),
                     latency_ms: latency.quantile(0.5).map(|p50| Quantiles {
                         p50,

@@ -21,6 +21,7 @@ pub const SERVICES_OVERFLOWED: &str = "logagg_monitor_services_overflowed_total"
 pub const ROUTE_RATE: &str = "logagg_monitor_route_requests_per_second";
 pub const ROUTE_LATENCY: &str = "logagg_monitor_route_latency_ms";
 pub const ROUTE_RESPONSES: &str = "logagg_monitor_route_responses";
+pub const RECONNECTS: &str = "logagg_monitor_broker_reconnects_total";
 
 /// Registers descriptions so `/metrics` explains each series.
 pub fn describe() {
@@ -66,6 +67,10 @@ pub fn describe() {
         "Notifications dropped because a sink's queue was full."
     );
     metrics::describe_gauge!(SERVICES, "Services being watched.");
+    metrics::describe_counter!(
+        RECONNECTS,
+        "Times the broker connection was re-established."
+    );
     metrics::describe_counter!(
         SERVICES_OVERFLOWED,
         "Logs skipped: more services than monitor.max_services."

@@ -35,12 +35,11 @@ impl Rule {
         Rule {
             name: rule.name.clone(),
             services: rule.services.clone(),
-            kind: if rule.kind == "ratio" {
-                RuleKind::Ratio {
+            kind: match rule.kind {
+                logagg::settings::RuleKind::Ratio => RuleKind::Ratio {
                     min_volume: rule.min_volume,
-                }
-            } else {
-                RuleKind::Count
+                },
+                logagg::settings::RuleKind::Count => RuleKind::Count,
             },
             min_severity: rule.min_severity.parse().unwrap_or(Severity::Error),
             threshold: rule.threshold,
@@ -269,7 +268,7 @@ mod tests {
     fn a_ratio_needs_its_volume() {
         let rule = Rule::compile(&AlertRule {
             name: "ratio".into(),
-            kind: "ratio".into(),
+            kind: logagg::settings::RuleKind::Ratio,
             threshold: 0.5,
             min_volume: 10,
             ..AlertRule::default()

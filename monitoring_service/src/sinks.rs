@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::BasicProperties;
 use logagg::backoff::Backoff;
 use logagg::broker;
-use logagg::settings::{BrokerSettings, SinkSettings};
+use logagg::runtime::{Declare, LazyChannel};
+use logagg::settings::{BrokerSettings, SinkKind, SinkSettings};
 use logagg::store::alerts::StoredAlert;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -66,11 +67,11 @@ impl Notifier {
         let client = reqwest::Client::new();
         let mut queues = Vec::new();
         for (index, sink) in sinks.iter().enumerate() {
-            let name = format!("{}-{index}", sink.kind);
+            let name = format!("{}-{index}", sink.kind.as_str());
             let (sender, receiver) = mpsc::channel(queue);
             tokio::spawn(run_sink(
                 Sink::Http {
-                    kind: sink.kind.clone(),
+                    kind: sink.kind,
                     settings: sink.clone(),
                     client: client.clone(),
                 },
@@ -82,10 +83,11 @@ impl Notifier {
         }
         let (sender, receiver) = mpsc::channel(queue);
         tokio::spawn(run_sink(
-            Sink::Exchange {
-                settings: broker_settings.clone(),
-                open: None,
-            },
+            Sink::Exchange(LazyChannel::new(
+                broker_settings.clone(),
+                "monitoring_service-alerts",
+                Declare::AlertsExchange,
+            )),
             "alerts-exchange".into(),
             receiver,
             shutdown.clone(),
@@ -109,14 +111,12 @@ impl Notifier {
 #[allow(clippy::large_enum_variant)]
 enum Sink {
     Http {
-        kind: String,
+        kind: SinkKind,
         settings: SinkSettings,
         client: reqwest::Client,
     },
-    Exchange {
-        settings: BrokerSettings,
-        open: Option<(Connection, Channel)>,
-    },
+    /// The alerts exchange, over a channel opened on first use.
+    Exchange(LazyChannel),
 }
 
 async fn run_sink(
@@ -135,7 +135,7 @@ async fn run_sink(
         };
         let (attempts, initial_ms) = match &sink {
             Sink::Http { settings, .. } => (settings.max_attempts, settings.retry_initial_ms),
-            Sink::Exchange { .. } => (5, 500),
+            Sink::Exchange(_) => (5, 500),
         };
         let mut backoff = Backoff::new(Duration::from_millis(initial_ms), Duration::from_secs(30));
         let mut delivered = false;
@@ -176,14 +176,14 @@ impl Sink {
                 settings,
                 client,
             } => {
-                if kind == "log" {
+                if *kind == SinkKind::Log {
                     info!(alert = %notification.alert.id, "{}", notification.summary());
                     return Ok(());
                 }
                 let request = client
                     .post(&settings.url)
                     .timeout(Duration::from_millis(settings.timeout_ms));
-                let request = if kind == "slack" {
+                let request = if *kind == SinkKind::Slack {
                     request.json(&serde_json::json!({ "text": notification.summary() }))
                 } else {
                     request.json(notification)
@@ -195,16 +195,8 @@ impl Sink {
                     Err(format!("HTTP {}", response.status()))
                 }
             }
-            Sink::Exchange { settings, open } => {
-                if open
-                    .as_ref()
-                    .is_none_or(|(_, channel)| !channel.status().connected())
-                {
-                    *open = Some(open_alerts_channel(settings).await?);
-                }
-                let Some((_, channel)) = open.as_ref() else {
-                    return Err("no channel".into());
-                };
+            Sink::Exchange(lazy) => {
+                let channel = lazy.channel().await.map_err(|error| error.to_string())?;
                 let body = serde_json::to_vec(notification).map_err(|error| error.to_string())?;
                 let routing_key = format!(
                     "alert.{}.{}",
@@ -217,31 +209,18 @@ impl Sink {
                         format!("{}.{}", notification.alert.id, notification.event).into(),
                     );
                 let published = broker::publish_alert(
-                    channel,
-                    &settings.alerts_exchange,
+                    &channel,
+                    &lazy.settings().alerts_exchange,
                     &routing_key,
                     &body,
                     properties,
                 )
                 .await;
                 if published.is_err() {
-                    *open = None;
+                    lazy.reset().await;
                 }
                 published.map_err(|error| error.to_string())
             }
         }
     }
-}
-
-async fn open_alerts_channel(settings: &BrokerSettings) -> Result<(Connection, Channel), String> {
-    let connection = broker::connect(settings, "monitoring_service-alerts")
-        .await
-        .map_err(|error| error.to_string())?;
-    let channel = broker::confirm_channel(&connection)
-        .await
-        .map_err(|error| error.to_string())?;
-    logagg::topology::declare_alerts_exchange(&channel, settings)
-        .await
-        .map_err(|error| error.to_string())?;
-    Ok((connection, channel))
 }

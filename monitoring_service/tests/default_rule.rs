@@ -7,7 +7,7 @@ use logagg::parse::{parse_message, Envelope};
 use logagg::settings::MonitorSettings;
 use monitoring_service::monitor::{AlertEvent, Monitor};
 use monitoring_service::rules::Rule;
-use source_service::scenario::{PhaseKind, ScenarioGenerator, Timeline};
+use source_service::load::scenario::{PhaseKind, ScenarioGenerator, Timeline};
 
 #[test]
 fn the_default_rule_fires_in_the_demo_failure_only_and_resolves_after_it() {

@@ -11,7 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use logagg::broker;
-use logagg::settings::{AlertRule, Settings, SinkSettings};
+use logagg::settings::{AlertRule, Settings, SinkKind, SinkSettings};
 use logagg::testsuite::{
     free_port, http_request, metric_in, scrape_metrics, wait_until, TestContext,
 };
@@ -85,20 +85,20 @@ fn monitor_settings(context: &TestContext, port: u16) -> Settings {
         cooldown_seconds: 1,
         ..AlertRule::default()
     }];
-    let sink = |kind: &str, path: &str| SinkSettings {
-        kind: kind.into(),
+    let sink = |kind: SinkKind, path: &str| SinkSettings {
+        kind,
         url: format!("http://127.0.0.1:{port}/{path}"),
         retry_initial_ms: 50,
         ..SinkSettings::default()
     };
     let slow = SinkSettings {
         timeout_ms: 60_000,
-        ..sink("webhook", "slow")
+        ..sink(SinkKind::Webhook, "slow")
     };
     settings.monitor.sinks = vec![
-        sink("webhook", "hook"),
-        sink("slack", "slack"),
-        sink("webhook", "flaky"),
+        sink(SinkKind::Webhook, "hook"),
+        sink(SinkKind::Slack, "slack"),
+        sink(SinkKind::Webhook, "flaky"),
         slow,
     ];
     settings.monitor.tick_ms = 100;

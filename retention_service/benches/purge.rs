@@ -18,7 +18,7 @@ use chrono::Utc;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use logagg::settings::RetentionSettings;
-use logagg::store::Store;
+use logagg::store::Database;
 use logagg::testsuite::{bench_setting, metric_value, TestContext};
 use logagg::{LogRecord, Severity};
 use retention_service::clock::SystemClock;
@@ -122,7 +122,7 @@ fn log(id: String, age: chrono::Duration) -> LogRecord {
 }
 
 /// Inserts `count` logs aged 11 to 20 days; returns the insert rate.
-async fn seed_expired(store: &Store, count: u64) -> f64 {
+async fn seed_expired(store: &Database, count: u64) -> f64 {
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let prefix = uuid::Uuid::now_v7().simple().to_string();
@@ -148,7 +148,7 @@ async fn seed_expired(store: &Store, count: u64) -> f64 {
 }
 
 /// Writes fresh logs in batches of 1,000 with 2 in flight for `window`; returns the rate.
-async fn ingest(store: &Store, window: Duration) -> f64 {
+async fn ingest(store: &Database, window: Duration) -> f64 {
     let written = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let prefix = uuid::Uuid::now_v7().simple().to_string();

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use logagg::http_error::{error_response, ErrorCode};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::purge::{PurgeError, Trigger};
@@ -28,11 +28,6 @@ pub fn router(requests: mpsc::Sender<RunRequest>) -> Router {
         .with_state(requests)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({ "error": { "code": code, "message": message.into() } });
-    (status, Json(body)).into_response()
-}
-
 async fn purge(
     State(requests): State<mpsc::Sender<RunRequest>>,
     params: Result<Query<PurgeParams>, QueryRejection>,
@@ -40,9 +35,9 @@ async fn purge(
     let Query(params) = match params {
         Ok(params) => params,
         Err(rejection) => {
-            return error(
+            return error_response(
                 StatusCode::BAD_REQUEST,
-                "bad_parameter",
+                ErrorCode::BadParameter,
                 rejection.body_text(),
             )
         }
@@ -54,28 +49,30 @@ async fn purge(
         reply: Some(reply),
     };
     if requests.try_send(request).is_err() {
-        return error(
+        return error_response(
             StatusCode::CONFLICT,
-            "busy",
+            ErrorCode::Busy,
             "purges are already queued on this replica; try again when they are done",
         );
     }
     match answer.await {
         Ok(Ok(report)) => (StatusCode::OK, Json(report)).into_response(),
-        Ok(Err(purge_error @ PurgeError::LeaseHeld(_))) => {
-            error(StatusCode::CONFLICT, "lease_held", purge_error.to_string())
-        }
+        Ok(Err(purge_error @ PurgeError::LeaseHeld(_))) => error_response(
+            StatusCode::CONFLICT,
+            ErrorCode::LeaseHeld,
+            purge_error.to_string(),
+        ),
         Ok(Err(purge_error)) => {
             tracing::warn!(error = %purge_error, "manual purge failed");
-            error(
+            error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 purge_error.reason(),
                 purge_error.to_string(),
             )
         }
-        Err(_) => error(
+        Err(_) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the service stopped before running the purge",
         ),
     }

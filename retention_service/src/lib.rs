@@ -11,12 +11,11 @@ pub mod service;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use logagg::backoff::{retry_until_ok, Backoff};
-use logagg::settings::Settings;
-use logagg::store::{InsertOutcome, Store};
+use logagg::backoff::retry_until_ok;
+use logagg::settings::{Section, Settings};
+use logagg::store::{Database, InsertOutcome};
 use logagg::telemetry::{self, Health};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -28,6 +27,8 @@ use crate::purge::{Purger, RunReport, Trigger};
 
 /// Name shown for the service's MongoDB client and in lease holders.
 pub const SERVICE_NAME: &str = "retention_service";
+/// The settings sections retention reads and checks; the others are left unread.
+pub const SECTIONS: &[Section] = &[Section::Database, Section::Telemetry, Section::Retention];
 
 /// Runs the service until `shutdown`: admin server (with `POST /api/v1/purge`), indexes, the
 /// cron job, and the loop that runs purges.
@@ -52,7 +53,7 @@ pub async fn run(
     let purger = connect(&settings, clock, shutdown.clone()).await?;
     let ready = retry_until_ok(
         "create indexes",
-        Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+        logagg::runtime::startup_backoff(),
         &shutdown,
         || purger.store.ensure_retention_indexes(),
     )
@@ -105,7 +106,7 @@ pub struct RestoreReport {
 /// Writes the documents of archive files back into the logs collection. Records already
 /// there are left as they are, so restoring twice is harmless.
 pub async fn restore(settings: &Settings, files: &[PathBuf]) -> anyhow::Result<RestoreReport> {
-    let store = Store::connect(&settings.store, SERVICE_NAME)
+    let store = Database::connect(&settings.store, SERVICE_NAME)
         .await
         .context("configuring the MongoDB client")?;
     let mut report = RestoreReport::default();
@@ -143,7 +144,7 @@ async fn connect(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Purger> {
-    let store = Store::connect(&settings.store, SERVICE_NAME)
+    let store = Database::connect(&settings.store, SERVICE_NAME)
         .await
         .context("configuring the MongoDB client")?;
     Ok(Purger {

@@ -37,7 +37,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::from_process_env().context("loading settings")?;
+    let settings =
+        Settings::from_process_env(retention_service::SECTIONS).context("loading settings")?;
     telemetry::init_tracing(&settings.telemetry);
     let shutdown_token = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown_token.clone());

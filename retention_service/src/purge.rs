@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
+use logagg::http_error::ErrorCode;
 use logagg::settings::RetentionSettings;
 use logagg::shutdown::sleep_unless_cancelled;
 use logagg::store::lease::LeaseHolder;
 use logagg::store::retention::{run_status, PurgeTarget};
-use logagg::store::{Store, StoreError};
+use logagg::store::{Database, StoreError};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -60,7 +61,7 @@ pub enum PurgeError {
     #[error("purge interrupted by shutdown; the next run completes it")]
     Interrupted,
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Database(#[from] StoreError),
     #[error("archiving failed, nothing of the batch was deleted: {0}")]
     Archive(#[from] ArchiveError),
     #[error("archive task failed: {0}")]
@@ -69,13 +70,13 @@ pub enum PurgeError {
 
 impl PurgeError {
     /// Label for the failures metric.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> ErrorCode {
         match self {
-            PurgeError::LeaseHeld(_) => "lease_held",
-            PurgeError::LeaseLost(_) => "lease_lost",
-            PurgeError::Interrupted => "interrupted",
-            PurgeError::Store(_) => "store",
-            PurgeError::Archive(_) | PurgeError::ArchiveTask(_) => "archive",
+            PurgeError::LeaseHeld(_) => ErrorCode::LeaseHeld,
+            PurgeError::LeaseLost(_) => ErrorCode::LeaseLost,
+            PurgeError::Interrupted => ErrorCode::Interrupted,
+            PurgeError::Database(_) => ErrorCode::Database,
+            PurgeError::Archive(_) | PurgeError::ArchiveTask(_) => ErrorCode::Archive,
         }
     }
 }
@@ -118,7 +119,7 @@ impl RunReport {
 /// Everything a run needs. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Purger {
-    pub store: Store,
+    pub store: Database,
     pub settings: Arc<RetentionSettings>,
     pub clock: Arc<dyn Clock>,
     /// This replica's name in the lease and run records.
@@ -388,7 +389,8 @@ impl Purger {
             }
             Some(error) => {
                 metrics::counter!(metrics::RUNS, "outcome" => "failed").increment(1);
-                metrics::counter!(metrics::FAILURES, "reason" => error.reason()).increment(1);
+                metrics::counter!(metrics::FAILURES, "reason" => error.reason().as_str())
+                    .increment(1);
                 warn!(run_id = %report.run_id, %error, deleted = report.total_deleted(), "purge stopped early");
             }
         }

@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use logagg::settings::{RetentionPolicy, RetentionSettings};
 use logagg::store::retention::{run_status, windowed_filter, PurgeTarget};
 use logagg::store::stats::Rollup;
-use logagg::store::Store;
+use logagg::store::Database;
 use logagg::testsuite::{free_port, http_request, metric_in, wait_until, TestContext};
 use logagg::{LogRecord, Severity};
 use retention_service::archive::read_archive;
@@ -98,7 +98,7 @@ fn spread_logs(now: DateTime<Utc>, days: i64) -> Vec<(LogRecord, f64)> {
     logs
 }
 
-async fn seed(store: &Store, logs: &[(LogRecord, f64)]) {
+async fn seed(store: &Database, logs: &[(LogRecord, f64)]) {
     let records: Vec<LogRecord> = logs.iter().map(|(record, _)| record.clone()).collect();
     for chunk in records.chunks(1_000) {
         let outcome = store.insert_records(chunk).await.expect("seeding");
@@ -113,7 +113,7 @@ async fn seed(store: &Store, logs: &[(LogRecord, f64)]) {
         .expect("creating indexes");
 }
 
-async fn all_documents(store: &Store) -> Vec<Document> {
+async fn all_documents(store: &Database) -> Vec<Document> {
     store
         .logs()
         .find(doc! {})
@@ -125,7 +125,7 @@ async fn all_documents(store: &Store) -> Vec<Document> {
         .expect("documents")
 }
 
-async fn stored_ids(store: &Store) -> BTreeSet<String> {
+async fn stored_ids(store: &Database) -> BTreeSet<String> {
     all_documents(store)
         .await
         .iter()
@@ -156,7 +156,7 @@ fn expected_ids(logs: &[(LogRecord, f64)]) -> BTreeSet<String> {
 }
 
 /// Waits until fewer than `total` logs are stored: a purge is under way.
-async fn wait_for_deletes_to_begin(store: &Store, total: u64) {
+async fn wait_for_deletes_to_begin(store: &Database, total: u64) {
     let began = wait_until(Duration::from_secs(30), || async {
         store.logs().count_documents(doc! {}).await.unwrap_or(total) < total
     })

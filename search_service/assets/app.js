@@ -361,9 +361,24 @@ async function tail(params) {
 
 // ---- alerts --------------------------------------------------------------------------
 
+// How often the alerts page asks for news; it redraws only when the alerts changed.
+const ALERTS_POLL_MS = 5000;
+
+const loadAlerts = () => Promise.all([api("/api/v1/alerts?state=firing&limit=100"), api("/api/v1/alerts?state=resolved&limit=50")]);
+
 async function alerts(params) {
   const detail = el("div", { id: "alert-detail" });
-  const [firing, recent] = await Promise.all([api("/api/v1/alerts?state=firing&limit=100"), api("/api/v1/alerts?state=resolved&limit=50")]);
+  const [firing, recent] = await loadAlerts();
+  const shown = JSON.stringify([firing.alerts, recent.alerts]);
+  const poll = setInterval(async () => {
+    try {
+      const [nowFiring, nowRecent] = await loadAlerts();
+      if (JSON.stringify([nowFiring.alerts, nowRecent.alerts]) !== shown) render();
+    } catch (error) {
+      // The next poll tries again; the page keeps what it shows.
+    }
+  }, ALERTS_POLL_MS);
+  stopCurrentPage = () => clearInterval(poll);
   const list = (items) => items.length
     ? el("table", {}, el("tr", {}, el("th", {}, "rule"), el("th", {}, "service"), el("th", {}, "value"), el("th", {}, "started"), el("th", { class: "optional" }, "resolved")),
       items.map((alert) => el("tr", { class: `row alert-${alert.state}`, "data-id": alert.id, onclick: () => setRoute("/alerts", new URLSearchParams({ id: alert.id })) },

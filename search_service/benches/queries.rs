@@ -23,7 +23,7 @@ use futures::StreamExt;
 use logagg::record::HttpFields;
 use logagg::store::stats::Rollup;
 use logagg::store::words::common_fields;
-use logagg::store::Store;
+use logagg::store::Database;
 use logagg::testsuite::{bench_common_words, bench_setting, TestContext};
 use logagg::{LogRecord, Severity};
 use search_service::api::{router, AppState};
@@ -144,7 +144,7 @@ fn record(
 }
 
 /// Stores the logs and their rollups the way collectors do: batches of 1,000, 2 in flight.
-async fn seed(store: &Store, records: u64, hours: u64) -> f64 {
+async fn seed(store: &Database, records: u64, hours: u64) -> f64 {
     let now = Utc::now();
     let started = Instant::now();
     let mut mix = Mix(0x9e37_79b9_7f4a_7c15);

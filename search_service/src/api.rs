@@ -17,30 +17,32 @@ use futures::{Stream, StreamExt};
 use logagg::api_keys::{self, ApiKeys};
 use logagg::settings::SearchSettings;
 use logagg::settings::Settings;
+use logagg::store::alerts::AlertState;
 use logagg::store::search::{Order, PageCursor, PageRequest};
-use logagg::store::{document_to_record, fields, Store};
+use logagg::store::{document_to_record, fields, Database};
 use logagg::LogRecord;
 use logagg::Severity;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::alerts::{AlertView, Alerts};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::openapi::{
     AlertParams, ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams,
 };
 use crate::query::{parse_time, LogQuery, QueryError, NOT_FOR_STATS, NOT_FOR_TAIL};
 use crate::stats::{self, Services, Stats};
 use crate::tail::{TailEvent, Tails};
+use logagg::http_error::ErrorBody;
 
 /// What every handler needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub store: Store,
+    pub store: Database,
     pub settings: Arc<SearchSettings>,
     pub tails: Arc<Tails>,
     pub keys: ApiKeys,
@@ -48,7 +50,7 @@ pub struct AppState {
 
 impl AppState {
     /// State for `settings`; live tails end when `shutdown` is cancelled.
-    pub fn new(store: Store, settings: &Settings, shutdown: CancellationToken) -> AppState {
+    pub fn new(store: Database, settings: &Settings, shutdown: CancellationToken) -> AppState {
         let search = &settings.search;
         AppState {
             store,
@@ -76,8 +78,9 @@ impl AppState {
     }
 }
 
-/// The API: `/api/v1/logs`, `/api/v1/logs/{id}`, and the compatible `/logs/...` routes; any
-/// other path is a JSON 404.
+/// The whole service: the data routes of [`api_routes`] (logs, one log, stats, services,
+/// the live tail, alerts and the compatible `/logs/...` routes) behind the API keys, the
+/// OpenAPI document, and the dashboard at `/`; any other path is a JSON 404.
 pub fn router(state: AppState) -> Router {
     let (routes, openapi) = api_routes().split_for_parts();
     let openapi = Arc::new(serde_json::to_value(&openapi).unwrap_or(Value::Null));
@@ -284,8 +287,10 @@ async fn list_alerts(
     }
     let wanted = match wanted.as_deref() {
         None | Some("all") => None,
-        Some(state @ ("firing" | "resolved")) => Some(state.to_owned()),
-        Some(_) => return Err(QueryError::new("state", "must be firing, resolved or all").into()),
+        Some(text) => Some(
+            text.parse::<AlertState>()
+                .map_err(|_| QueryError::new("state", "must be firing, resolved or all"))?,
+        ),
     };
     if let Some(service) = &service {
         logagg::parse::validate_service(service)
@@ -299,12 +304,12 @@ async fn list_alerts(
             .filter(|limit| (1..=500).contains(limit))
             .ok_or_else(|| QueryError::new("limit", "must be between 1 and 500"))?,
     };
-    let documents = state
+    let entries = state
         .store
-        .list_alerts(wanted.as_deref(), service.as_deref(), limit)
+        .list_alerts(wanted, service.as_deref(), limit)
         .await?;
     Ok(Json(Alerts {
-        alerts: documents.iter().map(AlertView::from_document).collect(),
+        alerts: entries.into_iter().map(AlertView::from).collect(),
     }))
 }
 
@@ -353,9 +358,11 @@ fn sse_event(event: TailEvent) -> Event {
             .id(record.id.clone())
             .json_data(&record)
             .unwrap_or_else(|_| Event::default().event("log").data("null")),
-        TailEvent::End(end) => Event::default()
-            .event("dropped")
-            .data(json!({ "error": { "code": end.code(), "message": end.message() } }).to_string()),
+        TailEvent::End(end) => Event::default().event("dropped").data(
+            ErrorBody::new(end.code(), end.message())
+                .to_json()
+                .to_string(),
+        ),
     }
 }
 

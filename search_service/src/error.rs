@@ -1,28 +1,13 @@
-//! The API's errors: each maps to a status and the body `{"error": {"code", "message"}}`.
+//! The API's errors: each maps to a status and a code of `logagg::http_error`, answered with
+//! its one body `{"error": {"code", "message"}}`.
 //! Server-side failures are logged here and reach the client without internals.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use logagg::http_error::{error_response, ErrorCode};
 use logagg::store::StoreError;
-use serde::Serialize;
 
 use crate::query::QueryError;
-
-/// The body of every error answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, for programs: `bad_parameter`, `not_found`, `unauthorized`,
-    /// `store_unavailable`, `query_timeout`, `broker_unavailable`, `too_many_tails`.
-    pub code: &'static str,
-    /// For people; names the parameter at fault.
-    pub message: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -59,14 +44,19 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::BrokerUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
-            ApiError::TooManyTails => (StatusCode::SERVICE_UNAVAILABLE, "too_many_tails"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ApiError::QueryTimeout => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
+            ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, ErrorCode::BadParameter),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::BrokerUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::BrokerUnavailable,
+            ),
+            ApiError::TooManyTails => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooManyTails),
+            ApiError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable)
+            }
+            ApiError::QueryTimeout => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::QueryTimeout),
         }
     }
 }
@@ -77,12 +67,6 @@ impl IntoResponse for ApiError {
         if let ApiError::Unavailable(source) = &self {
             tracing::warn!(error = %source, "search query failed");
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: self.to_string(),
-            },
-        };
-        (status, Json(body)).into_response()
+        error_response(status, code, self.to_string())
     }
 }

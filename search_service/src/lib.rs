@@ -1,5 +1,6 @@
-//! search_service: the REST API over stored logs (port 5000 by default), plus `/healthz` and
-//! `/metrics` on the admin port.
+//! search_service: the REST API over stored logs (port 5000 by default): logs, stats,
+//! services, alerts, the live tail and the dashboard; `/healthz` and `/metrics` on the admin
+//! port.
 
 pub mod alerts;
 pub mod api;
@@ -10,12 +11,10 @@ pub mod query;
 pub mod stats;
 pub mod tail;
 
-use std::time::Duration;
-
 use anyhow::Context;
-use logagg::backoff::{retry_until_ok, Backoff};
-use logagg::settings::Settings;
-use logagg::store::Store;
+use logagg::runtime;
+use logagg::settings::{Section, Settings};
+use logagg::store::Database;
 use logagg::telemetry::{self, Health};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +22,13 @@ use tracing::info;
 
 /// Name shown for the service's MongoDB client.
 pub const SERVICE_NAME: &str = "search_service";
+/// The settings sections search reads and checks; the others are left unread.
+pub const SECTIONS: &[Section] = &[
+    Section::Broker,
+    Section::Database,
+    Section::Telemetry,
+    Section::Search,
+];
 
 /// Serves the API until `shutdown`. MongoDB being down does not stop it: queries answer 503
 /// until it is back.
@@ -36,10 +42,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("binding the admin server")?;
-    let store = Store::connect(&settings.store, SERVICE_NAME)
+    let store = Database::connect(&settings.store, SERVICE_NAME)
         .await
         .context("configuring the MongoDB client")?;
-    let indexes = tokio::spawn(ensure_indexes(store.clone(), health, shutdown.clone()));
+    let indexes = tokio::spawn({
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        async move { runtime::ensure_indexes(&store, &health, &shutdown).await }
+    });
     let listener = TcpListener::bind(&settings.search.listen)
         .await
         .with_context(|| format!("binding search.listen {}", settings.search.listen))?;
@@ -60,17 +69,4 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     store.shutdown().await;
     let _ = admin_task.await;
     served.context("serving the API")
-}
-
-/// Creates the indexes the queries use, retrying while MongoDB is unreachable; marks the
-/// store healthy once done.
-async fn ensure_indexes(store: Store, health: Health, shutdown: CancellationToken) {
-    let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    if retry_until_ok("create indexes", backoff, &shutdown, || {
-        store.ensure_indexes()
-    })
-    .await
-    {
-        health.set("store", true);
-    }
 }

@@ -13,7 +13,8 @@ use logagg::words::{message_words, query_words};
 use logagg::{LogRecord, Severity};
 
 /// A parameter the request got wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parameter `{parameter}` {message}")]
 pub struct QueryError {
     pub parameter: String,
     pub message: String,
@@ -415,44 +416,57 @@ pub fn parse_time(
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    let age = parse_age(parameter, text).map_err(|error| {
-        if error.message.contains("at most") {
-            error
-        } else {
-            invalid()
-        }
-    })?;
-    now.checked_sub_signed(age)
-        .ok_or_else(|| QueryError::new(parameter, "must be an age of at most 100 years"))
+    match span(text) {
+        Ok(age) => now
+            .checked_sub_signed(age)
+            .ok_or_else(|| QueryError::new(parameter, "must be an age of at most 100 years")),
+        Err(SpanError::TooLong) => Err(QueryError::new(
+            parameter,
+            "must be an age of at most 100 years",
+        )),
+        Err(SpanError::NotASpan) => Err(invalid()),
+    }
+}
+
+/// Why a text is not an age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpanError {
+    NotASpan,
+    TooLong,
 }
 
 /// A span like `90s`, `15m`, `24h`, `7d`, `2w`: at most a century.
-pub fn parse_age(parameter: &str, text: &str) -> Result<Duration, QueryError> {
-    let invalid = || {
-        QueryError::new(
-            parameter,
-            format!("`{}` is not a span like 15m, 24h, 7d", clip(text)),
-        )
-    };
-    let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+fn span(text: &str) -> Result<Duration, SpanError> {
+    let split = text.len().checked_sub(1).ok_or(SpanError::NotASpan)?;
     if !text.is_char_boundary(split) {
-        return Err(invalid());
+        return Err(SpanError::NotASpan);
     }
     let (number, unit) = text.split_at(split);
-    let amount: i64 = number.parse().map_err(|_| invalid())?;
+    let amount: i64 = number.parse().map_err(|_| SpanError::NotASpan)?;
     let seconds_per_unit = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(invalid()),
+        _ => return Err(SpanError::NotASpan),
     };
     amount
         .checked_mul(seconds_per_unit)
         .filter(|seconds| (0..=100 * 366 * 86_400).contains(seconds))
         .and_then(Duration::try_seconds)
-        .ok_or_else(|| QueryError::new(parameter, "must be a span of at most 100 years"))
+        .ok_or(SpanError::TooLong)
+}
+
+/// A span like `90s`, `15m`, `24h`, `7d`, `2w` given as `parameter`: at most a century.
+pub fn parse_age(parameter: &str, text: &str) -> Result<Duration, QueryError> {
+    span(text).map_err(|error| match error {
+        SpanError::NotASpan => QueryError::new(
+            parameter,
+            format!("`{}` is not a span like 15m, 24h, 7d", clip(text)),
+        ),
+        SpanError::TooLong => QueryError::new(parameter, "must be a span of at most 100 years"),
+    })
 }
 
 fn parse_status(text: &str) -> Result<u16, QueryError> {
@@ -463,10 +477,9 @@ fn parse_status(text: &str) -> Result<u16, QueryError> {
 }
 
 fn parse_status_class(text: &str) -> Result<u16, QueryError> {
-    match text.to_ascii_lowercase().as_bytes() {
-        [digit @ b'1'..=b'5', b'x', b'x'] => Ok(u16::from(digit - b'0')),
-        _ => Err(QueryError::new("status_class", "must be one of 1xx … 5xx")),
-    }
+    text.parse::<logagg::StatusClass>()
+        .map(logagg::StatusClass::digit)
+        .map_err(|_| QueryError::new("status_class", "must be one of 1xx … 5xx"))
 }
 
 fn parse_attribute(

@@ -10,15 +10,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Document};
 use chrono::{DateTime, Utc};
 use logagg::sketch::LatencySketch;
 use logagg::store::stats::{
-    normalise_path, parse_bucket_key, stat_fields, status_class_index, HOUR_MS, KIND_ACCESS,
-    KIND_COUNTS, MINUTE_MS,
+    normalise_path, stat_fields, AccessRollup, CountsRollup, RollupDocument, HOUR_MS, KIND_COUNTS,
+    MINUTE_MS,
 };
-use logagg::store::{fields, Store};
-use logagg::Severity;
+use logagg::store::{fields, Database};
+use logagg::{Severity, StatusClass};
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -197,9 +197,9 @@ impl Accumulator {
         route.requests += 1;
         if let Some(class) = status
             .and_then(|status| u16::try_from(status).ok())
-            .and_then(status_class_index)
+            .and_then(StatusClass::of)
         {
-            route.classes[class] += 1;
+            route.classes[class.index()] += 1;
         }
         if let Some(duration) = duration {
             route.latency.add(duration);
@@ -207,56 +207,24 @@ impl Accumulator {
     }
 
     /// A counts rollup: each of its minutes inside the range.
-    fn add_counts_rollup(&mut self, document: &Document) {
-        let (Ok(hour), Ok(service), Some(severity), Ok(minutes)) = (
-            document.get_datetime(stat_fields::TIME),
-            document.get_str(stat_fields::SERVICE),
-            severity_of(document),
-            document.get_document(stat_fields::MINUTES),
-        ) else {
-            return;
-        };
+    fn add_counts_rollup(&mut self, rollup: &CountsRollup) {
         let first_minute = self.from_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-        for (minute, count) in minutes {
-            let Ok(minute) = minute.parse::<i64>() else {
-                continue;
-            };
-            let time_ms = hour.timestamp_millis() + minute * MINUTE_MS;
+        for (minute, count) in &rollup.minutes {
+            let time_ms = rollup.hour.timestamp_millis() + i64::from(*minute) * MINUTE_MS;
             if (first_minute..=self.to_ms).contains(&time_ms) {
-                self.add_count(time_ms, service, severity, count_of(count));
+                self.add_count(time_ms, &rollup.service, rollup.severity, *count);
             }
         }
     }
 
     /// An access rollup (whole hour).
-    fn add_access_rollup(&mut self, document: &Document) {
-        let (Ok(service), Ok(method), Ok(path)) = (
-            document.get_str(stat_fields::SERVICE),
-            document.get_str(stat_fields::METHOD),
-            document.get_str(stat_fields::PATH),
-        ) else {
-            return;
-        };
-        let route = self.route(service, method, path);
-        route.requests += document.get(stat_fields::COUNT).map_or(0, count_of);
-        if let Ok(classes) = document.get_document(stat_fields::CLASSES) {
-            for (class, count) in classes {
-                let index = class
-                    .strip_suffix("xx")
-                    .and_then(|digit| digit.parse::<usize>().ok())
-                    .filter(|digit| (1..=5).contains(digit));
-                if let Some(digit) = index {
-                    route.classes[digit - 1] += count_of(count);
-                }
-            }
+    fn add_access_rollup(&mut self, rollup: &AccessRollup) {
+        let route = self.route(&rollup.service, &rollup.method, &rollup.path);
+        route.requests += rollup.requests;
+        for (total, count) in route.classes.iter_mut().zip(rollup.classes) {
+            *total += count;
         }
-        if let Ok(latency) = document.get_document(stat_fields::LATENCY) {
-            for (bucket, count) in latency {
-                if let Some(bucket) = parse_bucket_key(bucket) {
-                    route.latency.add_to_bucket(bucket, count_of(count));
-                }
-            }
-        }
+        route.latency.merge(&rollup.latency);
     }
 
     fn finish(self, source: StatsSource, took: Duration) -> Stats {
@@ -294,7 +262,7 @@ impl Accumulator {
                     .iter()
                     .enumerate()
                     .filter(|(_, count)| **count > 0)
-                    .map(|(index, count)| (format!("{}xx", index + 1), *count))
+                    .map(|(index, count)| (StatusClass::ALL[index].as_str().to_owned(), *count))
                     .collect(),
                 latency_ms: route.latency.quantile(0.5).map(|p50| Quantiles {
                     mean: route.latency.mean().unwrap_or(p50),
@@ -323,22 +291,6 @@ impl Accumulator {
             access,
             took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         }
-    }
-}
-
-fn severity_of(document: &Document) -> Option<Severity> {
-    document
-        .get_str(stat_fields::SEVERITY)
-        .ok()
-        .and_then(|severity| severity.parse().ok())
-}
-
-fn count_of(value: &Bson) -> u64 {
-    match value {
-        Bson::Int32(count) => u64::try_from(*count).unwrap_or(0),
-        Bson::Int64(count) => u64::try_from(*count).unwrap_or(0),
-        Bson::Double(count) if *count >= 0.0 => *count as u64,
-        _ => 0,
     }
 }
 
@@ -379,7 +331,7 @@ pub fn choose_interval(interval: Option<&str>, query: &LogQuery) -> Result<i64, 
 
 /// Computes the stats for `query` with buckets `interval_ms` wide.
 pub async fn stats(
-    store: &Store,
+    store: &Database,
     query: &LogQuery,
     interval_ms: i64,
     max_time: Duration,
@@ -426,12 +378,10 @@ pub async fn stats(
     );
     // Access rollups have no severity, so a severity filter leaves them out here and their
     // section is folded from the matching access logs instead.
-    let documents = store.find_stats(filter, max_time).await?;
-    for document in &documents {
-        match document.get_str(stat_fields::KIND) {
-            Ok(KIND_COUNTS) => accumulator.add_counts_rollup(document),
-            Ok(KIND_ACCESS) => accumulator.add_access_rollup(document),
-            _ => {}
+    for rollup in store.find_stats(filter, max_time).await? {
+        match &rollup {
+            RollupDocument::Counts(counts) => accumulator.add_counts_rollup(counts),
+            RollupDocument::Access(access) => accumulator.add_access_rollup(access),
         }
     }
     if !query.severities.is_empty() {
@@ -458,7 +408,7 @@ pub async fn stats(
 /// Every service in the rollups of `[from, to]` (or all of them), first and last seen and
 /// counts by severity.
 pub async fn services(
-    store: &Store,
+    store: &Database,
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     max_time: Duration,
 ) -> Result<Services, ApiError> {
@@ -473,34 +423,27 @@ pub async fn services(
             },
         );
     }
-    let documents = store.find_stats(filter, max_time).await?;
     let mut summaries: BTreeMap<String, ServiceSummary> = BTreeMap::new();
-    for document in &documents {
-        let (Ok(service), Some(severity), Ok(first), Ok(last)) = (
-            document.get_str(stat_fields::SERVICE),
-            severity_of(document),
-            document.get_datetime(stat_fields::FIRST),
-            document.get_datetime(stat_fields::LAST),
-        ) else {
+    for rollup in store.find_stats(filter, max_time).await? {
+        let RollupDocument::Counts(counts) = rollup else {
             continue;
         };
-        let count = document.get(stat_fields::COUNT).map_or(0, count_of);
         let summary = summaries
-            .entry(service.to_owned())
+            .entry(counts.service.clone())
             .or_insert_with(|| ServiceSummary {
-                service: service.to_owned(),
-                first_seen: first.to_chrono(),
-                last_seen: last.to_chrono(),
+                service: counts.service.clone(),
+                first_seen: counts.first,
+                last_seen: counts.last,
                 total: 0,
                 by_severity: BTreeMap::new(),
             });
-        summary.first_seen = summary.first_seen.min(first.to_chrono());
-        summary.last_seen = summary.last_seen.max(last.to_chrono());
-        summary.total += count;
+        summary.first_seen = summary.first_seen.min(counts.first);
+        summary.last_seen = summary.last_seen.max(counts.last);
+        summary.total += counts.count;
         *summary
             .by_severity
-            .entry(severity.as_str().to_owned())
-            .or_default() += count;
+            .entry(counts.severity.as_str().to_owned())
+            .or_default() += counts.count;
     }
     Ok(Services {
         services: summaries.into_values().collect(),

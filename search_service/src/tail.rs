@@ -6,18 +6,19 @@
 //! read them. A client that falls that far behind is told (`event: dropped`) and dropped.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
+use lapin::{Channel, Consumer};
 use logagg::broker;
+use logagg::http_error::ErrorCode;
 use logagg::parse::parse_records;
+use logagg::runtime::{Declare, LazyChannel};
 use logagg::settings::BrokerSettings;
 use logagg::topology;
 use logagg::LogRecord;
-use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -28,8 +29,6 @@ use crate::query::LogQuery;
 const PREFETCH: u16 = 256;
 /// Acks go out `multiple` every this many deliveries (less than [`PREFETCH`]).
 const ACK_EVERY: u64 = 64;
-/// Longest wait for RabbitMQ when a client opens a tail.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a tail stream yields.
 #[derive(Debug)]
@@ -52,11 +51,11 @@ pub enum TailEnd {
 }
 
 impl TailEnd {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            TailEnd::TooSlow => "too_slow",
-            TailEnd::BrokerLost => "broker_unavailable",
-            TailEnd::Shutdown => "shutting_down",
+            TailEnd::TooSlow => ErrorCode::TooSlow,
+            TailEnd::BrokerLost => ErrorCode::BrokerUnavailable,
+            TailEnd::Shutdown => ErrorCode::ShuttingDown,
         }
     }
 
@@ -72,8 +71,7 @@ impl TailEnd {
 /// Opens tails on one shared RabbitMQ connection, made on first use and remade when lost.
 #[derive(Debug)]
 pub struct Tails {
-    broker: BrokerSettings,
-    connection: Mutex<Option<Connection>>,
+    broker: LazyChannel,
     clients: Arc<Semaphore>,
     max_clients: usize,
     buffer: usize,
@@ -88,8 +86,7 @@ impl Tails {
         shutdown: CancellationToken,
     ) -> Tails {
         Tails {
-            broker,
-            connection: Mutex::new(None),
+            broker: LazyChannel::new(broker, crate::SERVICE_NAME, Declare::LogTopology),
             clients: Arc::new(Semaphore::new(max_clients)),
             max_clients,
             buffer,
@@ -140,32 +137,15 @@ impl Tails {
     }
 
     async fn channel(&self) -> Result<Channel, ApiError> {
-        let mut connection = self.connection.lock().await;
-        if let Some(open) = connection.as_ref().filter(|c| c.status().connected()) {
-            if let Ok(channel) = open.create_channel().await {
-                return Ok(channel);
-            }
-        }
-        let fresh = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            broker::connect(&self.broker, crate::SERVICE_NAME),
-        )
-        .await
-        .map_err(|_| ApiError::BrokerUnavailable)?
-        .map_err(|error| {
+        self.broker.new_channel().await.map_err(|error| {
             warn!(%error, "live tail cannot reach RabbitMQ");
             ApiError::BrokerUnavailable
-        })?;
-        let channel = fresh
-            .create_channel()
-            .await
-            .map_err(|_| ApiError::BrokerUnavailable)?;
-        *connection = Some(fresh);
-        Ok(channel)
+        })
     }
 
     async fn consume(&self, channel: &Channel) -> Result<Consumer, broker::BrokerError> {
-        let queue = topology::declare_tail_queue(channel, &self.broker, self.buffer).await?;
+        let queue =
+            topology::declare_tail_queue(channel, self.broker.settings(), self.buffer).await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await?;

@@ -220,7 +220,7 @@ async fn bad_input_gets_400_naming_the_parameter_and_unknown_routes_404() {
     let mut settings = context.settings.clone();
     settings.store.word_index = false;
     let without_words = router(AppState::new(
-        logagg::store::Store::connect(&settings.store, "search-tests")
+        logagg::store::Database::connect(&settings.store, "search-tests")
             .await
             .expect("client"),
         &settings,
@@ -705,7 +705,7 @@ async fn a_word_found_common_leaves_the_index_and_is_still_found_on_both_sides()
     writer_settings.common_word_sample = 20;
     writer_settings.common_word_ratio = 0.5;
     writer_settings.common_word_grace_seconds = 0;
-    let writer = logagg::store::Store::connect(&writer_settings, "test-writer")
+    let writer = logagg::store::Database::connect(&writer_settings, "test-writer")
         .await
         .expect("writer");
     let before = worded(0..20, Utc::now() - Duration::hours(2), "ok");

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use logagg::{settings::Settings, shutdown, telemetry};
+use logagg::settings::{MessageFormat, Section, Settings};
+use logagg::{shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -25,7 +26,7 @@ enum Command {
         rate: Option<u64>,
         /// `json` or `plain`.
         #[arg(long)]
-        format: Option<String>,
+        format: Option<MessageFormat>,
         /// Logs per message (JSON only): logs sharing a routing key go out as one batch.
         #[arg(long)]
         batch: Option<usize>,
@@ -75,6 +76,19 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The settings sections the command reads and checks.
+    fn sections(&self) -> &'static [Section] {
+        match self {
+            Command::Simulate { .. } | Command::Scenario { .. } => {
+                &[Section::Broker, Section::Telemetry, Section::Source]
+            }
+            Command::Gateway => &[Section::Broker, Section::Telemetry, Section::Gateway],
+            Command::Ship { .. } => &[Section::Broker, Section::Telemetry],
+        }
+    }
+}
+
 fn rand_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -84,7 +98,8 @@ fn rand_seed() -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut settings = Settings::from_process_env().context("loading settings")?;
+    let sections = cli.command.sections();
+    let mut settings = Settings::from_process_env(sections).context("loading settings")?;
     telemetry::init_tracing(&settings.telemetry);
     let shutdown_token = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown_token.clone());
@@ -109,8 +124,8 @@ async fn main() -> anyhow::Result<()> {
             batch,
         } => {
             settings.source.batch_records = batch.unwrap_or(settings.source.batch_records);
-            settings.validate().context("invalid flags")?;
-            use source_service::scenario::{PhaseKind, ScenarioGenerator, Timeline};
+            settings.validate(sections).context("invalid flags")?;
+            use source_service::load::scenario::{PhaseKind, ScenarioGenerator, Timeline};
             let timeline = match timeline {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
@@ -146,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
             state_dir,
             no_follow,
         } => {
-            let options = source_service::shipper::ShipOptions {
+            let options = source_service::ingest::shipper::ShipOptions {
                 path: file,
                 format: format.parse().map_err(anyhow::Error::msg)?,
                 service,
@@ -155,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
                 poll: std::time::Duration::from_millis(200),
             };
             let report =
-                source_service::shipper::ship(&settings, &options, &shutdown_token).await?;
+                source_service::ingest::shipper::ship(&settings, &options, &shutdown_token).await?;
             println!(
                 "shipped {} lines, dead-lettered {}",
                 report.shipped, report.dead_lettered
@@ -166,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
     settings.source.count = count.unwrap_or(settings.source.count);
     settings.source.rate = rate.unwrap_or(settings.source.rate);
     settings.source.format = format.unwrap_or(settings.source.format);
-    settings.validate().context("invalid flags")?;
+    settings.validate(sections).context("invalid flags")?;
     let report = source_service::run(settings, shutdown_token).await?;
     println!("{report}");
     Ok(())

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use logagg::settings::GatewaySettings;
 use logagg::testsuite::TestContext;
-use source_service::gateway::{router, Gateway};
+use source_service::ingest::gateway::{router, Gateway};
 use tower::ServiceExt;
 
 /// Sets the memory high watermark to 0 (every publisher blocked) until dropped.

@@ -10,7 +10,7 @@ use logagg::settings::GatewaySettings;
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
 use serde_json::Value;
-use source_service::gateway::{router, Gateway};
+use source_service::ingest::gateway::{router, Gateway};
 use tower::ServiceExt;
 
 fn app(context: &TestContext, settings: GatewaySettings) -> axum::Router {

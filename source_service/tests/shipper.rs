@@ -11,7 +11,7 @@ use std::time::Duration;
 use lapin::options::BasicGetOptions;
 use logagg::formats::LineFormat;
 use logagg::testsuite::{wait_until, TestContext};
-use source_service::shipper::{ship, ShipOptions};
+use source_service::ingest::shipper::{ship, ShipOptions};
 use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(30);

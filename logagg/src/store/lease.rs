@@ -11,7 +11,7 @@ use bson::{doc, Document};
 use chrono::{DateTime, Utc};
 use mongodb::error::{ErrorKind, WriteFailure};
 
-use super::{Store, StoreError, DUPLICATE_KEY};
+use super::{Database, StoreError, DUPLICATE_KEY};
 
 /// Field names of a lease document.
 pub mod lease_fields {
@@ -27,7 +27,7 @@ pub struct LeaseHolder {
     pub expires_at: DateTime<Utc>,
 }
 
-impl Store {
+impl Database {
     /// Takes or renews lease `name` for `holder` until `now + ttl`. `Ok(None)` when taken;
     /// `Ok(Some(holder))` when another replica holds it unexpired.
     pub async fn acquire_lease(

@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::{alert_fields, fields, Store, StoreError};
+use super::{alert_fields, fields, Database, StoreError};
 
 /// Index on alerts' resolution time, which retention purges by.
 pub const INDEX_ALERT_RESOLVED: &str = "resolved_at";
@@ -48,7 +48,7 @@ impl PurgeTarget {
 }
 
 /// `filter` with its time condition narrowed to `[from, until)`: the query
-/// [`Store::expired_batch`] sends.
+/// [`Database::expired_batch`] sends.
 pub fn windowed_filter(
     target: PurgeTarget,
     filter: Document,
@@ -70,7 +70,7 @@ pub fn windowed_filter(
     query
 }
 
-impl Store {
+impl Database {
     fn purge_collection(&self, target: PurgeTarget) -> &Collection<Document> {
         match target {
             PurgeTarget::Logs => &self.logs,

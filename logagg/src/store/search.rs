@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use mongodb::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 
-use super::{fields, Store, StoreError};
+use super::{fields, Database, StoreError};
 use crate::record::Severity;
 
 /// Width of the first time window a page walk queries.
@@ -88,7 +88,7 @@ struct Bound {
     inclusive: bool,
 }
 
-impl Store {
+impl Database {
     /// A page of log documents for `request`, in its order: span by span where its words
     /// leave the index (`store::words`), the newest span first when newest first.
     pub async fn find_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {

@@ -17,8 +17,8 @@ use futures::TryStreamExt;
 use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
 
-use super::{Store, StoreError};
-use crate::record::{HttpFields, LogRecord, Severity};
+use super::{Database, StoreError};
+use crate::record::{HttpFields, LogRecord, Severity, StatusClass};
 use crate::sketch::{LatencySketch, ZERO_BUCKET};
 
 /// Field names of a rollup document.
@@ -139,8 +139,8 @@ impl Rollup {
             })
             .or_default();
         cell.count += 1;
-        if let Some(class) = http.status.and_then(status_class_index) {
-            cell.classes[class] += 1;
+        if let Some(class) = http.status.and_then(StatusClass::of) {
+            cell.classes[class.index()] += 1;
         }
         if let Some(duration) = http.duration_ms {
             cell.latency.add(duration);
@@ -187,11 +187,11 @@ impl Rollup {
         }
         for (key, cell) in &self.access {
             let mut increments = doc! { stat_fields::COUNT: cell.count as i64 };
-            for (index, count) in cell.classes.iter().enumerate() {
-                if *count > 0 {
+            for (class, count) in StatusClass::ALL.iter().zip(cell.classes) {
+                if count > 0 {
                     increments.insert(
-                        format!("{}.{}xx", stat_fields::CLASSES, index + 1),
-                        *count as i64,
+                        format!("{}.{}", stat_fields::CLASSES, class.as_str()),
+                        count as i64,
                     );
                 }
             }
@@ -220,11 +220,106 @@ impl Rollup {
     }
 }
 
-/// `0` for 1xx … `4` for 5xx; `None` outside 100-599.
-pub fn status_class_index(status: u16) -> Option<usize> {
-    (100..600)
-        .contains(&status)
-        .then(|| usize::from(status / 100 - 1))
+/// A counts rollup as stored: one hour of one service's logs of one severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountsRollup {
+    pub hour: DateTime<Utc>,
+    pub service: String,
+    pub severity: Severity,
+    pub count: u64,
+    /// Minute of the hour (0-59) → count.
+    pub minutes: BTreeMap<u8, u64>,
+    /// Earliest and latest log timestamp counted.
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// An access rollup as stored: one hour of one service's requests to one route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessRollup {
+    pub hour: DateTime<Utc>,
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub requests: u64,
+    /// Requests per status class, `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub classes: [u64; 5],
+    pub latency: LatencySketch,
+}
+
+/// A rollup document read back: the one model [`Rollup::statements`] writes and search reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RollupDocument {
+    Counts(CountsRollup),
+    Access(AccessRollup),
+}
+
+impl RollupDocument {
+    /// Reads a stored rollup; `None` for a document that is not one (or is damaged).
+    pub fn from_document(document: &Document) -> Option<RollupDocument> {
+        let hour = document.get_datetime(stat_fields::TIME).ok()?.to_chrono();
+        let service = document.get_str(stat_fields::SERVICE).ok()?.to_owned();
+        let count = document.get(stat_fields::COUNT).map_or(0, count_of);
+        match document.get_str(stat_fields::KIND).ok()? {
+            KIND_COUNTS => {
+                let minutes = document
+                    .get_document(stat_fields::MINUTES)
+                    .ok()?
+                    .iter()
+                    .filter_map(|(minute, count)| Some((minute.parse().ok()?, count_of(count))))
+                    .collect();
+                Some(RollupDocument::Counts(CountsRollup {
+                    hour,
+                    service,
+                    severity: document.get_str(stat_fields::SEVERITY).ok()?.parse().ok()?,
+                    count,
+                    minutes,
+                    first: document.get_datetime(stat_fields::FIRST).ok()?.to_chrono(),
+                    last: document.get_datetime(stat_fields::LAST).ok()?.to_chrono(),
+                }))
+            }
+            KIND_ACCESS => {
+                let mut classes = [0; 5];
+                if let Ok(stored) = document.get_document(stat_fields::CLASSES) {
+                    for (class, count) in stored {
+                        if let Some(index) =
+                            class.parse::<StatusClass>().ok().map(StatusClass::index)
+                        {
+                            classes[index] += count_of(count);
+                        }
+                    }
+                }
+                let mut latency = LatencySketch::default();
+                if let Ok(stored) = document.get_document(stat_fields::LATENCY) {
+                    for (bucket, count) in stored {
+                        if let Some(bucket) = parse_bucket_key(bucket) {
+                            latency.add_to_bucket(bucket, count_of(count));
+                        }
+                    }
+                }
+                Some(RollupDocument::Access(AccessRollup {
+                    hour,
+                    service,
+                    method: document.get_str(stat_fields::METHOD).ok()?.to_owned(),
+                    path: document.get_str(stat_fields::PATH).ok()?.to_owned(),
+                    requests: count,
+                    classes,
+                    latency,
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A stored count, whichever numeric type the server kept it as.
+fn count_of(value: &Bson) -> u64 {
+    match value {
+        Bson::Int32(count) => u64::try_from(*count).unwrap_or(0),
+        Bson::Int64(count) => u64::try_from(*count).unwrap_or(0),
+        Bson::Double(count) if *count >= 0.0 => *count as u64,
+        _ => 0,
+    }
 }
 
 /// A sketch bucket as a field name: its number, or `z` for the zero bucket.
@@ -273,7 +368,7 @@ pub fn normalise_path(path: &str) -> String {
     normalised
 }
 
-impl Store {
+impl Database {
     /// Adds `rollup` to the stored rollups: one `update` command of upserts. Not retried:
     /// `$inc` is not idempotent, so a retry after an unknown outcome could count twice.
     pub async fn record_stats(&self, rollup: &Rollup) -> Result<(), StoreError> {
@@ -300,13 +395,15 @@ impl Store {
         }
     }
 
-    /// Rollup documents matching `filter`, with at most `max_time` of server time.
+    /// Rollups matching `filter`, with at most `max_time` of server time. Documents that
+    /// are not rollups (or are damaged) are skipped.
     pub async fn find_stats(
         &self,
         filter: Document,
         max_time: Duration,
-    ) -> Result<Vec<Document>, StoreError> {
-        self.stats
+    ) -> Result<Vec<RollupDocument>, StoreError> {
+        let documents: Vec<Document> = self
+            .stats
             .find(filter)
             .batch_size(10_000)
             .max_time(max_time)
@@ -314,7 +411,11 @@ impl Store {
             .map_err(super::search::classify_query_error)?
             .try_collect()
             .await
-            .map_err(super::search::classify_query_error)
+            .map_err(super::search::classify_query_error)?;
+        Ok(documents
+            .iter()
+            .filter_map(RollupDocument::from_document)
+            .collect())
     }
 
     /// Deletes rollups of hours that ended before `cutoff`; returns how many.
@@ -345,6 +446,76 @@ impl Store {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// What the server makes of an upsert on an empty collection: `$setOnInsert` and `$inc`
+    /// (dotted paths as nested documents), `$min`/`$max` as set.
+    fn upserted(statement: &Document) -> Document {
+        let update = statement.get_document("u").unwrap();
+        let mut document = update.get_document("$setOnInsert").unwrap().clone();
+        for operator in ["$inc", "$min", "$max"] {
+            let Ok(fields) = update.get_document(operator) else {
+                continue;
+            };
+            for (path, value) in fields {
+                match path.split_once('.') {
+                    Some((parent, child)) => {
+                        if !document.contains_key(parent) {
+                            document.insert(parent, Document::new());
+                        }
+                        document
+                            .get_document_mut(parent)
+                            .unwrap()
+                            .insert(child, value.clone());
+                    }
+                    None => {
+                        document.insert(path, value.clone());
+                    }
+                }
+            }
+        }
+        document
+    }
+
+    #[test]
+    fn rollups_read_back_as_they_were_written() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 10, 7, 30).unwrap();
+        let http = HttpFields {
+            method: Some("GET".into()),
+            path: Some("/a/7".into()),
+            status: Some(503),
+            duration_ms: Some(12.0),
+            ..HttpFields::default()
+        };
+        let mut rollup = Rollup::default();
+        rollup.add(at, "web", Severity::Error, Some(&http));
+        let read: Vec<RollupDocument> = rollup
+            .statements()
+            .iter()
+            .map(|statement| RollupDocument::from_document(&upserted(statement)).unwrap())
+            .collect();
+        let hour = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        assert_eq!(
+            read[0],
+            RollupDocument::Counts(CountsRollup {
+                hour,
+                service: "web".into(),
+                severity: Severity::Error,
+                count: 1,
+                minutes: [(7, 1)].into(),
+                first: at,
+                last: at,
+            })
+        );
+        let RollupDocument::Access(access) = &read[1] else {
+            panic!("{read:?}")
+        };
+        assert_eq!(
+            (access.hour, access.method.as_str(), access.path.as_str()),
+            (hour, "GET", "/a/:id")
+        );
+        assert_eq!((access.requests, access.classes), (1, [0, 0, 0, 0, 1]));
+        assert_eq!(access.latency.count(), 1);
+    }
 
     #[test]
     fn paths_group_by_route_not_by_id() {

@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use mongodb::error::ErrorKind;
 use mongodb::Collection;
 
-use super::{fields, Store, StoreError, DUPLICATE_KEY};
+use super::{fields, Database, StoreError, DUPLICATE_KEY};
 use crate::record::LogRecord;
 use crate::settings::StoreSettings;
 use crate::words::{message_words, CommonWords, WordCounter};
@@ -65,7 +65,7 @@ pub struct WordSpan {
     pub conditions: Document,
 }
 
-impl Store {
+impl Database {
     /// The common words, as read at most a quarter of the grace (and 5 s) ago. Empty with
     /// `store.word_index` off.
     pub async fn common_words(&self) -> Result<Arc<CommonWords>, StoreError> {
@@ -95,7 +95,7 @@ impl Store {
         Ok(words)
     }
 
-    /// The stored form of `records`, as [`insert_records`](Store::insert_records) writes
+    /// The stored form of `records`, as [`insert_records`](Database::insert_records) writes
     /// them: with word search on, each message's words split by the common words, counted,
     /// and any words a finished sample found common recorded.
     pub async fn log_documents(&self, records: &[LogRecord]) -> Result<Vec<Document>, StoreError> {
@@ -187,7 +187,7 @@ impl Store {
     }
 }
 
-/// See [`Store::word_spans`].
+/// See [`Database::word_spans`].
 pub fn word_spans(
     words: &[String],
     common: &CommonWords,

@@ -103,8 +103,13 @@ impl Browser {
 
     /// Waits until `script` returns true.
     pub async fn until(&self, what: &str, script: &str) {
-        let done = wait_until(TIMEOUT, || async { self.run(script).await == json!(true) }).await;
-        assert!(done, "waited for {what}: {script}");
+        self.until_within(TIMEOUT, what, script).await;
+    }
+
+    /// Waits at most `timeout` until `script` returns true.
+    pub async fn until_within(&self, timeout: Duration, what: &str, script: &str) {
+        let done = wait_until(timeout, || async { self.run(script).await == json!(true) }).await;
+        assert!(done, "waited {timeout:?} for {what}: {script}");
     }
 
     pub async fn screenshot(&self, name: &str) {

@@ -18,7 +18,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::simulator::GeneratedLog;
+use super::simulator::GeneratedLog;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -449,7 +449,7 @@ mod tests {
 
     #[test]
     fn the_demo_timeline_fails_auth_in_its_second_minute_and_repeats() {
-        let text = include_str!("../../docs/demo-timeline.toml");
+        let text = include_str!("../../../docs/demo-timeline.toml");
         let timeline = Timeline::parse(text).expect("docs/demo-timeline.toml");
         assert!(timeline.repeat);
         let failing_at = |t: f64| {

@@ -2,29 +2,11 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use logagg::parse::routing_key;
-use logagg::settings::SourceSettings;
+use logagg::settings::{MessageFormat, SourceSettings};
 use logagg::Severity;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
-
-/// Body format of generated messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One JSON record, `content-type: application/json`.
-    Json,
-    /// `<timestamp> <service> <severity> <message>`, as the Python services publish it.
-    Plain,
-}
-
-impl Format {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Json => logagg::broker::CONTENT_TYPE_JSON,
-            Format::Plain => logagg::broker::CONTENT_TYPE_TEXT,
-        }
-    }
-}
 
 /// One message ready to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +53,7 @@ pub struct Generator {
     total_weight: u32,
     min_bytes: usize,
     max_bytes: usize,
-    format: Format,
+    format: MessageFormat,
 }
 
 impl Generator {
@@ -84,11 +66,7 @@ impl Generator {
             .filter(|(_, weight)| *weight > 0)
             .collect();
         let total_weight = severities.iter().map(|(_, weight)| weight).sum();
-        let format = if settings.format == "plain" {
-            Format::Plain
-        } else {
-            Format::Json
-        };
+        let format = settings.format;
         Self {
             rng: SmallRng::seed_from_u64(seed),
             services: settings.services.clone(),
@@ -100,7 +78,7 @@ impl Generator {
         }
     }
 
-    pub fn format(&self) -> Format {
+    pub fn format(&self) -> MessageFormat {
         self.format
     }
 
@@ -138,7 +116,7 @@ impl Generator {
         }
         let message_id = uuid::Uuid::now_v7().to_string();
         let body = match self.format {
-            Format::Json => serde_json::to_vec(&SimulatedRecord {
+            MessageFormat::Json => serde_json::to_vec(&SimulatedRecord {
                 timestamp: now.to_rfc3339_opts(SecondsFormat::Millis, true),
                 service: &service,
                 severity: severity.as_str(),
@@ -146,7 +124,7 @@ impl Generator {
                 host: "simulator",
             })
             .unwrap_or_default(),
-            Format::Plain => format!(
+            MessageFormat::Plain => format!(
                 "{} {service} {severity} {message}",
                 now.format("%Y-%m-%d %H:%M:%S%.3f")
             )
@@ -165,7 +143,7 @@ mod tests {
     use super::*;
     use logagg::parse::{parse_message, Envelope};
 
-    fn parse(log: &GeneratedLog, format: Format) -> logagg::LogRecord {
+    fn parse(log: &GeneratedLog, format: MessageFormat) -> logagg::LogRecord {
         parse_message(&Envelope {
             routing_key: &log.routing_key,
             body: &log.body,
@@ -179,9 +157,9 @@ mod tests {
 
     #[test]
     fn generated_logs_parse_in_both_formats_and_respect_sizes() {
-        for format_name in ["json", "plain"] {
+        for format in [MessageFormat::Json, MessageFormat::Plain] {
             let settings = SourceSettings {
-                format: format_name.into(),
+                format,
                 message_min_bytes: 10,
                 message_max_bytes: 30,
                 ..SourceSettings::default()

@@ -24,15 +24,17 @@ use axum::{middleware, Json, Router};
 use chrono::Utc;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use lapin::{Channel, Connection};
+use lapin::Channel;
 use logagg::api_keys::{self, presented_key, ApiKeys};
 use logagg::formats::{parse_line, LineContext, LineFormat};
+use logagg::http_error::{error_response, ErrorBody, ErrorCode};
 use logagg::parse::{parse_message, record_body, Envelope};
+use logagg::runtime::{Declare, LazyChannel};
 use logagg::settings::{BrokerSettings, GatewaySettings};
 use logagg::telemetry::Health;
-use logagg::{broker, topology, LogRecord};
+use logagg::{broker, LogRecord};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
@@ -41,51 +43,53 @@ const REJECTED: &str = "logagg_gateway_records_rejected_total";
 const REFUSED: &str = "logagg_gateway_requests_refused_total";
 
 /// Why a request was refused as a whole.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// A query parameter is missing or wrong; the message names it.
+    #[error("{0}")]
+    BadParameter(String),
+    /// The body (or how it is encoded) cannot be read.
+    #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
     TooLarge(String),
-    TooManyRequests {
-        retry_after: u64,
-    },
+    #[error("over this key's rate; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     /// The broker is unreachable, refused, or confirms lag.
-    Unavailable {
-        reason: String,
-        retry_after: u64,
-    },
+    #[error("{reason}")]
+    Unavailable { reason: String, retry_after: u64 },
+}
+
+impl GatewayError {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
+        match self {
+            GatewayError::BadParameter(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadParameter),
+            GatewayError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            GatewayError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            GatewayError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+            }
+            GatewayError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::TooManyRequests { retry_after }
+            | GatewayError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let (status, code, message, retry_after) = match self {
-            GatewayError::BadRequest(message) => {
-                (StatusCode::BAD_REQUEST, "bad_request", message, None)
-            }
-            GatewayError::TooLarge(message) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message, None)
-            }
-            GatewayError::TooManyRequests { retry_after } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("over this key's rate; retry in {retry_after} s"),
-                Some(retry_after),
-            ),
-            GatewayError::Unavailable {
-                reason,
-                retry_after,
-            } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                reason,
-                Some(retry_after),
-            ),
-        };
-        metrics::counter!(REFUSED, "code" => code).increment(1);
-        let mut response = (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response();
+        let (status, code) = self.status_and_code();
+        metrics::counter!(REFUSED, "code" => code.as_str()).increment(1);
+        let retry_after = self.retry_after();
+        let mut response = error_response(status, code, self.to_string());
         if let Some(seconds) = retry_after {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(RETRY_AFTER, value);
@@ -113,7 +117,7 @@ pub struct IngestReport {
 /// Everything the handlers share.
 pub struct Gateway {
     settings: GatewaySettings,
-    publisher: Publisher,
+    publisher: BrokerLink,
     limiter: RateLimiter,
     unconfirmed: Arc<Semaphore>,
     /// What the admin server's `/healthz` reports.
@@ -128,9 +132,8 @@ impl Gateway {
         Arc::new(Gateway {
             limiter: RateLimiter::new(settings.rate_per_second, settings.burst),
             unconfirmed: Arc::new(Semaphore::new(settings.max_unconfirmed)),
-            publisher: Publisher {
-                broker,
-                open: tokio::sync::Mutex::new(None),
+            publisher: BrokerLink {
+                channel: LazyChannel::new(broker, "source_service-gateway", Declare::LogTopology),
                 health: health.clone(),
             },
             health,
@@ -147,10 +150,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/v1/logs/raw", post(ingest_raw))
         .route_layer(middleware::from_fn_with_state(keys, api_keys::require_key))
         .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "error": { "code": "not_found", "message": "no such route" } })),
-            )
+            error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
         .with_state(gateway)
 }
@@ -195,12 +195,12 @@ async fn ingest_raw(
     let received_at = Utc::now();
     let outcome = async {
         let Query(query) = query.map_err(|_| {
-            GatewayError::BadRequest("`format` is required: ?format=clf&service=web".into())
+            GatewayError::BadParameter("`format` is required: ?format=clf&service=web".into())
         })?;
-        let format: LineFormat = query.format.parse().map_err(GatewayError::BadRequest)?;
+        let format: LineFormat = query.format.parse().map_err(GatewayError::BadParameter)?;
         if let Some(service) = &query.service {
             logagg::parse::validate_service(service)
-                .map_err(|error| GatewayError::BadRequest(format!("`service`: {error}")))?;
+                .map_err(|error| GatewayError::BadParameter(format!("`service`: {error}")))?;
         }
         let (rate_key, _, text) = read_body(&gateway, request).await?;
         let lines: Vec<&str> = text
@@ -225,7 +225,12 @@ fn respond(outcome: Result<IngestReport, GatewayError>) -> Response {
     match outcome {
         Ok(report) if report.accepted == 0 => {
             let mut body = serde_json::to_value(&report).unwrap_or(Value::Null);
-            body["error"] = json!({ "code": "no_valid_record", "message": "every record was rejected; see errors" });
+            body["error"] = ErrorBody::new(
+                ErrorCode::NoValidRecord,
+                "every record was rejected; see errors",
+            )
+            .to_json()["error"]
+                .take();
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
         Ok(report) => (StatusCode::ACCEPTED, Json(report)).into_response(),
@@ -358,14 +363,15 @@ async fn publish_all(
             retry_after: 1,
         })?;
     let channel = gateway.publisher.channel().await?;
-    let exchange = lapin::types::ShortString::from(gateway.publisher.broker.exchange.as_str());
+    let exchange =
+        lapin::types::ShortString::from(gateway.publisher.channel.settings().exchange.as_str());
     let mut confirms: FuturesUnordered<_> = records
         .iter()
         .map(|record| {
             broker::publish_owned(
                 channel.clone(),
                 exchange.clone(),
-                format!("{}.{}", record.service, record.severity.as_str()),
+                logagg::parse::routing_key(&record.service, record.severity),
                 record_body(record),
                 broker::log_properties("application/json", &record.id),
             )
@@ -403,62 +409,29 @@ async fn publish_all(
     }
 }
 
-/// One confirm channel, opened on first use and reopened after a failure.
-struct Publisher {
-    broker: BrokerSettings,
-    open: tokio::sync::Mutex<Option<(Connection, Channel)>>,
-    /// `broker`: whether the last attempt to open a channel (or to publish) succeeded.
+/// The gateway's shared confirm channel, and the `broker` health check it keeps: whether
+/// the last attempt to open a channel (or to publish) succeeded.
+struct BrokerLink {
+    channel: LazyChannel,
     health: Health,
 }
 
-impl Publisher {
+impl BrokerLink {
     async fn channel(&self) -> Result<Channel, GatewayError> {
-        let mut open = self.open.lock().await;
-        if let Some((_, channel)) = open
-            .as_ref()
-            .filter(|(_, channel)| channel.status().connected())
-        {
-            return Ok(channel.clone());
-        }
-        let opened = self.open_channel().await;
+        let opened = self.channel.channel().await;
         self.health.set("broker", opened.is_ok());
-        let (connection, channel) = opened?;
-        *open = Some((connection, channel.clone()));
-        Ok(channel)
-    }
-
-    async fn open_channel(&self) -> Result<(Connection, Channel), GatewayError> {
-        let unavailable = |error: broker::BrokerError| {
+        opened.map_err(|error| {
             warn!(%error, "gateway cannot reach RabbitMQ");
             GatewayError::Unavailable {
                 reason: "RabbitMQ is unavailable; retry later".into(),
                 retry_after: 5,
             }
-        };
-        let connection = tokio::time::timeout(
-            Duration::from_secs(5),
-            broker::connect(&self.broker, "source_service-gateway"),
-        )
-        .await
-        .map_err(|_| GatewayError::Unavailable {
-            reason: "RabbitMQ is unavailable; retry later".into(),
-            retry_after: 5,
-        })?
-        .map_err(unavailable)?;
-        let channel = broker::confirm_channel(&connection)
-            .await
-            .map_err(unavailable)?;
-        topology::declare(&channel, &self.broker)
-            .await
-            .map_err(unavailable)?;
-        Ok((connection, channel))
+        })
     }
 
     async fn reset(&self) {
         self.health.set("broker", false);
-        if let Some((connection, _)) = self.open.lock().await.take() {
-            let _ = connection.close(200, "gateway reconnecting".into()).await;
-        }
+        self.channel.reset().await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use logagg::parse::{CONTENT_TYPE_BATCH, MAX_BODY_BYTES};
 
-use crate::simulator::GeneratedLog;
+use super::simulator::GeneratedLog;
 
 /// One message to publish: a single log, or a batch of logs with one routing key.
 #[derive(Debug, Clone, PartialEq)]

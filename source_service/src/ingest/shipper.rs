@@ -285,7 +285,7 @@ impl LinePublisher<'_> {
                 match parse_line(self.options.format, line, &context) {
                     Ok(record) => (
                         broker_settings.exchange.as_str(),
-                        format!("{}.{}", record.service, record.severity.as_str()),
+                        logagg::parse::routing_key(&record.service, record.severity),
                         record_body(&record),
                         broker::log_properties(broker::CONTENT_TYPE_JSON, &record.id),
                     ),

@@ -1,0 +1,63 @@
+//! `[collector]`: consuming the storage queue, batching and writing.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, SettingsError};
+
+/// collector_service: consuming, batching and writing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorSettings {
+    /// Unacknowledged deliveries the broker may send this collector (`basic.qos`). Counts
+    /// messages, not logs: with batch messages of N logs, about 4000 / N keeps memory bounded.
+    pub prefetch: u16,
+    /// Records per bulk insert.
+    pub batch_size: usize,
+    /// Milliseconds a partial batch may wait for more records before it is written.
+    pub batch_max_age_ms: u64,
+    /// Batches being written at once; acks stay in delivery order.
+    pub max_in_flight_batches: usize,
+    /// First wait before retrying a failed write, milliseconds; doubles each try.
+    pub retry_initial_ms: u64,
+    /// Longest wait between write retries, milliseconds.
+    pub retry_max_ms: u64,
+    /// Seconds a shutdown waits for in-flight batches before returning them to the queue.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 4_000,
+            batch_size: 1_000,
+            batch_max_age_ms: 200,
+            max_in_flight_batches: 2,
+            retry_initial_ms: 100,
+            retry_max_ms: 5_000,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+impl CollectorSettings {
+    pub fn batch_max_age(&self) -> Duration {
+        Duration::from_millis(self.batch_max_age_ms)
+    }
+}
+
+impl CollectorSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if self.batch_size == 0 || self.max_in_flight_batches == 0 {
+            return invalid(
+                "collector.batch_size",
+                "batch_size and max_in_flight_batches must be at least 1",
+            );
+        }
+        if self.prefetch == 0 {
+            return invalid("collector.prefetch", "must be at least 1");
+        }
+        Ok(())
+    }
+}

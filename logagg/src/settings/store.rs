@@ -1,0 +1,132 @@
+//! `[store]`: the MongoDB connection, its collections, word search and the write concern.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{invalid, SettingsError};
+
+/// A write concern's `w`: how many nodes must have a write before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAcknowledgment {
+    /// A majority of the replica set's voting members.
+    Majority,
+    /// This many nodes (1: the primary alone).
+    Nodes(u32),
+}
+
+impl Serialize for WriteAcknowledgment {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WriteAcknowledgment::Majority => serializer.serialize_str("majority"),
+            WriteAcknowledgment::Nodes(nodes) => serializer.serialize_str(&nodes.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WriteAcknowledgment {
+    /// `"majority"`, or a number of nodes as a number or a string (an environment variable
+    /// is read as a number).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u32),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(nodes) => Ok(WriteAcknowledgment::Nodes(nodes)),
+            Written::Text(text) if text == "majority" => Ok(WriteAcknowledgment::Majority),
+            Written::Text(text) => text.parse().map(WriteAcknowledgment::Nodes).map_err(|_| {
+                serde::de::Error::custom(format!("`{text}` is neither `majority` nor a number"))
+            }),
+        }
+    }
+}
+
+/// MongoDB connection and write behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// MongoDB connection string (a replica set's in production). Never logged.
+    pub url: String,
+    /// Database holding the collections.
+    pub database: String,
+    /// Collection of log records.
+    pub logs_collection: String,
+    /// Store each message's words so search's `q` works: all of them in `all_words`, and
+    /// those not (yet) common in `words`, under the multikey index `words_ts`. Off, `q` is
+    /// refused and inserts are cheapest (docs/PERFORMANCE.md).
+    pub word_index: bool,
+    /// Collection of the words found common: each with the time from which logs leave it
+    /// out of the index (`crate::words`).
+    pub common_words_collection: String,
+    /// Share of logs (0-1] a word must appear in, over one sample, to be found common and
+    /// leave the index. At 0.01 a page of 100 logs holding a common word is found within
+    /// 10,000 logs of a time-window scan.
+    pub common_word_ratio: f64,
+    /// Logs a writer counts words over before it decides which are common.
+    pub common_word_sample: usize,
+    /// Seconds between a word being found common and logs leaving it out of the index.
+    /// Every searcher must have re-read the common words by then (they re-read them every
+    /// quarter of this, at most every 5 s), so it must exceed the clocks' skew.
+    pub common_word_grace_seconds: u64,
+    /// Collection of alerts raised by the monitor.
+    pub alerts_collection: String,
+    /// Collection of leases: which replica may run a singleton job (the purge) until when.
+    pub leases_collection: String,
+    /// Collection recording each retention run: when, what it deleted, how it ended.
+    pub retention_runs_collection: String,
+    /// Collection of stats rollups (counts per hour, service, severity; access-log latency).
+    pub stats_collection: String,
+    /// Write concern `w`: `1`, `majority`, or a number of nodes.
+    pub write_concern_w: WriteAcknowledgment,
+    /// Write concern `j`: a write is acknowledged only once it is in the on-disk journal.
+    pub write_concern_journal: bool,
+    /// Milliseconds to find a usable server before an operation fails (and is retried).
+    pub server_selection_timeout_ms: u64,
+    /// Milliseconds to open a connection.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "mongodb://127.0.0.1:27017".into(),
+            database: "logagg".into(),
+            logs_collection: "logs".into(),
+            word_index: true,
+            common_words_collection: "common_words".into(),
+            common_word_ratio: 0.01,
+            common_word_sample: 20_000,
+            common_word_grace_seconds: 30,
+            alerts_collection: "alerts".into(),
+            leases_collection: "leases".into(),
+            retention_runs_collection: "retention_runs".into(),
+            stats_collection: "log_stats".into(),
+            write_concern_w: WriteAcknowledgment::Nodes(1),
+            write_concern_journal: true,
+            server_selection_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl StoreSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if self.database.is_empty() || self.logs_collection.is_empty() {
+            return invalid(
+                "store.database",
+                "database and collection names must be set",
+            );
+        }
+        if !(self.common_word_ratio > 0.0 && self.common_word_ratio <= 1.0) {
+            return invalid("store.common_word_ratio", "must be above 0 and at most 1");
+        }
+        if !(10..=10_000_000).contains(&self.common_word_sample) {
+            return invalid("store.common_word_sample", "must be 10-10,000,000 logs");
+        }
+        if self.common_words_collection.is_empty() {
+            return invalid("store.common_words_collection", "must be set");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! Production ingest: the HTTP gateway and the shipper of files and stdin. Both validate and
+//! normalise each record as the collector would, and publish it persistent and mandatory with
+//! publisher confirms.
+
+pub mod gateway;
+pub mod shipper;
