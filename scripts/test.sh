@@ -13,6 +13,6 @@ scripts/setup.sh
 OUTPUT="$(mktemp)"
 trap 'rm -f "$OUTPUT"' EXIT
 status=0
-cargo test --workspace --all-targets --locked "$@" 2>&1 | tee "$OUTPUT" || status=$?
+cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$OUTPUT" || status=$?
 scripts/test-summary.sh <"$OUTPUT"
 exit "$status"

@@ -27,7 +27,7 @@ pub const SERVICE_NAME: &str = "collector_service";
 /// The settings sections the collector reads and checks; the others are left unread.
 pub const SECTIONS: &[Section] = &[
     Section::Broker,
-    Section::Database,
+    Section::Store,
     Section::Telemetry,
     Section::Collector,
 ];

@@ -48,7 +48,7 @@ pub enum ErrorCode {
     /// The job was interrupted by a shutdown.
     Interrupted,
     /// MongoDB failed during a job.
-    Database,
+    Store,
     /// Archiving failed during a job; nothing was deleted.
     Archive,
 }
@@ -74,7 +74,7 @@ impl ErrorCode {
             ErrorCode::LeaseHeld => "lease_held",
             ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::Interrupted => "interrupted",
-            ErrorCode::Database => "store",
+            ErrorCode::Store => "store",
             ErrorCode::Archive => "archive",
         }
     }
@@ -124,7 +124,7 @@ mod tests {
         for code in [
             ErrorCode::BadParameter,
             ErrorCode::TooManyTails,
-            ErrorCode::Database,
+            ErrorCode::Store,
         ] {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),

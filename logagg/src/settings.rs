@@ -93,7 +93,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Broker,
-    Database,
+    Store,
     Telemetry,
     Collector,
     Source,
@@ -106,7 +106,7 @@ pub enum Section {
 impl Section {
     pub const ALL: [Section; 9] = [
         Section::Broker,
-        Section::Database,
+        Section::Store,
         Section::Telemetry,
         Section::Collector,
         Section::Source,
@@ -120,7 +120,7 @@ impl Section {
     pub fn name(self) -> &'static str {
         match self {
             Section::Broker => "broker",
-            Section::Database => "store",
+            Section::Store => "store",
             Section::Telemetry => "telemetry",
             Section::Collector => "collector",
             Section::Source => "source",
@@ -169,7 +169,7 @@ impl Settings {
         let name = section.name();
         match section {
             Section::Broker => self.broker = typed_section(layered, name)?,
-            Section::Database => self.store = typed_section(layered, name)?,
+            Section::Store => self.store = typed_section(layered, name)?,
             Section::Telemetry => self.telemetry = typed_section(layered, name)?,
             Section::Collector => self.collector = typed_section(layered, name)?,
             Section::Source => self.source = typed_section(layered, name)?,
@@ -186,7 +186,7 @@ impl Settings {
         for section in sections {
             match section {
                 Section::Broker => self.broker.validate()?,
-                Section::Database => self.store.validate()?,
+                Section::Store => self.store.validate()?,
                 Section::Telemetry => self.telemetry.validate()?,
                 Section::Collector => self.collector.validate()?,
                 Section::Source => self.source.validate()?,
@@ -431,7 +431,7 @@ mod tests {
         ]);
         let collector = [
             Section::Broker,
-            Section::Database,
+            Section::Store,
             Section::Telemetry,
             Section::Collector,
         ];

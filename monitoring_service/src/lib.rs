@@ -37,7 +37,7 @@ pub const SERVICE_NAME: &str = "monitoring_service";
 /// The settings sections the monitor reads and checks; the others are left unread.
 pub const SECTIONS: &[Section] = &[
     Section::Broker,
-    Section::Database,
+    Section::Store,
     Section::Telemetry,
     Section::Monitor,
 ];

@@ -3,8 +3,7 @@
 //! per failing service, and resolves after the failure ends.
 
 use chrono::{TimeZone, Utc};
-use logagg::parse::{parse_message, Envelope};
-use logagg::settings::MonitorSettings;
+use logagg::settings::{MessageFormat, MonitorSettings};
 use monitoring_service::monitor::{AlertEvent, Monitor};
 use monitoring_service::rules::Rule;
 use source_service::load::scenario::{PhaseKind, ScenarioGenerator, Timeline};
@@ -36,15 +35,9 @@ fn the_default_rule_fires_in_the_demo_failure_only_and_resolves_after_it() {
     while let Some(due) = generator.next_due().filter(|due| *due < 2.0 * period) {
         let now = start + chrono::Duration::milliseconds((due * 1_000.0) as i64);
         let log = generator.next_log(now).expect("a log");
-        let record = parse_message(&Envelope {
-            routing_key: &log.routing_key,
-            body: &log.body,
-            content_type: Some("application/json"),
-            message_id: Some(&log.message_id),
-            amqp_timestamp: None,
-            received_at: now,
-        })
-        .expect("the scenario's logs parse");
+        let record = log
+            .record(MessageFormat::Json, now)
+            .expect("the scenario's logs parse");
         while next_tick <= due {
             monitor.tick(
                 start.timestamp_millis() + (next_tick * 1_000.0) as i64,

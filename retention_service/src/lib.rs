@@ -28,7 +28,7 @@ use crate::purge::{Purger, RunReport, Trigger};
 /// Name shown for the service's MongoDB client and in lease holders.
 pub const SERVICE_NAME: &str = "retention_service";
 /// The settings sections retention reads and checks; the others are left unread.
-pub const SECTIONS: &[Section] = &[Section::Database, Section::Telemetry, Section::Retention];
+pub const SECTIONS: &[Section] = &[Section::Store, Section::Telemetry, Section::Retention];
 
 /// Runs the service until `shutdown`: admin server (with `POST /api/v1/purge`), indexes, the
 /// cron job, and the loop that runs purges.

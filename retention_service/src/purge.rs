@@ -61,7 +61,7 @@ pub enum PurgeError {
     #[error("purge interrupted by shutdown; the next run completes it")]
     Interrupted,
     #[error(transparent)]
-    Database(#[from] StoreError),
+    Store(#[from] StoreError),
     #[error("archiving failed, nothing of the batch was deleted: {0}")]
     Archive(#[from] ArchiveError),
     #[error("archive task failed: {0}")]
@@ -75,7 +75,7 @@ impl PurgeError {
             PurgeError::LeaseHeld(_) => ErrorCode::LeaseHeld,
             PurgeError::LeaseLost(_) => ErrorCode::LeaseLost,
             PurgeError::Interrupted => ErrorCode::Interrupted,
-            PurgeError::Database(_) => ErrorCode::Database,
+            PurgeError::Store(_) => ErrorCode::Store,
             PurgeError::Archive(_) | PurgeError::ArchiveTask(_) => ErrorCode::Archive,
         }
     }

@@ -25,14 +25,40 @@ pub const SERVICE_NAME: &str = "search_service";
 /// The settings sections search reads and checks; the others are left unread.
 pub const SECTIONS: &[Section] = &[
     Section::Broker,
-    Section::Database,
+    Section::Store,
     Section::Telemetry,
     Section::Search,
 ];
 
+/// What the service runs on, made by its caller (`main`, or a test with its own database and
+/// a listener on port 0).
+pub struct Dependencies {
+    pub store: Database,
+    /// Where the API and the dashboard are served.
+    pub listener: TcpListener,
+}
+
+impl Dependencies {
+    /// The database client and `search.listen` bound, as `settings` name them.
+    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Dependencies> {
+        let store = Database::connect(&settings.store, SERVICE_NAME)
+            .await
+            .context("configuring the MongoDB client")?;
+        let listener = TcpListener::bind(&settings.search.listen)
+            .await
+            .with_context(|| format!("binding search.listen {}", settings.search.listen))?;
+        Ok(Dependencies { store, listener })
+    }
+}
+
 /// Serves the API until `shutdown`. MongoDB being down does not stop it: queries answer 503
 /// until it is back.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    dependencies: Dependencies,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Dependencies { store, listener } = dependencies;
     let health = Health::default();
     health.set("store", false);
     let (_admin_address, admin_task) = telemetry::serve_admin(
@@ -42,16 +68,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("binding the admin server")?;
-    let store = Database::connect(&settings.store, SERVICE_NAME)
-        .await
-        .context("configuring the MongoDB client")?;
     let indexes = tokio::spawn({
         let (store, shutdown) = (store.clone(), shutdown.clone());
         async move { runtime::ensure_indexes(&store, &health, &shutdown).await }
     });
-    let listener = TcpListener::bind(&settings.search.listen)
-        .await
-        .with_context(|| format!("binding search.listen {}", settings.search.listen))?;
     info!(address = %listener.local_addr()?, "search API listening");
     let app = api::router(api::AppState::new(
         store.clone(),

@@ -11,5 +11,6 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_tracing(&settings.telemetry);
     let shutdown_token = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown_token.clone());
-    search_service::run(settings, shutdown_token).await
+    let dependencies = search_service::Dependencies::from_settings(&settings).await?;
+    search_service::run(settings, dependencies, shutdown_token).await
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use logagg::telemetry::Health;
 use logagg::testsuite::{http_request, TestContext};
-use search_service::api::{router, AppState};
 use serde_json::Value;
 use source_service::load::scenario::{ScenarioGenerator, Timeline};
 use tokio_util::sync::CancellationToken;
@@ -37,19 +36,16 @@ async fn the_demo_raises_an_alert_on_auth_in_its_failure_and_resolves_it() {
         .await
         .expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let app = router(AppState::new(
-        context.store.clone(),
-        &settings,
+    // A client of its own: `run` shuts its client down when it ends.
+    let store = logagg::store::Database::connect(&settings.store, "demo-search")
+        .await
+        .expect("client");
+    let dependencies = search_service::Dependencies { store, listener };
+    let search = tokio::spawn(search_service::run(
+        settings.clone(),
+        dependencies,
         shutdown.clone(),
     ));
-    let search = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        }
-    });
     let timeline = Timeline::parse(include_str!("../../docs/demo-timeline.toml")).expect("demo");
     let traffic = tokio::spawn({
         let (settings, shutdown) = (settings.clone(), shutdown.clone());

@@ -326,22 +326,14 @@ impl ScenarioGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use logagg::parse::{parse_message, Envelope};
+    use logagg::settings::MessageFormat;
 
     fn generate(timeline: Timeline) -> Vec<(f64, logagg::LogRecord)> {
         let mut generator = ScenarioGenerator::new(timeline, 11);
         let mut logs = Vec::new();
         while let Some(due) = generator.next_due() {
             let log = generator.next_log(Utc::now()).expect("a log");
-            let record = parse_message(&Envelope {
-                routing_key: &log.routing_key,
-                body: &log.body,
-                content_type: Some("application/json"),
-                message_id: Some(&log.message_id),
-                amqp_timestamp: None,
-                received_at: Utc::now(),
-            })
-            .expect("parses");
+            let record = log.record(MessageFormat::Json, Utc::now()).expect("parses");
             logs.push((due, record));
         }
         logs

@@ -16,6 +16,25 @@ pub struct GeneratedLog {
     pub message_id: String,
 }
 
+impl GeneratedLog {
+    /// The record a collector makes of this message, sent as `format` and received at
+    /// `received_at`: what tests and the monitor's checks compare against.
+    pub fn record(
+        &self,
+        format: MessageFormat,
+        received_at: DateTime<Utc>,
+    ) -> Result<logagg::LogRecord, logagg::parse::ParseError> {
+        logagg::parse::parse_message(&logagg::parse::Envelope {
+            routing_key: &self.routing_key,
+            body: &self.body,
+            content_type: Some(format.content_type()),
+            message_id: Some(&self.message_id),
+            amqp_timestamp: None,
+            received_at,
+        })
+    }
+}
+
 const WORDS: [&str; 16] = [
     "request",
     "handled",
@@ -141,18 +160,9 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use logagg::parse::{parse_message, Envelope};
 
     fn parse(log: &GeneratedLog, format: MessageFormat) -> logagg::LogRecord {
-        parse_message(&Envelope {
-            routing_key: &log.routing_key,
-            body: &log.body,
-            content_type: Some(format.content_type()),
-            message_id: Some(&log.message_id),
-            amqp_timestamp: None,
-            received_at: Utc::now(),
-        })
-        .unwrap()
+        log.record(format, Utc::now()).unwrap()
     }
 
     #[test]
