@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lapin::Connection;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::backoff::{retry_until_ok, Backoff};
@@ -14,6 +15,25 @@ use crate::broker::{self, BrokerError};
 use crate::settings::BrokerSettings;
 use crate::store::Database;
 use crate::telemetry::Health;
+
+/// How long a service's `run` waits at shutdown for its background tasks (sinks, the alert
+/// keeper, live tails) before it returns without them.
+pub const TASKS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Closes `tracker` and waits for its tasks, at most `deadline`. `false` (with a WARN naming
+/// how many were left) when some were still running.
+pub async fn wait_for_tasks(tracker: &TaskTracker, deadline: Duration) -> bool {
+    tracker.close();
+    let finished = tokio::time::timeout(deadline, tracker.wait()).await.is_ok();
+    if !finished {
+        warn!(
+            tasks = tracker.len(),
+            deadline_ms = deadline.as_millis() as u64,
+            "background tasks still running at the shutdown deadline"
+        );
+    }
+    finished
+}
 
 /// Backoff of start-up steps that wait for a dependency (creating indexes).
 pub fn startup_backoff() -> Backoff {

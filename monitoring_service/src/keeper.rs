@@ -12,6 +12,7 @@ use logagg::store::alerts::{FiringAlert, Opened, StoredAlert};
 use logagg::store::{Database, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::metrics;
@@ -26,15 +27,17 @@ pub enum Command {
     LoadFiring(oneshot::Sender<Vec<FiringAlert>>),
 }
 
-/// Starts the keeper; send it commands, it stops at `shutdown` or when all senders go.
+/// Starts the keeper on `tasks`; send it commands, it stops at `shutdown` or when all
+/// senders go.
 pub fn start(
     store: Database,
     notifier: Notifier,
     capacity: usize,
+    tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> mpsc::Sender<Command> {
     let (sender, receiver) = mpsc::channel(capacity);
-    tokio::spawn(run(store, notifier, receiver, shutdown));
+    tasks.spawn(run(store, notifier, receiver, shutdown));
     sender
 }
 

@@ -24,6 +24,7 @@ use logagg::store::Database;
 use logagg::telemetry::{self, Health};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::consumer::{consume, Context};
@@ -64,13 +65,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let store = Database::connect(&settings.store, SERVICE_NAME)
         .await
         .context("configuring the MongoDB client")?;
+    let tasks = TaskTracker::new();
     let notifier = Notifier::start(
         &monitor_settings.sinks,
         &settings.broker,
         monitor_settings.sink_queue,
+        &tasks,
         &shutdown,
     );
-    let keeper = keeper::start(store.clone(), notifier, KEEPER_QUEUE, shutdown.clone());
+    let keeper = keeper::start(
+        store.clone(),
+        notifier,
+        KEEPER_QUEUE,
+        &tasks,
+        shutdown.clone(),
+    );
     let rules: Vec<Rule> = monitor_settings.rules.iter().map(Rule::compile).collect();
     let mut context = Context {
         monitor: Monitor::new(
@@ -90,6 +99,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         reconnects_metric: metrics::RECONNECTS,
     };
     runtime::run_with_reconnect(&settings.broker, names, &health, &shutdown, &mut context).await;
+    drop(context);
+    runtime::wait_for_tasks(&tasks, runtime::TASKS_DEADLINE).await;
     store.shutdown().await;
     info!("monitor stopped");
     let _ = admin_task.await;

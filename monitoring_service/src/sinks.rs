@@ -14,6 +14,7 @@ use logagg::store::alerts::StoredAlert;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::metrics;
@@ -57,11 +58,13 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts one task per sink (and one for the alerts exchange); they stop at `shutdown`.
+    /// Starts one task per sink (and one for the alerts exchange) on `tasks`; they stop at
+    /// `shutdown`.
     pub fn start(
         sinks: &[SinkSettings],
         broker_settings: &BrokerSettings,
         queue: usize,
+        tasks: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Notifier {
         let client = reqwest::Client::new();
@@ -69,7 +72,7 @@ impl Notifier {
         for (index, sink) in sinks.iter().enumerate() {
             let name = format!("{}-{index}", sink.kind.as_str());
             let (sender, receiver) = mpsc::channel(queue);
-            tokio::spawn(run_sink(
+            tasks.spawn(run_sink(
                 Sink::Http {
                     kind: sink.kind,
                     settings: sink.clone(),
@@ -82,7 +85,7 @@ impl Notifier {
             queues.push((name, sender));
         }
         let (sender, receiver) = mpsc::channel(queue);
-        tokio::spawn(run_sink(
+        tasks.spawn(run_sink(
             Sink::Exchange(LazyChannel::new(
                 broker_settings.clone(),
                 "monitoring_service-alerts",

@@ -73,11 +73,9 @@ pub async fn run(
         async move { runtime::ensure_indexes(&store, &health, &shutdown).await }
     });
     info!(address = %listener.local_addr()?, "search API listening");
-    let app = api::router(api::AppState::new(
-        store.clone(),
-        &settings,
-        shutdown.clone(),
-    ));
+    let state = api::AppState::new(store.clone(), &settings, shutdown.clone());
+    let tails = std::sync::Arc::clone(&state.tails);
+    let app = api::router(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown({
             let shutdown = shutdown.clone();
@@ -85,6 +83,7 @@ pub async fn run(
         })
         .await;
     shutdown.cancel();
+    runtime::wait_for_tasks(tails.tasks(), runtime::TASKS_DEADLINE).await;
     let _ = indexes.await;
     store.shutdown().await;
     let _ = admin_task.await;

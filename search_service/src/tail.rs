@@ -20,6 +20,7 @@ use logagg::topology;
 use logagg::LogRecord;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::error::ApiError;
@@ -76,6 +77,8 @@ pub struct Tails {
     max_clients: usize,
     buffer: usize,
     shutdown: CancellationToken,
+    /// Each open tail's forwarding task; `run` waits for them at shutdown.
+    tasks: TaskTracker,
 }
 
 impl Tails {
@@ -91,7 +94,13 @@ impl Tails {
             max_clients,
             buffer,
             shutdown,
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// The tails' forwarding tasks, for the service to wait on at shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// Tails open now.
@@ -115,7 +124,7 @@ impl Tails {
         let (sender, receiver) = mpsc::channel(self.buffer);
         let (end_sender, end_receiver) = oneshot::channel();
         let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let end = forward(consumer, &channel, &query, &sender, &shutdown).await;
             let _ = end_sender.send(end);
             drop(sender);
