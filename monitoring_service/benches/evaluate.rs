@@ -164,6 +164,8 @@ async fn latency(alerts: usize) {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut settings = context.settings.clone();
+    // The count rule (10 errors in 60 s): the 10th error is the crossing this measures.
+    settings.monitor.rules = vec![AlertRule::default()];
     settings.monitor.sinks = vec![SinkSettings {
         kind: SinkKind::Webhook,
         url: format!("http://127.0.0.1:{port}/hook"),

@@ -224,7 +224,9 @@ impl Accumulator {
         for (total, count) in route.classes.iter_mut().zip(rollup.classes) {
             *total += count;
         }
-        route.latency.merge(&rollup.latency);
+        for (bucket, count) in &rollup.latency {
+            route.latency.add_to_bucket(*bucket, *count);
+        }
     }
 
     fn finish(self, source: StatsSource, took: Duration) -> Stats {

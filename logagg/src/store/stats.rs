@@ -227,8 +227,9 @@ pub struct CountsRollup {
     pub service: String,
     pub severity: Severity,
     pub count: u64,
-    /// Minute of the hour (0-59) → count.
-    pub minutes: BTreeMap<u8, u64>,
+    /// (minute of the hour, 0-59; count), as stored. A list, not a map: reading thousands
+    /// of rollups for a day's stats must not build a tree per document.
+    pub minutes: Vec<(u8, u64)>,
     /// Earliest and latest log timestamp counted.
     pub first: DateTime<Utc>,
     pub last: DateTime<Utc>,
@@ -244,7 +245,8 @@ pub struct AccessRollup {
     pub requests: u64,
     /// Requests per status class, `[1xx, 2xx, 3xx, 4xx, 5xx]`.
     pub classes: [u64; 5],
-    pub latency: LatencySketch,
+    /// (latency sketch bucket, count), as stored: added into the reader's own sketch.
+    pub latency: Vec<(i32, u64)>,
 }
 
 /// A rollup document read back: the one model [`Rollup::statements`] writes and search reads.
@@ -289,14 +291,17 @@ impl RollupDocument {
                         }
                     }
                 }
-                let mut latency = LatencySketch::default();
-                if let Ok(stored) = document.get_document(stat_fields::LATENCY) {
-                    for (bucket, count) in stored {
-                        if let Some(bucket) = parse_bucket_key(bucket) {
-                            latency.add_to_bucket(bucket, count_of(count));
-                        }
-                    }
-                }
+                let latency = document
+                    .get_document(stat_fields::LATENCY)
+                    .map(|stored| {
+                        stored
+                            .iter()
+                            .filter_map(|(bucket, count)| {
+                                Some((parse_bucket_key(bucket)?, count_of(count)))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Some(RollupDocument::Access(AccessRollup {
                     hour,
                     service,
@@ -501,7 +506,7 @@ mod tests {
                 service: "web".into(),
                 severity: Severity::Error,
                 count: 1,
-                minutes: [(7, 1)].into(),
+                minutes: vec![(7, 1)],
                 first: at,
                 last: at,
             })
@@ -514,7 +519,7 @@ mod tests {
             (hour, "GET", "/a/:id")
         );
         assert_eq!((access.requests, access.classes), (1, [0, 0, 0, 0, 1]));
-        assert_eq!(access.latency.count(), 1);
+        assert_eq!(access.latency.len(), 1);
     }
 
     #[test]
