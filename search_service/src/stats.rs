@@ -14,8 +14,8 @@ use bson::{doc, Document};
 use chrono::{DateTime, Utc};
 use logagg::sketch::LatencySketch;
 use logagg::store::stats::{
-    normalise_path, stat_fields, AccessRollup, CountsRollup, RollupDocument, HOUR_MS, KIND_COUNTS,
-    MINUTE_MS,
+    normalise_path, stat_fields, AccessRollup, CountsRollup, RollupDocument, RollupRead, HOUR_MS,
+    KIND_COUNTS, MINUTE_MS,
 };
 use logagg::store::{fields, Database};
 use logagg::{Severity, StatusClass};
@@ -380,7 +380,10 @@ pub async fn stats(
     );
     // Access rollups have no severity, so a severity filter leaves them out here and their
     // section is folded from the matching access logs instead.
-    for rollup in store.find_stats(filter, max_time).await? {
+    for rollup in store
+        .find_stats(filter, RollupRead::Whole, max_time)
+        .await?
+    {
         match &rollup {
             RollupDocument::Counts(counts) => accumulator.add_counts_rollup(counts),
             RollupDocument::Access(access) => accumulator.add_access_rollup(access),
@@ -426,7 +429,10 @@ pub async fn services(
         );
     }
     let mut summaries: BTreeMap<String, ServiceSummary> = BTreeMap::new();
-    for rollup in store.find_stats(filter, max_time).await? {
+    for rollup in store
+        .find_stats(filter, RollupRead::HourTotals, max_time)
+        .await?
+    {
         let RollupDocument::Counts(counts) = rollup else {
             continue;
         };

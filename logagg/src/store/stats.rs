@@ -264,12 +264,18 @@ impl RollupDocument {
         let count = document.get(stat_fields::COUNT).map_or(0, count_of);
         match document.get_str(stat_fields::KIND).ok()? {
             KIND_COUNTS => {
+                // Absent when a reader projected the minutes away (the services list).
                 let minutes = document
                     .get_document(stat_fields::MINUTES)
-                    .ok()?
-                    .iter()
-                    .filter_map(|(minute, count)| Some((minute.parse().ok()?, count_of(count))))
-                    .collect();
+                    .map(|stored| {
+                        stored
+                            .iter()
+                            .filter_map(|(minute, count)| {
+                                Some((minute.parse().ok()?, count_of(count)))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Some(RollupDocument::Counts(CountsRollup {
                     hour,
                     service,
@@ -315,6 +321,15 @@ impl RollupDocument {
             _ => None,
         }
     }
+}
+
+/// How much of each rollup a read brings back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollupRead {
+    /// Everything, the counts rollups' per-minute counts too (stats).
+    Whole,
+    /// The hour's totals: the per-minute counts stay on the server (the services list).
+    HourTotals,
 }
 
 /// A stored count, whichever numeric type the server kept it as.
@@ -405,11 +420,14 @@ impl Database {
     pub async fn find_stats(
         &self,
         filter: Document,
+        read: RollupRead,
         max_time: Duration,
     ) -> Result<Vec<RollupDocument>, StoreError> {
-        let documents: Vec<Document> = self
-            .stats
-            .find(filter)
+        let mut find = self.stats.find(filter);
+        if read == RollupRead::HourTotals {
+            find = find.projection(doc! { stat_fields::MINUTES: 0 });
+        }
+        let documents: Vec<Document> = find
             .batch_size(10_000)
             .max_time(max_time)
             .await
