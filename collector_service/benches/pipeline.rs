@@ -445,6 +445,7 @@ fn decode_cost(count: u64) -> (f64, f64) {
                 properties: broker::log_properties(broker::CONTENT_TYPE_JSON, &log.message_id),
                 body: log.body,
                 received_at: Utc::now(),
+                redelivered: false,
             }
         })
         .collect();

@@ -1,5 +1,6 @@
 //! Batching and decoding: pure code between a delivery and a bulk insert.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,8 @@ pub struct PendingMessage {
     pub properties: BasicProperties,
     pub body: Vec<u8>,
     pub received_at: DateTime<Utc>,
+    /// The broker's flag: delivered before (to this consumer or another) and not acked.
+    pub redelivered: bool,
 }
 
 impl PendingMessage {
@@ -29,7 +32,15 @@ impl PendingMessage {
             properties: delivery.properties,
             body: delivery.data,
             received_at: Utc::now(),
+            redelivered: delivery.redelivered,
         }
+    }
+
+    /// Whether a stored record with this message's id can only be an identical body from
+    /// the publisher, not this message stored on an earlier delivery: the id derives from
+    /// the body (no message-id) and the broker says it was never delivered before.
+    pub fn is_identical_body_if_stored(&self) -> bool {
+        self.properties.message_id().is_none() && !self.redelivered
     }
 
     /// Records this message may hold: its lines for a batch, else one. An upper bound (blank
@@ -133,6 +144,21 @@ pub struct DecodedBatch {
     pub rejected: Vec<(Source, ParseError)>,
 }
 
+/// The messages (indexes into the batch) of which a record was already stored although the
+/// message is new and its id derives from its body: a publisher sent the same bytes twice.
+pub fn identical_bodies(
+    messages: &[PendingMessage],
+    sources: &[Source],
+    duplicate_indexes: &[usize],
+) -> BTreeSet<usize> {
+    duplicate_indexes
+        .iter()
+        .filter_map(|record| sources.get(*record))
+        .map(|source| source.message)
+        .filter(|message| messages[*message].is_identical_body_if_stored())
+        .collect()
+}
+
 /// Parses every message of a batch; one bad message, or one bad line of a batch message,
 /// never spoils the others.
 pub fn decode(messages: &[PendingMessage]) -> DecodedBatch {
@@ -172,7 +198,26 @@ mod tests {
                 .with_content_type(ShortString::from("application/json")),
             body: body.as_bytes().to_vec(),
             received_at: Utc::now(),
+            redelivered: false,
         }
+    }
+
+    #[test]
+    fn a_duplicate_is_an_identical_body_only_without_message_id_and_redelivery() {
+        let mut with_id = message(1, r#"{"message":"a"}"#);
+        with_id.properties = with_id.properties.with_message_id(ShortString::from("id-1"));
+        let mut redelivered = message(2, r#"{"message":"a"}"#);
+        redelivered.redelivered = true;
+        let messages = [with_id, redelivered, message(3, r#"{"message":"a"}"#)];
+        let sources: Vec<Source> = (0..3)
+            .map(|message| Source {
+                message,
+                line: None,
+            })
+            .collect();
+        let identical = identical_bodies(&messages, &sources, &[0, 1, 2]);
+        assert_eq!(identical.into_iter().collect::<Vec<_>>(), vec![2]);
+        assert!(identical_bodies(&messages, &sources, &[0, 1]).is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::consumer::consume;
-use crate::writer::Writer;
+use crate::writer::{OncePer, Writer, IDENTICAL_BODIES_WARNING_PERIOD};
 
 /// Name shown for the collector's broker connections and MongoDB client.
 pub const SERVICE_NAME: &str = "collector_service";
@@ -88,6 +88,9 @@ impl BrokerSession for CollectorSession {
             settings: Arc::clone(&self.settings),
             health: self.health.clone(),
             shutdown: self.shutdown.clone(),
+            identical_bodies_warning: std::sync::Mutex::new(OncePer::new(
+                IDENTICAL_BODIES_WARNING_PERIOD,
+            )),
         });
         consume(connection, writer).await
     }

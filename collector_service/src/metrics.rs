@@ -5,6 +5,7 @@ pub use ::metrics::{counter, histogram};
 pub const CONSUMED: &str = "logagg_collector_consumed_total";
 pub const STORED: &str = "logagg_collector_stored_total";
 pub const DUPLICATES: &str = "logagg_collector_duplicates_total";
+pub const IDENTICAL_BODIES: &str = "logagg_collector_identical_bodies_total";
 pub const DEAD_LETTERED: &str = "logagg_collector_dead_lettered_total";
 pub const BATCH_SIZE: &str = "logagg_collector_batch_size";
 pub const WRITE_LATENCY: &str = "logagg_collector_write_latency_seconds";
@@ -16,7 +17,15 @@ pub const RECONNECTS: &str = "logagg_collector_broker_reconnects_total";
 pub fn describe() {
     metrics::describe_counter!(CONSUMED, "Messages received from the storage queue.");
     metrics::describe_counter!(STORED, "Records newly written to MongoDB.");
-    metrics::describe_counter!(DUPLICATES, "Redelivered records that were already stored.");
+    metrics::describe_counter!(
+        DUPLICATES,
+        "Records already stored: redeliveries, re-sent messages, and identical bodies."
+    );
+    metrics::describe_counter!(
+        IDENTICAL_BODIES,
+        "New messages without a message-id whose body (so whose id) a stored record already \
+         had: the publisher sent the same bytes twice, and they are one record."
+    );
     metrics::describe_counter!(
         DEAD_LETTERED,
         "Messages sent to the dead-letter queue, by reason."

@@ -1,7 +1,7 @@
 //! Writing one batch: dead-letter what cannot be stored, bulk-insert the rest, retry until
 //! MongoDB acknowledges. Only then may the batch's deliveries be acked.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::Channel;
@@ -15,7 +15,7 @@ use logagg::telemetry::Health;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::batch::{decode, PendingMessage, Source};
+use crate::batch::{decode, identical_bodies, PendingMessage, Source};
 use crate::dead_letter::{dead_letter, Rejection};
 use crate::metrics;
 
@@ -26,7 +26,37 @@ pub struct Writer {
     pub settings: Arc<Settings>,
     pub health: Health,
     pub shutdown: CancellationToken,
+    /// Keeps the identical-bodies warning to one a minute.
+    pub identical_bodies_warning: Mutex<OncePer>,
 }
+
+/// Lets an event through at most once per period: a warning that every message of a busy
+/// publisher would repeat.
+#[derive(Debug)]
+pub struct OncePer {
+    period: Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl OncePer {
+    pub fn new(period: Duration) -> OncePer {
+        OncePer { period, last: None }
+    }
+
+    /// Whether the event may pass at `now` (and if so, the period starts again).
+    pub fn ready(&mut self, now: tokio::time::Instant) -> bool {
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= self.period);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
+/// How often at most the identical-bodies warning is logged.
+pub const IDENTICAL_BODIES_WARNING_PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -65,6 +95,7 @@ impl Writer {
             .await?;
         }
         self.record_stats(&decoded.records, &outcome).await;
+        self.count_identical_bodies(&messages, &decoded.record_sources, &outcome);
         let dead_lettered = decoded.rejected.len() + outcome.rejected.len();
         metrics::counter!(metrics::STORED).increment(outcome.inserted as u64);
         metrics::counter!(metrics::DUPLICATES).increment(outcome.duplicates as u64);
@@ -88,6 +119,34 @@ impl Writer {
         if let Err(error) = self.store.record_stats(&rollup).await {
             metrics::counter!(metrics::STATS_FAILURES).increment(1);
             warn!(%error, "stats rollup update failed; these logs are stored but not in stats");
+        }
+    }
+
+    /// Counts the new messages without a message-id that were stored already (identical
+    /// bodies: one record), and warns about them at most once a minute.
+    fn count_identical_bodies(
+        &self,
+        messages: &[PendingMessage],
+        sources: &[Source],
+        outcome: &InsertOutcome,
+    ) {
+        let identical = identical_bodies(messages, sources, &outcome.duplicate_indexes);
+        let Some(first) = identical.first() else {
+            return;
+        };
+        metrics::counter!(metrics::IDENTICAL_BODIES).increment(identical.len() as u64);
+        let warn_now = self
+            .identical_bodies_warning
+            .lock()
+            .is_ok_and(|mut limiter| limiter.ready(tokio::time::Instant::now()));
+        if warn_now {
+            warn!(
+                routing_key = %messages[*first].routing_key,
+                messages = identical.len(),
+                "messages without a message-id repeated a stored body and were stored as one \
+                 record; give each message an AMQP message-id, or milliseconds in its line \
+                 (logged at most once a minute)"
+            );
         }
     }
 
@@ -160,5 +219,21 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_per_lets_one_event_through_per_period() {
+        let start = tokio::time::Instant::now();
+        let mut limiter = OncePer::new(Duration::from_secs(60));
+        assert!(limiter.ready(start));
+        assert!(!limiter.ready(start + Duration::from_secs(1)));
+        assert!(!limiter.ready(start + Duration::from_secs(59)));
+        assert!(limiter.ready(start + Duration::from_secs(60)));
+        assert!(!limiter.ready(start + Duration::from_secs(119)));
     }
 }

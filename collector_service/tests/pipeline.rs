@@ -530,11 +530,15 @@ async fn the_same_message_twice_is_one_record_counted_as_a_duplicate() {
     .await;
     let stored_total = counter("logagg_collector_stored_total").await;
     let duplicates_total = counter("logagg_collector_duplicates_total").await;
+    let identical_total = counter("logagg_collector_identical_bodies_total").await;
     let exit = terminate(&mut collector);
 
     assert!(second, "the second round was not recognised as duplicates");
     assert!(exit.success());
     assert_eq!((stored_total, duplicates_total), (101.0, 101.0));
+    // Of the duplicates, only the line without a message-id, first delivered the second
+    // time, is a publisher's identical body; the 100 with ids are re-sent messages.
+    assert_eq!(identical_total, 1.0);
     assert_eq!(context.stored().await, 101, "no second copy of anything");
     let order = context
         .store

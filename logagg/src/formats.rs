@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::parse::{
     parse_plain_line, parse_timestamp, truncate_to_millis, validate_service, ParseError,
 };
-use crate::record::{derive_message_id, HttpFields, LogRecord, Severity};
+use crate::record::{HttpFields, LogRecord, Severity};
 
 /// Longest line accepted, bytes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -83,11 +83,13 @@ pub struct LineContext<'a> {
     pub received_at: DateTime<Utc>,
 }
 
-/// Parses one line in `format` into a validated record. Its id derives from the service,
-/// severity and line, so the same line sent twice is one record.
+/// Parses one line in `format` into a validated record with the id `id`, which the caller
+/// derives from where the line came from ([`crate::record::positioned_id`]): the text alone
+/// cannot tell two identical lines apart, and both count.
 pub fn parse_line(
     format: LineFormat,
     line: &str,
+    id: String,
     context: &LineContext<'_>,
 ) -> Result<LogRecord, ParseError> {
     let line = line.trim_end_matches(['\r', '\n']);
@@ -127,8 +129,7 @@ pub fn parse_line(
         other => other,
     })?;
     validate_service(&record.service)?;
-    let routing_key = crate::parse::routing_key(&record.service, record.severity);
-    record.id = derive_message_id(&routing_key, line.as_bytes());
+    record.id = id;
     Ok(record)
 }
 
@@ -559,7 +560,7 @@ mod tests {
     }
 
     fn parse(format: &str, line: &str, service: Option<&str>) -> Result<LogRecord, ParseError> {
-        parse_line(format.parse().unwrap(), line, &context(service))
+        parse_line(format.parse().unwrap(), line, "id".into(), &context(service))
     }
 
     #[test]
@@ -632,6 +633,7 @@ mod tests {
         let record = parse_line(
             LineFormat::Syslog3164,
             new_year,
+            "id".into(),
             &LineContext {
                 service: None,
                 received_at: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 5).unwrap(),
@@ -656,17 +658,13 @@ mod tests {
     }
 
     #[test]
-    fn the_same_line_is_the_same_record_and_the_plain_line_still_parses() {
+    fn a_line_takes_the_id_of_its_position_and_the_plain_line_still_parses() {
         let line = "2024-05-01 12:00:00 ServiceA Error Log message generated";
-        let first = parse("plain", line, None).unwrap();
+        let record = parse_line(LineFormat::Plain, line, "file-120".into(), &context(None));
+        let record = record.unwrap();
         assert_eq!(
-            (first.service.as_str(), first.severity),
-            ("ServiceA", Severity::Error)
-        );
-        assert_eq!(first.id, parse("plain", line, None).unwrap().id);
-        assert_ne!(
-            first.id,
-            parse("plain", &format!("{line}!"), None).unwrap().id
+            (record.service.as_str(), record.severity, record.id.as_str()),
+            ("ServiceA", Severity::Error, "file-120")
         );
     }
 

@@ -6,7 +6,9 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
-use crate::record::{derive_message_id, truncate_for_reason, HttpFields, LogRecord, Severity};
+use crate::record::{
+    derive_message_id, positioned_id, truncate_for_reason, HttpFields, LogRecord, Severity,
+};
 
 /// Largest body a collector accepts; larger ones are dead-lettered as too large.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -204,7 +206,12 @@ fn parse_batch(envelope: &Envelope<'_>) -> Result<Vec<ParsedRecord>, ParseError>
                 max: MAX_BATCH_RECORDS,
             });
         }
-        let record = parse_json_record(line, envelope, format!("{base_id}-{number}"), received_at);
+        let record = parse_json_record(
+            line,
+            envelope,
+            positioned_id(&base_id, number as u64),
+            received_at,
+        );
         records.push(ParsedRecord {
             line: Some(range),
             record,
@@ -672,6 +679,7 @@ mod tests {
         let mut record = crate::formats::parse_line(
             crate::formats::LineFormat::Combined,
             line,
+            "request-0".into(),
             &crate::formats::LineContext {
                 service: Some("shop"),
                 received_at: Utc::now(),

@@ -186,8 +186,9 @@ impl HttpFields {
 /// One log record, as parsed from the broker and stored in MongoDB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRecord {
-    /// Stable message id: the AMQP message-id when the publisher set one, otherwise
-    /// [`derive_message_id`] of the routing key and body. Stored as the document `_id`.
+    /// Stable record id, stored as the document `_id`: the AMQP message-id when the publisher
+    /// set one, otherwise [`derive_message_id`] of the routing key and body; a batch line's,
+    /// an HTTP item's or a shipped line's is a [`positioned_id`].
     pub id: String,
     /// When the event happened, UTC, millisecond precision.
     pub timestamp: DateTime<Utc>,
@@ -207,13 +208,37 @@ pub struct LogRecord {
 ///
 /// A redelivery carries the same routing key and bytes, so it maps to the same id and is
 /// stored once. The flip side: two byte-identical messages on the same routing key without
-/// a message-id are one record. The hash is SHA-256, so distinct messages never share an id
-/// in practice, even if someone crafts them to.
+/// a message-id are one record (the collector counts them,
+/// `logagg_collector_identical_bodies_total`). The hash is SHA-256, so distinct messages
+/// never share an id in practice, even if someone crafts them to.
 pub fn derive_message_id(routing_key: &str, body: &[u8]) -> String {
+    digest_id(&[routing_key.as_bytes(), body])
+}
+
+/// The id of the record at `position` within something that has an id of its own: line `n`
+/// of a batch message, item `n` of an HTTP request, the line at byte offset `n` of a shipped
+/// file. Identical lines at different positions are different records; the same position
+/// sent again (a redelivery, a retried request, a re-read after a crash) is the same record.
+pub fn positioned_id(origin: &str, position: u64) -> String {
+    format!("{origin}-{position}")
+}
+
+/// The id of an HTTP ingest request: its route and query (which decide how the body is
+/// read) and its body, so a client retrying the identical request maps to the same records.
+pub fn request_id(route_and_query: &str, body: &[u8]) -> String {
+    digest_id(&[route_and_query.as_bytes(), body])
+}
+
+/// The first 128 bits of SHA-256 over the parts, a zero byte between each two (so
+/// `("ab", "c")` and `("a", "bc")` differ), in hex. Ids already stored depend on this form.
+fn digest_id(parts: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(routing_key.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(body);
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            hasher.update([0u8]);
+        }
+        hasher.update(part);
+    }
     let digest = hasher.finalize();
     digest[..16]
         .iter()
@@ -307,9 +332,21 @@ mod tests {
         let first = derive_message_id("a.error", b"boom");
         assert_eq!(first, derive_message_id("a.error", b"boom"));
         assert_eq!(first.len(), 32);
+        // Ids stored before this function was reshaped must not change.
+        assert_eq!(first, "5247e7bfa323314a916e0b84b8eb0509");
         assert_ne!(first, derive_message_id("b.error", b"boom"));
         assert_ne!(first, derive_message_id("a.error", b"boom!"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(derive_message_id("ab", b"c"), derive_message_id("a", b"bc"));
+    }
+
+    #[test]
+    fn request_ids_depend_on_route_and_body_and_positions_tell_records_apart() {
+        let request = request_id("/api/v1/logs/raw?format=clf", b"line\nline\n");
+        assert_eq!(request, request_id("/api/v1/logs/raw?format=clf", b"line\nline\n"));
+        assert_ne!(request, request_id("/api/v1/logs/raw?format=combined", b"line\nline\n"));
+        assert_ne!(request, request_id("/api/v1/logs/raw?format=clf", b"line\n"));
+        assert_ne!(positioned_id(&request, 0), positioned_id(&request, 1));
+        assert_eq!(positioned_id("abc", 7), "abc-7");
     }
 }

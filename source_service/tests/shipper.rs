@@ -188,6 +188,88 @@ async fn unparseable_lines_are_dead_lettered_with_the_reason() {
     context.cleanup().await;
 }
 
+/// Takes `count` records off the storage queue (a quorum queue may show a confirmed
+/// message a moment later), in queue order.
+async fn take_records(context: &TestContext, count: usize) -> Vec<logagg::LogRecord> {
+    let records = std::sync::Mutex::new(Vec::new());
+    let complete = wait_until(TIMEOUT, || async {
+        let taken = context
+            .take_records(&context.settings.broker.storage_queue)
+            .await;
+        let mut records = records.lock().expect("lock");
+        records.extend(taken);
+        records.len() >= count
+    })
+    .await;
+    let records = records.into_inner().expect("lock");
+    assert!(complete, "{} of {count} records arrived", records.len());
+    records
+}
+
+/// Ships the whole file once (no follow) and returns the records sent, in order.
+async fn ship_once(context: &TestContext, options: &ShipOptions) -> Vec<logagg::LogRecord> {
+    let report = ship(&context.settings, options, &CancellationToken::new())
+        .await
+        .expect("ship");
+    take_records(context, report.shipped as usize).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_lines_are_distinct_records_and_a_resend_keeps_their_ids() {
+    let context = TestContext::new("shipper_identical").await;
+    let directory = scratch("identical");
+    let (path, state_dir) = (directory.join("app.log"), directory.join("state"));
+    let line = "2026-11-21 10:00:00 web info the same line";
+    let other = "2026-11-21 10:00:01 web warn another line";
+    let content = format!("{line}\n{line}\n{other}\n\n{line}\n");
+    std::fs::write(&path, &content).expect("write");
+    let options = ShipOptions {
+        follow: false,
+        ..options(&path, &state_dir)
+    };
+
+    // A state file as a crash would leave it: the generation saved, no line confirmed yet.
+    let first = ship_once(&context, &options).await;
+    let ids: Vec<&str> = first.iter().map(|record| record.id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "every non-blank line: {ids:?}");
+    let generation = ids[0].rsplit_once('-').expect("<generation>-<offset>").0;
+    let offsets: Vec<String> = [0, line.len() + 1, 2 * line.len() + 2, 2 * line.len() + other.len() + 4]
+        .iter()
+        .map(|offset| format!("{generation}-{offset}"))
+        .collect();
+    assert_eq!(ids, offsets, "ids are the file's generation and each line's byte offset");
+
+    // A crash after the confirms but before the offset was saved: the lines go again, under
+    // the same ids (so they store once).
+    let state_file = std::fs::read_dir(&state_dir)
+        .expect("state dir")
+        .next()
+        .expect("a state file")
+        .expect("entry")
+        .path();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json");
+    let mut rewound = saved.clone();
+    rewound["offset"] = 0.into();
+    std::fs::write(&state_file, rewound.to_string()).expect("rewind");
+    let resent = ship_once(&context, &options).await;
+    let resent_ids: Vec<&str> = resent.iter().map(|record| record.id.as_str()).collect();
+    assert_eq!(resent_ids, ids);
+
+    // Truncated and written again with the same lines: new records, not the old ids.
+    std::fs::write(&path, "").expect("truncate");
+    assert!(ship_once(&context, &options).await.is_empty());
+    std::fs::write(&path, &content).expect("rewrite");
+    let rewritten = ship_once(&context, &options).await;
+    assert_eq!(rewritten.len(), 4);
+    assert!(
+        rewritten.iter().all(|record| !ids.contains(&record.id.as_str())),
+        "a truncated file's lines are new records"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
+    context.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_is_read_to_its_end() {
     let context = TestContext::new("shipper_stdin").await;
@@ -217,12 +299,22 @@ async fn stdin_is_read_to_its_end() {
         for index in 0..40 {
             writeln!(stdin, "level=info msg=\"from stdin {index}\"").expect("write");
         }
+        // Two identical lines, and a last line without its newline.
+        write!(stdin, "level=info msg=\"twice\"\nlevel=info msg=\"twice\"\nlevel=info msg=\"last\"")
+            .expect("write");
     }
     let output = child.wait_with_output().expect("exit");
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("shipped 40 lines"));
-    let mut seen = BTreeMap::new();
-    await_lines(&context, &mut seen, 40).await;
-    assert!(seen.keys().all(|message| message.starts_with("from stdin")));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("shipped 43 lines"));
+    let records = take_records(&context, 43).await;
+    let ids: std::collections::BTreeSet<&str> =
+        records.iter().map(|record| record.id.as_str()).collect();
+    assert_eq!((records.len(), ids.len()), (43, 43), "one record per line");
+    let twice = records.iter().filter(|record| record.message == "twice");
+    assert_eq!(twice.count(), 2);
+    let from_stdin = records
+        .iter()
+        .filter(|record| record.message.starts_with("from stdin"));
+    assert_eq!(from_stdin.count(), 40);
     context.cleanup().await;
 }

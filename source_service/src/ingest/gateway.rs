@@ -29,6 +29,7 @@ use logagg::api_keys::{self, presented_key, ApiKeys};
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::http_error::{error_response, ErrorBody, ErrorCode};
 use logagg::parse::{parse_message, record_body, Envelope};
+use logagg::record::{positioned_id, request_id};
 use logagg::runtime::{Declare, LazyChannel};
 use logagg::settings::{BrokerSettings, GatewaySettings};
 use logagg::telemetry::Health;
@@ -158,24 +159,26 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 async fn ingest_json(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let received_at = Utc::now();
     let outcome = async {
-        let (rate_key, content_type, text) = read_body(&gateway, request).await?;
-        let items = json_items(&text, &content_type)?;
+        let body = read_body(&gateway, request).await?;
+        let items = json_items(&body.text, &body.content_type)?;
         check_count(&gateway, items.len())?;
         let parsed = items
             .iter()
-            .map(|item| {
+            .enumerate()
+            .map(|(index, item)| {
+                let id = positioned_id(&body.request_id, index as u64);
                 parse_message(&Envelope {
                     routing_key: "",
                     body: item.as_bytes(),
                     content_type: Some("application/json"),
-                    message_id: None,
+                    message_id: Some(&id),
                     amqp_timestamp: None,
                     received_at,
                 })
                 .map_err(|error| error.to_string())
             })
             .collect();
-        publish_all(&gateway, &rate_key, parsed).await
+        publish_all(&gateway, &body.rate_key, parsed).await
     };
     respond(outcome.await)
 }
@@ -202,8 +205,9 @@ async fn ingest_raw(
             logagg::parse::validate_service(service)
                 .map_err(|error| GatewayError::BadParameter(format!("`service`: {error}")))?;
         }
-        let (rate_key, _, text) = read_body(&gateway, request).await?;
-        let lines: Vec<&str> = text
+        let body = read_body(&gateway, request).await?;
+        let lines: Vec<&str> = body
+            .text
             .lines()
             .filter(|line| !line.trim().is_empty())
             .collect();
@@ -214,9 +218,13 @@ async fn ingest_raw(
         };
         let parsed = lines
             .iter()
-            .map(|line| parse_line(format, line, &context).map_err(|error| error.to_string()))
+            .enumerate()
+            .map(|(index, line)| {
+                let id = positioned_id(&body.request_id, index as u64);
+                parse_line(format, line, id, &context).map_err(|error| error.to_string())
+            })
             .collect();
-        publish_all(&gateway, &rate_key, parsed).await
+        publish_all(&gateway, &body.rate_key, parsed).await
     };
     respond(outcome.await)
 }
@@ -251,13 +259,26 @@ fn check_count(gateway: &Gateway, count: usize) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// An ingest request's body, read and checked.
+struct RequestBody {
+    /// Whose token bucket the records are taken from: the API key, else the client address.
+    rate_key: String,
+    /// Lower-cased `Content-Type`, empty without one.
+    content_type: String,
+    text: String,
+    /// [`request_id`] of the route, query and (gunzipped) body: item `n`'s record id is
+    /// `<request_id>-<n>`, so a retried request maps to the same records and identical
+    /// items of one request or of two different requests stay distinct.
+    request_id: String,
+}
+
 /// Reads the body within the size and time limits, gunzipping it when the client says so.
-/// Returns the rate-limit key, the content type and the text.
-async fn read_body(
-    gateway: &Gateway,
-    request: Request,
-) -> Result<(String, String, String), GatewayError> {
+async fn read_body(gateway: &Gateway, request: Request) -> Result<RequestBody, GatewayError> {
     let limit = gateway.settings.max_body_bytes;
+    let route_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), ToString::to_string);
     let too_large = || GatewayError::TooLarge(format!("body over {limit} bytes"));
     let headers = request.headers();
     let rate_key = match presented_key(headers) {
@@ -305,9 +326,15 @@ async fn read_body(
     } else {
         bytes.to_vec()
     };
+    let id = request_id(&route_and_query, &bytes);
     let text = String::from_utf8(bytes)
         .map_err(|_| GatewayError::BadRequest("the body is not UTF-8".into()))?;
-    Ok((rate_key, content_type, text))
+    Ok(RequestBody {
+        rate_key,
+        content_type,
+        text,
+        request_id: id,
+    })
 }
 
 /// The JSON items of a body: an array's elements, NDJSON's lines, or the one object.

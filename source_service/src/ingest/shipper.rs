@@ -3,11 +3,14 @@
 //!
 //! Its offset (file identity and byte position) is saved in `--state-dir` only after the
 //! broker confirmed every line before it, so a restart resumes where confirmed lines end:
-//! nothing is skipped. A crash between a confirm and the save re-sends a few lines, which
-//! store once (ids derive from the lines). Rotation is followed: when the path names a new
-//! file, the old one is read to its end first, then the new one from its start; a truncated
-//! file is read again from the start. Lines that do not parse go to the dead-letter queue
-//! with the reason, not into the void.
+//! nothing is skipped. A line's record id is `<file generation>-<byte offset>`: a crash
+//! between a confirm and the save re-sends a few lines, which store once, while identical
+//! lines at different offsets are different records. The generation is minted when the
+//! shipper starts a file from its beginning (first sight, rotation, truncation) and saved
+//! before any of its lines is sent, so a reused inode or a truncated file never reuses ids.
+//! Rotation is followed: when the path names a new file, the old one is read to its end
+//! first, then the new one from its start; a truncated file is read again from the start.
+//! Lines that do not parse go to the dead-letter queue with the reason, not into the void.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -22,6 +25,7 @@ use futures::StreamExt;
 use lapin::{BasicProperties, Channel};
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::parse::record_body;
+use logagg::record::positioned_id;
 use logagg::settings::Settings;
 use logagg::{broker, topology};
 use serde::{Deserialize, Serialize};
@@ -50,12 +54,83 @@ pub struct ShipReport {
     pub dead_lettered: u64,
 }
 
-/// Where reading stands: which file (device and inode) and how far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where reading stands: which file (device, inode and generation) and how far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Position {
     device: u64,
     inode: u64,
+    /// Minted when reading of this file began at its start; the origin of its lines' ids.
+    /// Empty in state files written before ids had it: such a file is read on with a new one.
+    #[serde(default)]
+    generation: String,
     offset: u64,
+}
+
+impl Position {
+    /// The start of the file with this device and inode, under a new generation.
+    fn start_of(device: u64, inode: u64) -> Position {
+        Position {
+            device,
+            inode,
+            generation: new_generation(),
+            offset: 0,
+        }
+    }
+}
+
+/// A fresh origin for record ids: a UUID, unique per file read from its start (and per run
+/// of stdin).
+fn new_generation() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Lines read in one go, each with the byte offset it starts at.
+#[derive(Debug, Default)]
+struct LinesRead {
+    lines: Vec<(u64, String)>,
+    /// Bytes of the lines read, blank ones included.
+    consumed: u64,
+    /// The reader had nothing more (a held-back unterminated line aside).
+    at_end: bool,
+}
+
+/// What the bytes after the last newline are when the reader ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unterminated {
+    /// A line of its own: stdin's last line needs no newline.
+    IsALine,
+    /// A line still being written: left unread (not in `consumed`) for a later pass.
+    HeldBack,
+}
+
+/// Up to [`BATCH_LINES`] non-blank lines from `reader`, which stands at byte `start`.
+fn read_lines(
+    reader: &mut impl BufRead,
+    start: u64,
+    unterminated: Unterminated,
+) -> std::io::Result<LinesRead> {
+    let mut read = LinesRead::default();
+    let mut buffer = Vec::new();
+    while read.lines.len() < BATCH_LINES {
+        buffer.clear();
+        let length = reader.read_until(b'\n', &mut buffer)?;
+        if length == 0 {
+            read.at_end = true;
+            break;
+        }
+        if buffer.last() != Some(&b'\n') && unterminated == Unterminated::HeldBack {
+            read.at_end = true;
+            break;
+        }
+        let line_start = start + read.consumed;
+        read.consumed += length as u64;
+        let line = String::from_utf8_lossy(&buffer);
+        let line = line.trim_end_matches(['\n', '\r']);
+        if !line.trim().is_empty() {
+            read.lines.push((line_start, line.to_owned()));
+        }
+    }
+    Ok(read)
 }
 
 /// Ships until the end (stdin, or the file without `follow`) or `shutdown`.
@@ -94,19 +169,18 @@ pub async fn ship(
 
 async fn ship_stdin(publisher: &LinePublisher<'_>) -> anyhow::Result<ShipReport> {
     let mut report = ShipReport::default();
+    let generation = new_generation();
     let stdin = std::io::stdin();
+    let mut offset = 0;
     loop {
         // The lock is taken per batch: it must not be held across the publish's awaits.
-        let batch: Vec<String> = stdin
-            .lock()
-            .lines()
-            .take(BATCH_LINES)
-            .collect::<Result<_, _>>()
+        let read = read_lines(&mut stdin.lock(), offset, Unterminated::IsALine)
             .context("reading stdin")?;
-        if batch.is_empty() {
+        offset += read.consumed;
+        publisher.publish(&generation, &read.lines, &mut report).await?;
+        if read.at_end {
             return Ok(report);
         }
-        publisher.publish(&batch, &mut report).await?;
     }
 }
 
@@ -134,15 +208,23 @@ async fn ship_file(
             Err(error) => return Err(error).with_context(|| format!("opening {}", path.display())),
         }
     };
+    // The generation must be on disk before any of its lines is sent (see the module doc).
+    save_position(&state_path, &position)?;
     info!(path = %path.display(), offset = position.offset, "shipping");
     loop {
-        let (lines, consumed) = read_complete_lines(&mut reader, position.offset)?;
-        if !lines.is_empty() {
-            publisher.publish(&lines, &mut report).await?;
-            position.offset += consumed;
+        let read = read_lines(&mut reader, position.offset, Unterminated::HeldBack)?;
+        publisher
+            .publish(&position.generation, &read.lines, &mut report)
+            .await?;
+        if read.consumed > 0 {
+            position.offset += read.consumed;
             save_position(&state_path, &position)?;
+        }
+        if !read.at_end {
             continue;
         }
+        // A held-back line's bytes were read: stand again where complete lines end.
+        reader.seek(SeekFrom::Start(position.offset))?;
         // At the end of the file: has the path moved on to a new file, or been truncated?
         if let Ok(metadata) = std::fs::metadata(path) {
             if (metadata.dev(), metadata.ino()) != (position.device, position.inode) {
@@ -155,7 +237,7 @@ async fn ship_file(
             }
             if metadata.len() < position.offset {
                 warn!(path = %path.display(), "truncated: reading it again from the start");
-                position.offset = 0;
+                position = Position::start_of(position.device, position.inode);
                 reader.seek(SeekFrom::Start(0))?;
                 save_position(&state_path, &position)?;
                 continue;
@@ -177,57 +259,38 @@ fn open_at(
     path: &Path,
 ) -> anyhow::Result<(BufReader<File>, Position)> {
     let metadata = file.metadata()?;
-    let mut position = Position {
-        device: metadata.dev(),
-        inode: metadata.ino(),
-        offset: 0,
-    };
-    match saved {
-        Some(saved) if (saved.device, saved.inode) == (position.device, position.inode) => {
+    let fresh = Position::start_of(metadata.dev(), metadata.ino());
+    let position = match saved {
+        Some(saved)
+            if (saved.device, saved.inode) == (fresh.device, fresh.inode)
+                && !saved.generation.is_empty() =>
+        {
             if saved.offset <= metadata.len() {
-                position.offset = saved.offset;
+                saved
             } else {
                 warn!(path = %path.display(), "shorter than the saved offset: truncated while stopped; reading from the start");
+                fresh
             }
         }
-        Some(_) => warn!(
-            path = %path.display(),
-            "a new file since the last run (rotated while stopped): reading it from the start"
-        ),
-        None => {}
-    }
+        Some(saved) if (saved.device, saved.inode) == (fresh.device, fresh.inode) => {
+            // A state file from before line ids had a generation: go on from its offset.
+            Position {
+                offset: saved.offset.min(metadata.len()),
+                ..fresh
+            }
+        }
+        Some(_) => {
+            warn!(
+                path = %path.display(),
+                "a new file since the last run (rotated while stopped): reading it from the start"
+            );
+            fresh
+        }
+        None => fresh,
+    };
     let mut reader = BufReader::new(file);
     reader.seek(SeekFrom::Start(position.offset))?;
     Ok((reader, position))
-}
-
-/// Up to [`BATCH_LINES`] complete lines from `offset`, and the bytes they span. A last
-/// line without its newline is left for later (the writer may be mid-line).
-fn read_complete_lines(
-    reader: &mut BufReader<File>,
-    offset: u64,
-) -> anyhow::Result<(Vec<String>, u64)> {
-    let mut lines = Vec::new();
-    let mut consumed = 0_u64;
-    let mut buffer = Vec::new();
-    while lines.len() < BATCH_LINES {
-        buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        if buffer.last() != Some(&b'\n') {
-            reader.seek(SeekFrom::Start(offset + consumed))?;
-            break;
-        }
-        consumed += read as u64;
-        let line = String::from_utf8_lossy(&buffer);
-        let line = line.trim_end_matches(['\n', '\r']);
-        if !line.trim().is_empty() {
-            lines.push(line.to_owned());
-        }
-    }
-    Ok((lines, consumed))
 }
 
 fn state_file_name(path: &Path) -> String {
@@ -272,7 +335,16 @@ struct LinePublisher<'a> {
 }
 
 impl LinePublisher<'_> {
-    async fn publish(&self, lines: &[String], report: &mut ShipReport) -> anyhow::Result<()> {
+    /// Publishes `(byte offset, line)` pairs read from the file (or stdin run) `generation`.
+    async fn publish(
+        &self,
+        generation: &str,
+        lines: &[(u64, String)],
+        report: &mut ShipReport,
+    ) -> anyhow::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
         let broker_settings = &self.settings.broker;
         let context = LineContext {
             service: self.options.service.as_deref(),
@@ -280,9 +352,10 @@ impl LinePublisher<'_> {
         };
         let mut confirms = FuturesUnordered::new();
         let mut dead_lettered = 0;
-        for line in lines {
+        for (offset, line) in lines {
+            let id = positioned_id(generation, *offset);
             let (exchange, routing_key, body, properties) =
-                match parse_line(self.options.format, line, &context) {
+                match parse_line(self.options.format, line, id, &context) {
                     Ok(record) => (
                         broker_settings.exchange.as_str(),
                         logagg::parse::routing_key(&record.service, record.severity),
