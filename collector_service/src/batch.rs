@@ -205,7 +205,9 @@ mod tests {
     #[test]
     fn a_duplicate_is_an_identical_body_only_without_message_id_and_redelivery() {
         let mut with_id = message(1, r#"{"message":"a"}"#);
-        with_id.properties = with_id.properties.with_message_id(ShortString::from("id-1"));
+        with_id.properties = with_id
+            .properties
+            .with_message_id(ShortString::from("id-1"));
         let mut redelivered = message(2, r#"{"message":"a"}"#);
         redelivered.redelivered = true;
         let messages = [with_id, redelivered, message(3, r#"{"message":"a"}"#)];

@@ -52,7 +52,10 @@ async fn post(app: &axum::Router, uri: &str, body: String) -> (StatusCode, Value
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
         .await
         .expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn await_stored(context: &TestContext, expected: u64) {
@@ -77,9 +80,7 @@ async fn identical_lines_are_each_a_record_and_a_retried_request_adds_none() {
     ));
     let log = access_log(1_000);
     assert_eq!(
-        log.lines()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len(),
+        log.lines().collect::<std::collections::BTreeSet<_>>().len(),
         900,
         "the log repeats 100 of its lines"
     );
@@ -107,7 +108,10 @@ async fn identical_lines_are_each_a_record_and_a_retried_request_adds_none() {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let record = r#"{"service":"billing","severity":"error","message":"card declined"}"#;
     let (status, answer) = post(&gateway, "/api/v1/logs", format!("[{record},{record}]")).await;
-    assert_eq!((status, &answer["accepted"]), (StatusCode::ACCEPTED, &2.into()));
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (StatusCode::ACCEPTED, &2.into())
+    );
     await_stored(&context, 1_003).await;
 
     let stored_lines = context

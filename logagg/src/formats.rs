@@ -560,7 +560,12 @@ mod tests {
     }
 
     fn parse(format: &str, line: &str, service: Option<&str>) -> Result<LogRecord, ParseError> {
-        parse_line(format.parse().unwrap(), line, "id".into(), &context(service))
+        parse_line(
+            format.parse().unwrap(),
+            line,
+            "id".into(),
+            &context(service),
+        )
     }
 
     #[test]

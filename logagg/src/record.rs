@@ -343,9 +343,18 @@ mod tests {
     #[test]
     fn request_ids_depend_on_route_and_body_and_positions_tell_records_apart() {
         let request = request_id("/api/v1/logs/raw?format=clf", b"line\nline\n");
-        assert_eq!(request, request_id("/api/v1/logs/raw?format=clf", b"line\nline\n"));
-        assert_ne!(request, request_id("/api/v1/logs/raw?format=combined", b"line\nline\n"));
-        assert_ne!(request, request_id("/api/v1/logs/raw?format=clf", b"line\n"));
+        assert_eq!(
+            request,
+            request_id("/api/v1/logs/raw?format=clf", b"line\nline\n")
+        );
+        assert_ne!(
+            request,
+            request_id("/api/v1/logs/raw?format=combined", b"line\nline\n")
+        );
+        assert_ne!(
+            request,
+            request_id("/api/v1/logs/raw?format=clf", b"line\n")
+        );
         assert_ne!(positioned_id(&request, 0), positioned_id(&request, 1));
         assert_eq!(positioned_id("abc", 7), "abc-7");
     }

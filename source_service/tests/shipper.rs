@@ -233,11 +233,19 @@ async fn identical_lines_are_distinct_records_and_a_resend_keeps_their_ids() {
     let ids: Vec<&str> = first.iter().map(|record| record.id.as_str()).collect();
     assert_eq!(ids.len(), 4, "every non-blank line: {ids:?}");
     let generation = ids[0].rsplit_once('-').expect("<generation>-<offset>").0;
-    let offsets: Vec<String> = [0, line.len() + 1, 2 * line.len() + 2, 2 * line.len() + other.len() + 4]
-        .iter()
-        .map(|offset| format!("{generation}-{offset}"))
-        .collect();
-    assert_eq!(ids, offsets, "ids are the file's generation and each line's byte offset");
+    let offsets: Vec<String> = [
+        0,
+        line.len() + 1,
+        2 * line.len() + 2,
+        2 * line.len() + other.len() + 4,
+    ]
+    .iter()
+    .map(|offset| format!("{generation}-{offset}"))
+    .collect();
+    assert_eq!(
+        ids, offsets,
+        "ids are the file's generation and each line's byte offset"
+    );
 
     // A crash after the confirms but before the offset was saved: the lines go again, under
     // the same ids (so they store once).
@@ -263,7 +271,9 @@ async fn identical_lines_are_distinct_records_and_a_resend_keeps_their_ids() {
     let rewritten = ship_once(&context, &options).await;
     assert_eq!(rewritten.len(), 4);
     assert!(
-        rewritten.iter().all(|record| !ids.contains(&record.id.as_str())),
+        rewritten
+            .iter()
+            .all(|record| !ids.contains(&record.id.as_str())),
         "a truncated file's lines are new records"
     );
     let _ = std::fs::remove_dir_all(&directory);
@@ -300,8 +310,11 @@ async fn stdin_is_read_to_its_end() {
             writeln!(stdin, "level=info msg=\"from stdin {index}\"").expect("write");
         }
         // Two identical lines, and a last line without its newline.
-        write!(stdin, "level=info msg=\"twice\"\nlevel=info msg=\"twice\"\nlevel=info msg=\"last\"")
-            .expect("write");
+        write!(
+            stdin,
+            "level=info msg=\"twice\"\nlevel=info msg=\"twice\"\nlevel=info msg=\"last\""
+        )
+        .expect("write");
     }
     let output = child.wait_with_output().expect("exit");
     assert!(output.status.success());

@@ -177,7 +177,9 @@ async fn ship_stdin(publisher: &LinePublisher<'_>) -> anyhow::Result<ShipReport>
         let read = read_lines(&mut stdin.lock(), offset, Unterminated::IsALine)
             .context("reading stdin")?;
         offset += read.consumed;
-        publisher.publish(&generation, &read.lines, &mut report).await?;
+        publisher
+            .publish(&generation, &read.lines, &mut report)
+            .await?;
         if read.at_end {
             return Ok(report);
         }
