@@ -181,13 +181,14 @@ async function overview(params) {
   });
   const used = SEVERITIES.filter((name) => stats.by_severity[name]);
   const routes = stats.access.slice(0, 12);
-  // The mean over all requests: each route's mean weighted by its requests.
+  // The mean over all requests: each service's (or route's) mean weighted by its requests.
   const weighted = (list) => {
     const timed = list.filter((route) => route.latency_ms);
     const requests = timed.reduce((sum, route) => sum + route.requests, 0);
     return requests ? timed.reduce((sum, route) => sum + route.latency_ms.mean * route.requests, 0) / requests : null;
   };
-  const current = weighted(recent.access);
+  const current = weighted(recent.access_totals);
+  const classCell = (entry, name) => el("td", { class: name === "5xx" ? "" : "optional" }, number(entry.status_classes[name] || 0));
   const grid = el("div", { class: "grid" },
     el("section", { class: "panel wide", id: "volume" }, el("h2", {}, `Log volume by severity (${number(stats.total)} logs)`),
       stackedBars(buckets, used, severityColour), legend(used, severityColour)),
@@ -202,7 +203,16 @@ async function overview(params) {
         : el("p", { class: "muted", id: "firing" }, "None.")),
     panel("Average response time (last hour)",
       el("div", { class: "big", id: "current-latency" }, current === null ? "—" : `${number(current, 1)} ms`),
-      el("p", { class: "muted" }, `${number(recent.access.reduce((s, r) => s + r.requests, 0))} requests`)),
+      el("p", { class: "muted" }, `${number(recent.access_totals.reduce((s, r) => s + r.requests, 0))} requests`)),
+    el("section", { class: "panel wide" }, el("h2", {}, "Requests per service (all endpoints)"),
+      stats.access_totals.length ? el("table", { id: "service-totals" },
+        el("tr", {}, el("th", {}, "service"), el("th", {}, "endpoints"), el("th", {}, "requests"),
+          CLASSES.map((name) => el("th", { class: name === "5xx" ? "" : "optional" }, name)), el("th", {}, "mean"), el("th", { class: "optional" }, "p99")),
+        stats.access_totals.map((entry) => el("tr", {}, el("td", {}, entry.service), el("td", {}, number(entry.routes)), el("td", {}, number(entry.requests)),
+          CLASSES.map((name) => classCell(entry, name)),
+          el("td", {}, entry.latency_ms ? `${number(entry.latency_ms.mean, 1)} ms` : "—"),
+          el("td", { class: "optional" }, entry.latency_ms ? `${number(entry.latency_ms.p99, 1)} ms` : "—"))))
+        : el("p", { class: "muted" }, "No access logs in this range.")),
     el("section", { class: "panel wide" }, el("h2", {}, "Response time per endpoint"),
       routes.length ? el("table", { id: "endpoints" },
         el("tr", {}, el("th", {}, "service"), el("th", {}, "endpoint"), el("th", {}, "requests"), el("th", {}, "mean"), el("th", {}, "p50"), el("th", { class: "optional" }, "p95"), el("th", { class: "optional" }, "p99")),
@@ -228,7 +238,7 @@ async function overview(params) {
   const latencies = await Promise.all(windows.map((w) => api(`/api/v1/stats?from=${w.from.toISOString()}&to=${w.to.toISOString()}`).catch(() => null)));
   const points = windows.map((w, index) => ({
     label: w.from.toLocaleString(), short: w.from.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
-    value: latencies[index] ? weighted(latencies[index].access) : null,
+    value: latencies[index] ? weighted(latencies[index].access_totals) : null,
   }));
   document.getElementById("latency-over-time").replaceChildren(el("h2", {}, "Average response time per hour, last 24 hours"), lineChart(points));
 }

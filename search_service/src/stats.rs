@@ -63,6 +63,9 @@ pub struct Stats {
     /// Access logs (those with an HTTP status or duration) per route, busiest first; at most
     /// 100. Paths are grouped with ids as `:id`.
     pub access: Vec<RouteStats>,
+    /// Access logs per service over all its routes, busiest first: for each service, its
+    /// rows in `access` plus its `other` add up to these totals.
+    pub access_totals: Vec<ServiceAccess>,
     pub took_ms: u64,
 }
 
@@ -84,14 +87,42 @@ pub struct RouteStats {
     pub service: String,
     pub method: String,
     pub path: String,
+    #[serde(flatten)]
+    pub counts: AccessCounts,
+}
+
+/// Requests, their status classes and latency: of a route, of a service, or of the routes
+/// left out of the top rows.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AccessCounts {
     pub requests: u64,
-    /// `1xx` … `5xx` → count.
+    /// `1xx` … `5xx` → count (requests without a status are in `requests` only).
     pub status_classes: BTreeMap<String, u64>,
     /// Latency quantiles in milliseconds (within 4 %), absent without durations.
     pub latency_ms: Option<Quantiles>,
 }
 
+/// One service's access logs over all its routes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServiceAccess {
+    pub service: String,
+    /// Distinct routes (method and grouped path).
+    pub routes: u64,
+    #[serde(flatten)]
+    pub totals: AccessCounts,
+    /// The service's routes that are not rows of `access`, added up.
+    pub other: OtherRoutes,
+}
+
+/// The routes a service's top rows leave out.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OtherRoutes {
+    pub routes: u64,
+    #[serde(flatten)]
+    pub counts: AccessCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Quantiles {
     pub mean: f64,
     pub p50: f64,
@@ -115,11 +146,95 @@ pub struct ServiceSummary {
     pub by_severity: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RouteAccumulator {
     requests: u64,
     classes: [u64; 5],
     latency: LatencySketch,
+}
+
+impl RouteAccumulator {
+    fn merge(&mut self, other: &RouteAccumulator) {
+        self.requests += other.requests;
+        for (total, count) in self.classes.iter_mut().zip(other.classes) {
+            *total += count;
+        }
+        self.latency.merge(&other.latency);
+    }
+
+    fn counts(&self) -> AccessCounts {
+        AccessCounts {
+            requests: self.requests,
+            status_classes: self
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(_, count)| **count > 0)
+                .map(|(index, count)| (StatusClass::ALL[index].as_str().to_owned(), *count))
+                .collect(),
+            latency_ms: self.latency.quantile(0.5).map(|p50| Quantiles {
+                mean: self.latency.mean().unwrap_or(p50),
+                p50,
+                p95: self.latency.quantile(0.95).unwrap_or(p50),
+                p99: self.latency.quantile(0.99).unwrap_or(p50),
+            }),
+        }
+    }
+}
+
+/// A service's routes added up: all of them, and those outside the top rows.
+#[derive(Debug, Default)]
+struct ServiceAccumulator {
+    routes: u64,
+    all: RouteAccumulator,
+    other_routes: u64,
+    other: RouteAccumulator,
+}
+
+/// The top rows (busiest routes first, at most `limit`) and every service's totals, whose
+/// `other` holds what the rows leave out.
+fn access_sections(
+    routes: BTreeMap<(String, String, String), RouteAccumulator>,
+    limit: usize,
+) -> (Vec<RouteStats>, Vec<ServiceAccess>) {
+    let mut ranked: Vec<((String, String, String), RouteAccumulator)> =
+        routes.into_iter().collect();
+    // Stable: equal counts keep the key order, so answers do not shuffle between calls.
+    ranked.sort_by_key(|(_, route)| std::cmp::Reverse(route.requests));
+    let mut services: BTreeMap<String, ServiceAccumulator> = BTreeMap::new();
+    for (rank, ((service, _, _), route)) in ranked.iter().enumerate() {
+        let totals = services.entry(service.clone()).or_default();
+        totals.routes += 1;
+        totals.all.merge(route);
+        if rank >= limit {
+            totals.other_routes += 1;
+            totals.other.merge(route);
+        }
+    }
+    let rows = ranked
+        .into_iter()
+        .take(limit)
+        .map(|((service, method, path), route)| RouteStats {
+            service,
+            method,
+            path,
+            counts: route.counts(),
+        })
+        .collect();
+    let mut totals: Vec<ServiceAccess> = services
+        .into_iter()
+        .map(|(service, totals)| ServiceAccess {
+            service,
+            routes: totals.routes,
+            totals: totals.all.counts(),
+            other: OtherRoutes {
+                routes: totals.other_routes,
+                counts: totals.other.counts(),
+            },
+        })
+        .collect();
+    totals.sort_by_key(|service| std::cmp::Reverse(service.totals.requests));
+    (rows, totals)
 }
 
 /// Counts being folded into a [`Stats`].
@@ -251,31 +366,7 @@ impl Accumulator {
             .collect();
         top_error_services.sort_by(|a, b| b.errors.cmp(&a.errors).then(a.service.cmp(&b.service)));
         top_error_services.truncate(TOP_SERVICES);
-        let mut access: Vec<RouteStats> = self
-            .routes
-            .into_iter()
-            .map(|((service, method, path), route)| RouteStats {
-                service,
-                method,
-                path,
-                requests: route.requests,
-                status_classes: route
-                    .classes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, count)| **count > 0)
-                    .map(|(index, count)| (StatusClass::ALL[index].as_str().to_owned(), *count))
-                    .collect(),
-                latency_ms: route.latency.quantile(0.5).map(|p50| Quantiles {
-                    mean: route.latency.mean().unwrap_or(p50),
-                    p50,
-                    p95: route.latency.quantile(0.95).unwrap_or(p50),
-                    p99: route.latency.quantile(0.99).unwrap_or(p50),
-                }),
-            })
-            .collect();
-        access.sort_by_key(|route| std::cmp::Reverse(route.requests));
-        access.truncate(TOP_ROUTES);
+        let (access, access_totals) = access_sections(self.routes, TOP_ROUTES);
         Stats {
             from: DateTime::from_timestamp_millis(self.from_ms).unwrap_or_default(),
             to: DateTime::from_timestamp_millis(self.to_ms).unwrap_or_default(),
@@ -291,6 +382,7 @@ impl Accumulator {
             histogram,
             top_error_services,
             access,
+            access_totals,
             took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         }
     }

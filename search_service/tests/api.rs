@@ -395,6 +395,7 @@ async fn stats_from_rollups_match_the_logs_and_a_filtered_fold() {
         "histogram",
         "top_error_services",
         "access",
+        "access_totals",
     ] {
         assert_eq!(rollups[field], folded[field], "{field}");
     }
@@ -435,6 +436,127 @@ async fn stats_from_rollups_match_the_logs_and_a_filtered_fold() {
                 .contains(&format!("`{parameter}`")),
             "{query}: {body}"
         );
+    }
+    context.cleanup().await;
+}
+
+/// Sums, over a service's rows in `access` and its `other`, of requests and each status class.
+fn summed_rows(stats: &Value, service: &str) -> (u64, BTreeMap<String, u64>) {
+    let totals = stats["access_totals"]
+        .as_array()
+        .expect("access_totals")
+        .iter()
+        .find(|entry| entry["service"] == service)
+        .unwrap_or_else(|| panic!("no totals for {service}: {stats}"));
+    let rows = stats["access"]
+        .as_array()
+        .expect("access")
+        .iter()
+        .filter(|row| row["service"] == service)
+        .chain([&totals["other"]]);
+    let mut requests = 0;
+    let mut classes = BTreeMap::new();
+    for row in rows {
+        requests += row["requests"].as_u64().expect("requests");
+        for (class, count) in counts(row, "status_classes") {
+            *classes.entry(class).or_default() += count;
+        }
+    }
+    (requests, classes)
+}
+
+#[tokio::test]
+async fn access_totals_count_every_route_when_the_rows_stop_at_their_limit() {
+    let context = TestContext::new("search_access_totals").await;
+    // 150 busy GET routes on `web` (3 requests each) and, on the quiet tail that the 100
+    // rows leave out, a HEAD, a POST and three 5xx; 10 routes on `api`.
+    let now = Utc::now();
+    let mut records = Vec::new();
+    let mut add = |service: &str, method: &str, path: String, status: u16| {
+        let index = records.len();
+        let timestamp = now - Duration::seconds(index as i64);
+        records.push(LogRecord {
+            id: format!("acc-{index:05}"),
+            timestamp,
+            received_at: timestamp,
+            service: service.to_owned(),
+            severity: if status >= 500 {
+                Severity::Error
+            } else {
+                Severity::Info
+            },
+            message: format!("{method} {path} {status}"),
+            host: None,
+            attributes: Default::default(),
+            http: Some(HttpFields {
+                method: Some(method.to_owned()),
+                path: Some(path),
+                status: Some(status),
+                duration_ms: Some(10.0 + index as f64 % 90.0),
+                ..HttpFields::default()
+            }),
+        });
+    };
+    for route in 0..150 {
+        for _ in 0..3 {
+            add("web", "GET", format!("/page/r{route}"), 200);
+        }
+    }
+    add("web", "HEAD", "/health".into(), 200);
+    add("web", "POST", "/upload".into(), 503);
+    add("web", "GET", "/rare/a".into(), 500);
+    add("web", "GET", "/rare/b".into(), 502);
+    for route in 0..10 {
+        for _ in 0..5 {
+            add("api", "GET", format!("/v1/r{route}"), 404);
+        }
+    }
+    seed_with_stats(&context, &records).await;
+    let app = app(&context).await;
+
+    let (status, rollups) = get(&app, "/api/v1/stats?from=1h").await;
+    assert_eq!(status, StatusCode::OK, "{rollups}");
+    // `contains` forces the fold over the logs: the same sections from the other source.
+    let (status, folded) = get(&app, "/api/v1/stats?from=1h&contains=%20").await;
+    assert_eq!(status, StatusCode::OK, "{folded}");
+    assert_eq!(folded["source"], "logs");
+    for stats in [&rollups, &folded] {
+        assert_eq!(stats["access"].as_array().expect("rows").len(), 100);
+        let totals = stats["access_totals"].as_array().expect("totals");
+        let services: Vec<&str> = totals
+            .iter()
+            .map(|t| t["service"].as_str().unwrap())
+            .collect();
+        assert_eq!(services, ["web", "api"], "busiest first");
+        let web = &totals[0];
+        assert_eq!(web["routes"], 154);
+        assert_eq!(web["requests"], 454);
+        assert_eq!(
+            counts(web, "status_classes"),
+            BTreeMap::from([("2xx".to_owned(), 451), ("5xx".to_owned(), 3)]),
+            "every 5xx, though no row shows one"
+        );
+        assert!(web["latency_ms"]["p99"].as_f64().is_some());
+        // The rows are api's 10 routes (5 requests each) and 90 of web's: web's other 64
+        // routes, the HEAD, the POST and the 5xx among them, are its `other`.
+        assert_eq!(web["other"]["routes"], 64);
+        assert_eq!(web["other"]["requests"], 60 * 3 + 4);
+        for service in ["web", "api"] {
+            let entry = totals.iter().find(|t| t["service"] == service).unwrap();
+            let (requests, classes) = summed_rows(stats, service);
+            assert_eq!(requests, entry["requests"].as_u64().unwrap(), "{service}");
+            assert_eq!(classes, counts(entry, "status_classes"), "{service}");
+        }
+        let api = &totals[1];
+        assert_eq!(
+            (api["requests"].as_u64(), api["other"]["routes"].as_u64()),
+            (Some(50), Some(0))
+        );
+        let all: u64 = totals.iter().map(|t| t["requests"].as_u64().unwrap()).sum();
+        assert_eq!(all, records.len() as u64);
+    }
+    for field in ["access", "access_totals"] {
+        assert_eq!(rollups[field], folded[field], "{field}");
     }
     context.cleanup().await;
 }

@@ -148,6 +148,21 @@ async fn each_page_shows_what_the_api_says_and_filters_and_tail_work() {
         endpoints,
         json!(stats["access"].as_array().expect("access").len().min(12))
     );
+    // Requests per service over all endpoints, with their 5xx: the API's totals.
+    let totals = browser
+        .run("return [...document.querySelectorAll('#service-totals tr')].slice(1).map(r => [r.cells[0].textContent, Number(r.cells[2].textContent.replace(/\\D/g, '')), Number(r.cells[7].textContent.replace(/\\D/g, ''))]);")
+        .await;
+    let expected_totals: Vec<Value> = stats["access_totals"]
+        .as_array()
+        .expect("access_totals")
+        .iter()
+        .map(|entry| {
+            let server_errors = entry["status_classes"]["5xx"].as_u64().unwrap_or(0);
+            json!([entry["service"], entry["requests"], server_errors])
+        })
+        .collect();
+    assert!(!expected_totals.is_empty(), "the seed has access logs");
+    assert_eq!(totals, Value::Array(expected_totals));
     browser.assert_no_errors("overview").await;
     browser.screenshot("overview").await;
 
