@@ -56,7 +56,7 @@ pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(),
         channel: channel.clone(),
         batch: Batch::new(
             settings.collector.batch_size,
-            settings.collector.batch_max_age(),
+            settings.collector.batch_max_age_ms,
         ),
         in_flight: FuturesOrdered::new(),
         max_in_flight: settings.collector.max_in_flight_batches,
@@ -192,9 +192,9 @@ impl Session {
         }
     }
 
-    /// Writes the partial batch and waits for in-flight writes, at most `grace_seconds`.
+    /// Writes the partial batch and waits for in-flight writes, at most `grace`.
     /// Whatever is not acked by then is returned to the queue when the channel closes.
-    async fn finish(&mut self, grace_seconds: u64) {
+    async fn finish(&mut self, grace: std::time::Duration) {
         let drain = async {
             self.dispatch().await?;
             while let Some(joined) = self.in_flight.next().await {
@@ -202,13 +202,13 @@ impl Session {
             }
             Ok::<(), SessionError>(())
         };
-        match tokio::time::timeout(std::time::Duration::from_secs(grace_seconds), drain).await {
+        match tokio::time::timeout(grace, drain).await {
             Ok(Ok(())) => info!("in-flight batches written and acked"),
             Ok(Err(error)) => {
                 warn!(%error, "could not finish in-flight batches; they will be redelivered")
             }
             Err(_) => warn!(
-                grace_seconds,
+                grace_seconds = grace.as_secs(),
                 "shutdown grace elapsed; unfinished batches will be redelivered"
             ),
         }

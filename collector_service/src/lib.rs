@@ -41,7 +41,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     health.set("broker", false);
     health.set("store", false);
     let (_admin_address, admin_task) = telemetry::serve_admin(
-        &settings.telemetry.admin_listen,
+        settings.telemetry.admin_listen,
         telemetry::admin_router(health.clone()),
         shutdown.clone(),
     )

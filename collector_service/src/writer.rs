@@ -187,10 +187,7 @@ impl Writer {
         records: &[logagg::LogRecord],
     ) -> Result<InsertOutcome, WriteError> {
         let collector = &self.settings.collector;
-        let mut backoff = Backoff::new(
-            Duration::from_millis(collector.retry_initial_ms),
-            Duration::from_millis(collector.retry_max_ms),
-        );
+        let mut backoff = Backoff::new(collector.retry_initial_ms, collector.retry_max_ms);
         loop {
             let started = Instant::now();
             let result = self.store.insert_records(records).await;

@@ -301,7 +301,7 @@ async fn poison_is_dead_lettered_with_its_reason_while_the_rest_flow_on() {
 async fn mongodb_outage_loses_nothing() {
     let mut mongo = MongoServer::start();
     let mut context = TestContext::with_mongo_url("outage", &mongo.url()).await;
-    context.settings.store.server_selection_timeout_ms = 500;
+    context.settings.store.server_selection_timeout_ms = std::time::Duration::from_millis(500);
     context.settings.collector.batch_size = 100;
     context.settings.collector.prefetch = 500;
     let (shutdown, collector) = spawn_collector(context.settings.clone());
@@ -575,7 +575,7 @@ async fn the_same_message_twice_is_one_record_counted_as_a_duplicate() {
 async fn sigterm_writes_the_batch_in_hand_before_exiting() {
     let mut context = TestContext::new("sigterm").await;
     // Batches would wait a minute to fill: only the graceful shutdown can write these.
-    context.settings.collector.batch_max_age_ms = 60_000;
+    context.settings.collector.batch_max_age_ms = std::time::Duration::from_millis(60_000);
     let admin_port = logagg::testsuite::free_port();
     let mut collector = start_collector_process_on(&context, admin_port);
     simulate(&context.settings, 300, 0, "json").await;

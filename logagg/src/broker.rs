@@ -2,7 +2,6 @@
 //! and the message properties every log carries.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -105,10 +104,7 @@ pub async fn connect_with_backoff(
     name: &str,
     shutdown: &CancellationToken,
 ) -> Option<Connection> {
-    let mut backoff = Backoff::new(
-        Duration::from_millis(settings.reconnect_initial_ms),
-        Duration::from_millis(settings.reconnect_max_ms),
-    );
+    let mut backoff = Backoff::new(settings.reconnect_initial_ms, settings.reconnect_max_ms);
     loop {
         match connect(settings, name).await {
             Ok(connection) => {

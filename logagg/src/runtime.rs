@@ -97,8 +97,8 @@ pub async fn run_with_reconnect<S: BrokerSession>(
     session: &mut S,
 ) {
     let mut reconnect = Backoff::new(
-        Duration::from_millis(broker_settings.reconnect_initial_ms),
-        Duration::from_millis(broker_settings.reconnect_max_ms),
+        broker_settings.reconnect_initial_ms,
+        broker_settings.reconnect_max_ms,
     );
     while !shutdown.is_cancelled() {
         let Some(connection) =

@@ -269,14 +269,36 @@ pub(crate) fn validate_broker_name(setting: &'static str, name: &str) -> Result<
 }
 
 /// An address like `0.0.0.0:5000`.
-pub(crate) fn validate_listen(setting: &'static str, address: &str) -> Result<(), SettingsError> {
-    if address.parse::<std::net::SocketAddr>().is_err() {
-        return invalid(
-            setting,
-            format!("`{address}` is not an address like 0.0.0.0:5000"),
-        );
+/// Serde for a [`Duration`](std::time::Duration) kept as whole milliseconds: a key ending
+/// `_ms` stays a number in files and the environment, and is a `Duration` from load on.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
     }
-    Ok(())
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// Serde for a [`Duration`](std::time::Duration) kept as whole seconds (keys ending
+/// `_seconds`).
+pub(crate) mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +317,39 @@ mod tests {
         let settings = Settings::load_all(&env(&[])).unwrap();
         assert_eq!(settings.broker.exchange, "logs_exchange");
         assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn durations_and_addresses_are_typed_at_load() {
+        let settings = Settings::load_all(&env(&[
+            ("LOGAGG__COLLECTOR__BATCH_MAX_AGE_MS", "250"),
+            ("LOGAGG__COLLECTOR__SHUTDOWN_GRACE_SECONDS", "3"),
+            ("LOGAGG__SEARCH__LISTEN", "127.0.0.1:5001"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings.collector.batch_max_age_ms,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            settings.collector.shutdown_grace_seconds,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(
+            settings.search.listen,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 5001))
+        );
+        for (key, value, setting) in [
+            ("LOGAGG__SEARCH__LISTEN", "localhost", "search.listen"),
+            (
+                "LOGAGG__COLLECTOR__RETRY_MAX_MS",
+                "soon",
+                "collector.retry_max_ms",
+            ),
+        ] {
+            let error = Settings::load_all(&env(&[(key, value)])).unwrap_err();
+            assert!(error.to_string().contains(setting), "{error}");
+        }
     }
 
     #[test]

@@ -140,9 +140,8 @@ impl Database {
             .await
             .map_err(|error| StoreError::Settings(error.to_string()))?;
         options.app_name = Some(app_name.to_owned());
-        options.server_selection_timeout =
-            Some(Duration::from_millis(settings.server_selection_timeout_ms));
-        options.connect_timeout = Some(Duration::from_millis(settings.connect_timeout_ms));
+        options.server_selection_timeout = Some(settings.server_selection_timeout_ms);
+        options.connect_timeout = Some(settings.connect_timeout_ms);
         let client = Client::with_options(options)
             .map_err(|error| StoreError::Settings(error.to_string()))?;
         let write_concern = write_concern(settings)?;

@@ -123,7 +123,7 @@ async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
 /// Binds the admin server and serves `router` (usually [`admin_router`], perhaps merged with
 /// a service's own admin routes) until `shutdown`. Returns the bound address.
 pub async fn serve_admin(
-    listen: &str,
+    listen: SocketAddr,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {

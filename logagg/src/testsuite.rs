@@ -82,15 +82,15 @@ impl TestContext {
         settings.broker.dead_letter_exchange = format!("{unique}.dlx");
         settings.broker.dead_letter_queue = format!("{unique}.dlq");
         settings.broker.alerts_exchange = format!("{unique}.alerts");
-        settings.broker.reconnect_initial_ms = 50;
-        settings.broker.reconnect_max_ms = 500;
+        settings.broker.reconnect_initial_ms = std::time::Duration::from_millis(50);
+        settings.broker.reconnect_max_ms = std::time::Duration::from_millis(500);
         settings.store.url = mongo_url.to_owned();
         settings.store.database = unique.chars().take(60).collect();
-        settings.store.server_selection_timeout_ms = 2_000;
-        settings.store.connect_timeout_ms = 1_000;
-        settings.telemetry.admin_listen = "127.0.0.1:0".into();
-        settings.collector.retry_initial_ms = 50;
-        settings.collector.retry_max_ms = 500;
+        settings.store.server_selection_timeout_ms = std::time::Duration::from_millis(2_000);
+        settings.store.connect_timeout_ms = std::time::Duration::from_millis(1_000);
+        settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.collector.retry_initial_ms = std::time::Duration::from_millis(50);
+        settings.collector.retry_max_ms = std::time::Duration::from_millis(500);
 
         let connection = await_broker(&settings).await;
         let channel = connection.create_channel().await.expect("test channel");
@@ -207,7 +207,7 @@ impl TestContext {
             ("STORE__DATABASE", settings.store.database.clone()),
             (
                 "TELEMETRY__ADMIN_LISTEN",
-                settings.telemetry.admin_listen.clone(),
+                settings.telemetry.admin_listen.to_string(),
             ),
             (
                 "COLLECTOR__PREFETCH",
@@ -219,7 +219,7 @@ impl TestContext {
             ),
             (
                 "COLLECTOR__BATCH_MAX_AGE_MS",
-                settings.collector.batch_max_age_ms.to_string(),
+                settings.collector.batch_max_age_ms.as_millis().to_string(),
             ),
         ];
         pairs
@@ -335,7 +335,7 @@ pub async fn bench_common_words(
         return None;
     }
     let mut settings = settings.clone();
-    settings.common_word_grace_seconds = 0;
+    settings.common_word_grace_seconds = std::time::Duration::from_secs(0);
     let store = Database::connect(&settings, "bench-common-words")
         .await
         .expect("store");

@@ -22,7 +22,7 @@ async fn healthz_and_metrics_over_a_real_socket() {
     health.set("broker", false);
     let shutdown = CancellationToken::new();
     let (address, server) = serve_admin(
-        "127.0.0.1:0",
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_router(health.clone()),
         shutdown.clone(),
     )

@@ -7,7 +7,6 @@
 //! the active monitor watches and a monitor taking over never fires a second alert.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
@@ -70,7 +69,7 @@ pub async fn consume(connection: &Connection, context: &mut Context) -> Result<(
 
     let mut active = false;
     let mut adoption: Option<oneshot::Receiver<Vec<logagg::store::alerts::FiringAlert>>> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(context.settings.monitor.tick_ms));
+    let mut tick = tokio::time::interval(context.settings.monitor.tick_ms);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut events: Vec<AlertEvent> = Vec::new();
     loop {

@@ -59,7 +59,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )));
     let admin = telemetry::admin_router(health.clone()).merge(live_router(Arc::clone(&live)));
     let (_admin_address, admin_task) =
-        telemetry::serve_admin(&settings.telemetry.admin_listen, admin, shutdown.clone())
+        telemetry::serve_admin(settings.telemetry.admin_listen, admin, shutdown.clone())
             .await
             .context("binding the admin server")?;
     let store = Database::connect(&settings.store, SERVICE_NAME)

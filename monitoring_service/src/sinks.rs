@@ -136,11 +136,11 @@ async fn run_sink(
                 None => return,
             },
         };
-        let (attempts, initial_ms) = match &sink {
+        let (attempts, initial_delay) = match &sink {
             Sink::Http { settings, .. } => (settings.max_attempts, settings.retry_initial_ms),
-            Sink::Exchange(_) => (5, 500),
+            Sink::Exchange(_) => (5, Duration::from_millis(500)),
         };
-        let mut backoff = Backoff::new(Duration::from_millis(initial_ms), Duration::from_secs(30));
+        let mut backoff = Backoff::new(initial_delay, Duration::from_secs(30));
         let mut delivered = false;
         for attempt in 1..=attempts.max(1) {
             match sink.deliver(&notification).await {
@@ -183,9 +183,7 @@ impl Sink {
                     info!(alert = %notification.alert.id, "{}", notification.summary());
                     return Ok(());
                 }
-                let request = client
-                    .post(&settings.url)
-                    .timeout(Duration::from_millis(settings.timeout_ms));
+                let request = client.post(&settings.url).timeout(settings.timeout_ms);
                 let request = if *kind == SinkKind::Slack {
                     request.json(&serde_json::json!({ "text": notification.summary() }))
                 } else {

@@ -88,11 +88,11 @@ fn monitor_settings(context: &TestContext, port: u16) -> Settings {
     let sink = |kind: SinkKind, path: &str| SinkSettings {
         kind,
         url: format!("http://127.0.0.1:{port}/{path}"),
-        retry_initial_ms: 50,
+        retry_initial_ms: std::time::Duration::from_millis(50),
         ..SinkSettings::default()
     };
     let slow = SinkSettings {
-        timeout_ms: 60_000,
+        timeout_ms: std::time::Duration::from_millis(60_000),
         ..sink(SinkKind::Webhook, "slow")
     };
     settings.monitor.sinks = vec![
@@ -101,7 +101,7 @@ fn monitor_settings(context: &TestContext, port: u16) -> Settings {
         sink(SinkKind::Webhook, "flaky"),
         slow,
     ];
-    settings.monitor.tick_ms = 100;
+    settings.monitor.tick_ms = std::time::Duration::from_millis(100);
     settings
 }
 
@@ -441,7 +441,7 @@ async fn live_access_stats_are_served_per_route() {
     let context = TestContext::new("monitor_live").await;
     let admin = free_port();
     let mut settings = context.settings.clone();
-    settings.telemetry.admin_listen = format!("127.0.0.1:{admin}");
+    settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
     settings.monitor.sinks = vec![];
     let shutdown = CancellationToken::new();
     let monitor = tokio::spawn(monitoring_service::run(settings, shutdown.clone()));

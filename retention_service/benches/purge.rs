@@ -39,12 +39,16 @@ async fn run() {
     let defaults = RetentionSettings::default();
     let settings = RetentionSettings {
         batch_size: bench_setting("BENCH_BATCH_SIZE", defaults.batch_size as u64) as usize,
-        batch_pause_ms: bench_setting("BENCH_PAUSE_MS", defaults.batch_pause_ms),
+        batch_pause_ms: std::time::Duration::from_millis(bench_setting(
+            "BENCH_PAUSE_MS",
+            defaults.batch_pause_ms.as_millis() as u64,
+        )),
         ..defaults
     };
     println!(
         "retention benchmark: {records} expired logs, batch {} with {} ms pause, {ingest_seconds} s ingest window",
-        settings.batch_size, settings.batch_pause_ms
+        settings.batch_size,
+        settings.batch_pause_ms.as_millis()
     );
     let context = TestContext::new("bench_retention").await;
     let purger = Purger {

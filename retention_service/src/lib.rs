@@ -44,7 +44,7 @@ pub async fn run(
     let admin_routes =
         telemetry::admin_router(health.clone()).merge(admin::router(requests.clone()));
     let (_admin_address, admin_task) = telemetry::serve_admin(
-        &settings.telemetry.admin_listen,
+        settings.telemetry.admin_listen,
         admin_routes,
         shutdown.clone(),
     )

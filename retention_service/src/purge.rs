@@ -3,7 +3,7 @@
 //! what was done.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
@@ -246,7 +246,7 @@ impl Purger {
         report: &mut PolicyReport,
     ) -> Result<(), PurgeError> {
         let batch_size = self.settings.batch_size;
-        let pause = Duration::from_millis(self.settings.batch_pause_ms);
+        let pause = self.settings.batch_pause_ms;
         let time_of = |document: &Document| {
             document
                 .get_datetime(target.time_field())
@@ -339,7 +339,7 @@ impl Purger {
                 LEASE_NAME,
                 &self.holder,
                 self.clock.now(),
-                Duration::from_secs(self.settings.lease_seconds),
+                self.settings.lease_seconds,
             )
             .await
     }

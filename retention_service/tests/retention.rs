@@ -46,8 +46,8 @@ fn mixed_policies() -> RetentionSettings {
         default_max_age_days: 10,
         alert_max_age_days: 30,
         batch_size: 7,
-        batch_pause_ms: 0,
-        lease_seconds: 60,
+        batch_pause_ms: std::time::Duration::from_millis(0),
+        lease_seconds: std::time::Duration::from_secs(60),
         ..RetentionSettings::default()
     }
 }
@@ -452,7 +452,7 @@ async fn two_replicas_never_purge_at_once() {
     let clock = ManualClock::new(now);
     let slow = RetentionSettings {
         batch_size: 10,
-        batch_pause_ms: 50,
+        batch_pause_ms: std::time::Duration::from_millis(50),
         ..mixed_policies()
     };
     let replica_a = purger(&context, slow.clone(), &clock, "replica-a");
@@ -577,8 +577,8 @@ async fn a_run_killed_midway_completes_on_the_next() {
     // which was within the minute since `now`.
     let clock = ManualClock::new(now + chrono::Duration::seconds(120));
     let settings = RetentionSettings {
-        lease_seconds: 60,
-        batch_pause_ms: 0,
+        lease_seconds: std::time::Duration::from_secs(60),
+        batch_pause_ms: std::time::Duration::from_millis(0),
         ..RetentionSettings::default()
     };
     purger(&context, settings, &clock, "replica-next")
@@ -598,7 +598,7 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
     let admin_port = free_port();
     let mut settings = context.settings.clone();
     settings.retention = mixed_policies();
-    settings.telemetry.admin_listen = format!("127.0.0.1:{admin_port}");
+    settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
     let shutdown = CancellationToken::new();
     let clock = ManualClock::new(now);
     let service = tokio::spawn(retention_service::run(

@@ -2,7 +2,7 @@
 //! `tower::ServiceExt::oneshot` as well as over a socket.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use std::convert::Infallible;
 
@@ -216,7 +216,7 @@ async fn get_stats(
     let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
     state.check_word_search(&query)?;
     let interval_ms = stats::choose_interval(interval.as_deref(), &query)?;
-    let max_time = Duration::from_millis(state.settings.query_timeout_ms);
+    let max_time = state.settings.query_timeout_ms;
     Ok(Json(
         stats::stats(&state.store, &query, interval_ms, max_time).await?,
     ))
@@ -260,7 +260,7 @@ async fn list_services(
             Some((from, to))
         }
     };
-    let max_time = Duration::from_millis(state.settings.query_timeout_ms);
+    let max_time = state.settings.query_timeout_ms;
     Ok(Json(stats::services(&state.store, range, max_time).await?))
 }
 
@@ -461,7 +461,7 @@ fn page_request(state: &AppState, query: &LogQuery) -> PageRequest {
         order: query.order,
         after: query.cursor.clone(),
         limit: query.limit,
-        max_time: Duration::from_millis(state.settings.query_timeout_ms),
+        max_time: state.settings.query_timeout_ms,
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn run(
     let health = Health::default();
     health.set("store", false);
     let (_admin_address, admin_task) = telemetry::serve_admin(
-        &settings.telemetry.admin_listen,
+        settings.telemetry.admin_listen,
         telemetry::admin_router(health.clone()),
         shutdown.clone(),
     )

@@ -826,7 +826,7 @@ async fn a_word_found_common_leaves_the_index_and_is_still_found_on_both_sides()
     let mut writer_settings = context.settings.store.clone();
     writer_settings.common_word_sample = 20;
     writer_settings.common_word_ratio = 0.5;
-    writer_settings.common_word_grace_seconds = 0;
+    writer_settings.common_word_grace_seconds = std::time::Duration::from_secs(0);
     let writer = logagg::store::Database::connect(&writer_settings, "test-writer")
         .await
         .expect("writer");

@@ -23,7 +23,7 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
     info!(address = %listener.local_addr()?, "ingest gateway listening");
     let gateway = ingest::gateway::Gateway::new(settings.gateway.clone(), settings.broker.clone());
     let (_address, admin_task) = telemetry::serve_admin(
-        &settings.telemetry.admin_listen,
+        settings.telemetry.admin_listen,
         telemetry::admin_router(gateway.health.clone()),
         shutdown.clone(),
     )

@@ -68,7 +68,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let health = Health::default();
     let admin_shutdown = shutdown.child_token();
     let (_address, admin_task) = telemetry::serve_admin(
-        &settings.telemetry.admin_listen,
+        settings.telemetry.admin_listen,
         telemetry::admin_router(health.clone()),
         admin_shutdown.clone(),
     )
@@ -170,7 +170,7 @@ pub async fn publish(
     };
     let mut batcher = Batcher::new(
         source.batch_records,
-        Duration::from_millis(source.batch_linger_ms),
+        source.batch_linger_ms,
         traffic.content_type(),
     );
     let mut unconfirmed = FuturesUnordered::new();

@@ -47,7 +47,7 @@ async fn a_blocked_broker_gets_503_with_retry_after_not_a_hang() {
     let context = TestContext::new("gateway_blocked").await;
     let gateway = router(Gateway::new(
         GatewaySettings {
-            confirm_timeout_ms: 1_000,
+            confirm_timeout_ms: std::time::Duration::from_millis(1_000),
             ..GatewaySettings::default()
         },
         context.settings.broker.clone(),

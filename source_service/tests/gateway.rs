@@ -351,7 +351,7 @@ async fn keys_broker_outages_and_lagging_confirms() {
     let lagging = app(
         &context,
         GatewaySettings {
-            confirm_timeout_ms: 1,
+            confirm_timeout_ms: std::time::Duration::from_millis(1),
             ..GatewaySettings::default()
         },
     );
@@ -375,7 +375,7 @@ async fn a_client_that_stalls_mid_body_is_cut_off() {
     let app = app(
         &context,
         GatewaySettings {
-            body_timeout_ms: 300,
+            body_timeout_ms: std::time::Duration::from_millis(300),
             ..GatewaySettings::default()
         },
     );

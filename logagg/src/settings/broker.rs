@@ -84,9 +84,11 @@ pub struct BrokerSettings {
     /// `<service>@<hostname>`.
     pub connection_name: String,
     /// First wait before reconnecting after a lost connection, milliseconds; doubles each try.
-    pub reconnect_initial_ms: u64,
+    #[serde(with = "super::millis")]
+    pub reconnect_initial_ms: std::time::Duration,
     /// Longest wait between reconnect attempts, milliseconds.
-    pub reconnect_max_ms: u64,
+    #[serde(with = "super::millis")]
+    pub reconnect_max_ms: std::time::Duration,
 }
 
 impl Default for BrokerSettings {
@@ -107,8 +109,8 @@ impl Default for BrokerSettings {
             alerts_exchange: "logs.alerts".into(),
             heartbeat_seconds: 30,
             connection_name: String::new(),
-            reconnect_initial_ms: 200,
-            reconnect_max_ms: 10_000,
+            reconnect_initial_ms: std::time::Duration::from_millis(200),
+            reconnect_max_ms: std::time::Duration::from_millis(10_000),
         }
     }
 }

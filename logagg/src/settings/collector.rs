@@ -1,7 +1,5 @@
 //! `[collector]`: consuming the storage queue, batching and writing.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, SettingsError};
@@ -16,15 +14,19 @@ pub struct CollectorSettings {
     /// Records per bulk insert.
     pub batch_size: usize,
     /// Milliseconds a partial batch may wait for more records before it is written.
-    pub batch_max_age_ms: u64,
+    #[serde(with = "super::millis")]
+    pub batch_max_age_ms: std::time::Duration,
     /// Batches being written at once; acks stay in delivery order.
     pub max_in_flight_batches: usize,
     /// First wait before retrying a failed write, milliseconds; doubles each try.
-    pub retry_initial_ms: u64,
+    #[serde(with = "super::millis")]
+    pub retry_initial_ms: std::time::Duration,
     /// Longest wait between write retries, milliseconds.
-    pub retry_max_ms: u64,
+    #[serde(with = "super::millis")]
+    pub retry_max_ms: std::time::Duration,
     /// Seconds a shutdown waits for in-flight batches before returning them to the queue.
-    pub shutdown_grace_seconds: u64,
+    #[serde(with = "super::seconds")]
+    pub shutdown_grace_seconds: std::time::Duration,
 }
 
 impl Default for CollectorSettings {
@@ -32,18 +34,12 @@ impl Default for CollectorSettings {
         Self {
             prefetch: 4_000,
             batch_size: 1_000,
-            batch_max_age_ms: 200,
+            batch_max_age_ms: std::time::Duration::from_millis(200),
             max_in_flight_batches: 2,
-            retry_initial_ms: 100,
-            retry_max_ms: 5_000,
-            shutdown_grace_seconds: 10,
+            retry_initial_ms: std::time::Duration::from_millis(100),
+            retry_max_ms: std::time::Duration::from_millis(5_000),
+            shutdown_grace_seconds: std::time::Duration::from_secs(10),
         }
-    }
-}
-
-impl CollectorSettings {
-    pub fn batch_max_age(&self) -> Duration {
-        Duration::from_millis(self.batch_max_age_ms)
     }
 }
 

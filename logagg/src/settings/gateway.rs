@@ -2,14 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, validate_api_keys, validate_listen, SettingsError};
+use super::{invalid, validate_api_keys, SettingsError};
 
 /// source_service's HTTP ingest gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Address the ingest gateway listens on.
-    pub listen: String,
+    pub listen: std::net::SocketAddr,
     /// Largest request body, bytes, after gzip decompression; larger gets 413.
     pub max_body_bytes: usize,
     /// Most records (or lines) in one request; more gets 413.
@@ -25,30 +25,31 @@ pub struct GatewaySettings {
     /// that would go beyond gets 503 with Retry-After instead of waiting in memory.
     pub max_unconfirmed: usize,
     /// How long a request waits for the broker's confirms before answering 503.
-    pub confirm_timeout_ms: u64,
+    #[serde(with = "super::millis")]
+    pub confirm_timeout_ms: std::time::Duration,
     /// How long a client may take to send its body.
-    pub body_timeout_ms: u64,
+    #[serde(with = "super::millis")]
+    pub body_timeout_ms: std::time::Duration,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:8080".into(),
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: 10 * 1024 * 1024,
             max_records: 10_000,
             rate_per_second: 20_000,
             burst: 40_000,
             api_keys: Vec::new(),
             max_unconfirmed: 50_000,
-            confirm_timeout_ms: 5_000,
-            body_timeout_ms: 30_000,
+            confirm_timeout_ms: std::time::Duration::from_millis(5_000),
+            body_timeout_ms: std::time::Duration::from_millis(30_000),
         }
     }
 }
 
 impl GatewaySettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        validate_listen("gateway.listen", &self.listen)?;
         if self.max_body_bytes == 0 || self.max_records == 0 || self.max_unconfirmed == 0 {
             return invalid(
                 "gateway",
@@ -63,7 +64,7 @@ impl GatewaySettings {
                 "rate_per_second must be at least 1 and burst must fit one full request",
             );
         }
-        if self.confirm_timeout_ms == 0 || self.body_timeout_ms == 0 {
+        if self.confirm_timeout_ms.is_zero() || self.body_timeout_ms.is_zero() {
             return invalid("gateway", "timeouts must be at least 1 ms");
         }
         validate_api_keys("gateway.api_keys", &self.api_keys)

@@ -46,7 +46,8 @@ pub struct MonitorSettings {
     /// length and by evaluating faster than the broker delivers.
     pub prefetch: u16,
     /// How often rules are re-evaluated without new logs (alerts resolve as windows empty).
-    pub tick_ms: u64,
+    #[serde(with = "super::millis")]
+    pub tick_ms: std::time::Duration,
     /// A service that sent nothing for this long, with no alert open, is forgotten.
     pub idle_eviction_seconds: u64,
     /// Services watched at most; logs of further services are counted and skipped.
@@ -68,7 +69,7 @@ impl Default for MonitorSettings {
     fn default() -> Self {
         Self {
             prefetch: 1_000,
-            tick_ms: 1_000,
+            tick_ms: std::time::Duration::from_millis(1_000),
             idle_eviction_seconds: 600,
             max_services: 10_000,
             live_window_seconds: 60,
@@ -153,11 +154,13 @@ pub struct SinkSettings {
     /// `webhook` and `slack`: the http(s) URL notifications are POSTed to.
     pub url: String,
     /// Longest wait for one delivery attempt, milliseconds.
-    pub timeout_ms: u64,
+    #[serde(with = "super::millis")]
+    pub timeout_ms: std::time::Duration,
     /// Attempts per notification, with doubling backoff from `retry_initial_ms`.
     pub max_attempts: u32,
     /// Wait before the second attempt, milliseconds; doubles each attempt.
-    pub retry_initial_ms: u64,
+    #[serde(with = "super::millis")]
+    pub retry_initial_ms: std::time::Duration,
 }
 
 impl Default for SinkSettings {
@@ -165,16 +168,16 @@ impl Default for SinkSettings {
         Self {
             kind: SinkKind::Log,
             url: String::new(),
-            timeout_ms: 5_000,
+            timeout_ms: std::time::Duration::from_millis(5_000),
             max_attempts: 5,
-            retry_initial_ms: 500,
+            retry_initial_ms: std::time::Duration::from_millis(500),
         }
     }
 }
 
 impl MonitorSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        if self.tick_ms == 0 || self.max_services == 0 || self.sink_queue == 0 {
+        if self.tick_ms.is_zero() || self.max_services == 0 || self.sink_queue == 0 {
             return invalid(
                 "monitor",
                 "tick_ms, max_services and sink_queue must be at least 1",
@@ -203,7 +206,7 @@ impl MonitorSettings {
                     format!("a {} sink needs an http(s) url", sink.kind.as_str()),
                 );
             }
-            if sink.max_attempts == 0 || sink.timeout_ms == 0 {
+            if sink.max_attempts == 0 || sink.timeout_ms.is_zero() {
                 return invalid(
                     "monitor.sinks",
                     "max_attempts and timeout_ms must be at least 1",

@@ -21,13 +21,15 @@ pub struct RetentionSettings {
     /// Logs deleted per batch.
     pub batch_size: usize,
     /// Milliseconds to pause between batches, so ingest and search keep their share of MongoDB.
-    pub batch_pause_ms: u64,
+    #[serde(with = "super::millis")]
+    pub batch_pause_ms: std::time::Duration,
     /// Write purged logs to compressed NDJSON files before deleting them.
     pub archive_enabled: bool,
     /// Directory of archive files: `<service>/<service>-<YYYY-MM-DD>.ndjson.gz`.
     pub archive_dir: String,
     /// Seconds a replica's purge lease lasts without renewal; renewed every batch.
-    pub lease_seconds: u64,
+    #[serde(with = "super::seconds")]
+    pub lease_seconds: std::time::Duration,
 }
 
 impl Default for RetentionSettings {
@@ -38,10 +40,10 @@ impl Default for RetentionSettings {
             policies: Vec::new(),
             alert_max_age_days: 90,
             batch_size: 1_000,
-            batch_pause_ms: 50,
+            batch_pause_ms: std::time::Duration::from_millis(50),
             archive_enabled: false,
             archive_dir: "archive".into(),
-            lease_seconds: 300,
+            lease_seconds: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -101,7 +103,7 @@ impl RetentionSettings {
         if self.batch_size == 0 || self.batch_size > 100_000 {
             return invalid("retention.batch_size", "must be between 1 and 100000");
         }
-        if self.lease_seconds < 10 {
+        if self.lease_seconds < std::time::Duration::from_secs(10) {
             return invalid("retention.lease_seconds", "must be at least 10");
         }
         if self.archive_enabled && self.archive_dir.trim().is_empty() {

@@ -2,14 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, validate_api_keys, validate_listen, SettingsError};
+use super::{invalid, validate_api_keys, SettingsError};
 
 /// search_service: the REST API over stored logs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchSettings {
     /// Address the REST API listens on.
-    pub listen: String,
+    pub listen: std::net::SocketAddr,
     /// Records per page when a request names no `limit`.
     pub default_limit: u32,
     /// Largest `limit` a request may ask for.
@@ -17,7 +17,8 @@ pub struct SearchSettings {
     /// Hours back from now that a request without `from` searches.
     pub default_range_hours: u32,
     /// Milliseconds MongoDB may spend on one query before it is stopped (`maxTimeMS`).
-    pub query_timeout_ms: u64,
+    #[serde(with = "super::millis")]
+    pub query_timeout_ms: std::time::Duration,
     /// Longest `q` or `contains` parameter, bytes.
     pub max_text_bytes: usize,
     /// Keys a client must present (`Authorization: Bearer KEY` or `X-API-Key: KEY`); empty
@@ -32,11 +33,11 @@ pub struct SearchSettings {
 impl Default for SearchSettings {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:5000".into(),
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 5000)),
             default_limit: 100,
             max_limit: 1_000,
             default_range_hours: 24,
-            query_timeout_ms: 5_000,
+            query_timeout_ms: std::time::Duration::from_millis(5_000),
             max_text_bytes: 256,
             api_keys: Vec::new(),
             max_tail_clients: 64,
@@ -47,7 +48,6 @@ impl Default for SearchSettings {
 
 impl SearchSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        validate_listen("search.listen", &self.listen)?;
         if self.max_limit == 0 || self.max_limit > 10_000 {
             return invalid("search.max_limit", "must be between 1 and 10000");
         }
@@ -57,7 +57,7 @@ impl SearchSettings {
         if self.default_range_hours == 0 {
             return invalid("search.default_range_hours", "must be at least 1");
         }
-        if self.query_timeout_ms == 0 {
+        if self.query_timeout_ms.is_zero() {
             return invalid("search.query_timeout_ms", "must be at least 1");
         }
         if self.max_text_bytes == 0 {

@@ -75,7 +75,8 @@ pub struct SourceSettings {
     /// `application/x-ndjson` batch message (JSON format only).
     pub batch_records: usize,
     /// Longest a log waits for its batch to fill, milliseconds.
-    pub batch_linger_ms: u64,
+    #[serde(with = "super::millis")]
+    pub batch_linger_ms: std::time::Duration,
 }
 
 impl Default for SourceSettings {
@@ -101,7 +102,7 @@ impl Default for SourceSettings {
             message_max_bytes: 200,
             max_unconfirmed: 2_000,
             batch_records: 1,
-            batch_linger_ms: 50,
+            batch_linger_ms: std::time::Duration::from_millis(50),
         }
     }
 }

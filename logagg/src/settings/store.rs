@@ -68,7 +68,8 @@ pub struct StoreSettings {
     /// Seconds between a word being found common and logs leaving it out of the index.
     /// Every searcher must have re-read the common words by then (they re-read them every
     /// quarter of this, at most every 5 s), so it must exceed the clocks' skew.
-    pub common_word_grace_seconds: u64,
+    #[serde(with = "super::seconds")]
+    pub common_word_grace_seconds: std::time::Duration,
     /// Collection of alerts raised by the monitor.
     pub alerts_collection: String,
     /// Collection of leases: which replica may run a singleton job (the purge) until when.
@@ -82,9 +83,11 @@ pub struct StoreSettings {
     /// Write concern `j`: a write is acknowledged only once it is in the on-disk journal.
     pub write_concern_journal: bool,
     /// Milliseconds to find a usable server before an operation fails (and is retried).
-    pub server_selection_timeout_ms: u64,
+    #[serde(with = "super::millis")]
+    pub server_selection_timeout_ms: std::time::Duration,
     /// Milliseconds to open a connection.
-    pub connect_timeout_ms: u64,
+    #[serde(with = "super::millis")]
+    pub connect_timeout_ms: std::time::Duration,
 }
 
 impl Default for StoreSettings {
@@ -97,15 +100,15 @@ impl Default for StoreSettings {
             common_words_collection: "common_words".into(),
             common_word_ratio: 0.01,
             common_word_sample: 20_000,
-            common_word_grace_seconds: 30,
+            common_word_grace_seconds: std::time::Duration::from_secs(30),
             alerts_collection: "alerts".into(),
             leases_collection: "leases".into(),
             retention_runs_collection: "retention_runs".into(),
             stats_collection: "log_stats".into(),
             write_concern_w: WriteAcknowledgment::Nodes(1),
             write_concern_journal: true,
-            server_selection_timeout_ms: 5_000,
-            connect_timeout_ms: 5_000,
+            server_selection_timeout_ms: std::time::Duration::from_millis(5_000),
+            connect_timeout_ms: std::time::Duration::from_millis(5_000),
         }
     }
 }

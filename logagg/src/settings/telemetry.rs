@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{validate_listen, SettingsError};
+use super::SettingsError;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub struct TelemetrySettings {
     /// A tracing filter: `info`, `logagg=debug,lapin=warn`, …
     pub log_level: String,
     /// Address of the admin server; port 0 picks a free one.
-    pub admin_listen: String,
+    pub admin_listen: std::net::SocketAddr,
 }
 
 impl Default for TelemetrySettings {
@@ -31,13 +31,13 @@ impl Default for TelemetrySettings {
         Self {
             log_format: LogFormat::Text,
             log_level: "info,lapin=warn,mongodb=warn".into(),
-            admin_listen: "0.0.0.0:9100".into(),
+            admin_listen: std::net::SocketAddr::from(([0, 0, 0, 0], 9100)),
         }
     }
 }
 
 impl TelemetrySettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        validate_listen("telemetry.admin_listen", &self.admin_listen)
+        Ok(())
     }
 }

@@ -42,7 +42,7 @@ pub(super) struct WordState {
 
 impl WordState {
     pub(super) fn new(collection: Collection<Document>, settings: &StoreSettings) -> Self {
-        let grace = Duration::from_secs(settings.common_word_grace_seconds);
+        let grace = settings.common_word_grace_seconds;
         Self {
             collection,
             counter: Mutex::new(WordCounter::new(

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -308,7 +308,7 @@ async fn read_body(gateway: &Gateway, request: Request) -> Result<RequestBody, G
             )))
         }
     };
-    let timeout = Duration::from_millis(gateway.settings.body_timeout_ms);
+    let timeout = gateway.settings.body_timeout_ms;
     let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit))
         .await
         .map_err(|_| GatewayError::BadRequest("the body took too long to arrive".into()))?
@@ -404,7 +404,7 @@ async fn publish_all(
             )
         })
         .collect();
-    let deadline = Duration::from_millis(gateway.settings.confirm_timeout_ms);
+    let deadline = gateway.settings.confirm_timeout_ms;
     let all_confirmed = tokio::time::timeout(deadline, async {
         while let Some(confirmation) = confirms.next().await {
             match confirmation {
