@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs and starts what logagg needs on a Debian machine without Docker: RabbitMQ on
 # 127.0.0.1:5672 (installed from Debian's packages when missing), the MongoDB-compatible
-# SecantusDB server on 127.0.0.1:27017 (built once with cargo), and Chromium with
-# ChromeDriver for the dashboard's browser tests.
+# SecantusDB server on 127.0.0.1:27017 (built once with cargo), Chromium with
+# ChromeDriver for the dashboard's browser tests, and schemathesis (from PyPI, in a venv
+# under .data/) for the OpenAPI conformance test.
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
 SECANTUS_VERSION="0.5.3-beta.196"
+SCHEMATHESIS_VERSION="4.32.5"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA_DIR="${LOGAGG_DATA_DIR:-$ROOT/.data}"
 MONGO_PORT="${LOGAGG_MONGO_PORT:-27017}"
@@ -88,9 +90,21 @@ install_browser() {
   apt_install chromium chromium-driver
 }
 
+install_schemathesis() {
+  local venv="$DATA_DIR/venv"
+  if "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    return 0
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION (the OpenAPI conformance test)"
+  mkdir -p "$DATA_DIR"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 install_rabbitmq
 install_secantus
 install_browser
+install_schemathesis
 start_rabbitmq
 # A test that raises a memory alarm (tests/blocked_broker.rs) lifts it when it ends; should
 # it have died first, publishers would stay blocked: lift it here too.

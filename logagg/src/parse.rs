@@ -14,6 +14,10 @@ use crate::record::{
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Longest service name; names also obey [`validate_service`]'s character rules.
 pub const MAX_SERVICE_LEN: usize = 64;
+/// [`validate_service`]'s character rules as a regular expression (for API documents):
+/// letters, digits, `_`, `-` and `.`, starting with a letter or digit, no empty part
+/// between dots.
+pub const SERVICE_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$";
 /// Longest host name.
 pub const MAX_HOST_LEN: usize = 255;
 /// Most attributes one record may carry.

@@ -76,6 +76,37 @@ impl Severity {
     }
 }
 
+/// Every name a severity is known by (matched case-insensitively), with its severity.
+pub const SEVERITY_NAMES: [(&str, Severity); 27] = [
+    ("trace", Severity::Trace),
+    ("trc", Severity::Trace),
+    ("verbose", Severity::Trace),
+    ("finest", Severity::Trace),
+    ("debug", Severity::Debug),
+    ("dbg", Severity::Debug),
+    ("fine", Severity::Debug),
+    ("info", Severity::Info),
+    ("inf", Severity::Info),
+    ("information", Severity::Info),
+    ("informational", Severity::Info),
+    ("notice", Severity::Notice),
+    ("note", Severity::Notice),
+    ("warn", Severity::Warn),
+    ("warning", Severity::Warn),
+    ("wrn", Severity::Warn),
+    ("error", Severity::Error),
+    ("err", Severity::Error),
+    ("eror", Severity::Error),
+    ("severe", Severity::Error),
+    ("fatal", Severity::Fatal),
+    ("critical", Severity::Fatal),
+    ("crit", Severity::Fatal),
+    ("alert", Severity::Fatal),
+    ("emerg", Severity::Fatal),
+    ("emergency", Severity::Fatal),
+    ("panic", Severity::Fatal),
+];
+
 impl FromStr for Severity {
     type Err = ParseError;
 
@@ -87,19 +118,12 @@ impl FromStr for Severity {
             return Severity::from_syslog(code)
                 .ok_or_else(|| ParseError::UnknownSeverity(trimmed.to_owned()));
         }
-        let severity = match trimmed.to_ascii_lowercase().as_str() {
-            "trace" | "trc" | "verbose" | "finest" => Severity::Trace,
-            "debug" | "dbg" | "fine" => Severity::Debug,
-            "info" | "inf" | "information" | "informational" => Severity::Info,
-            "notice" | "note" => Severity::Notice,
-            "warn" | "warning" | "wrn" => Severity::Warn,
-            "error" | "err" | "eror" | "severe" => Severity::Error,
-            "fatal" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => {
-                Severity::Fatal
-            }
-            _ => return Err(ParseError::UnknownSeverity(truncate_for_reason(trimmed))),
-        };
-        Ok(severity)
+        let lower = trimmed.to_ascii_lowercase();
+        SEVERITY_NAMES
+            .iter()
+            .find(|(name, _)| *name == lower)
+            .map(|(_, severity)| *severity)
+            .ok_or_else(|| ParseError::UnknownSeverity(truncate_for_reason(trimmed)))
     }
 }
 

@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use logagg::store::alerts::{AlertEntry, AlertState};
 use serde::Serialize;
 
+/// Most alerts one `GET /api/v1/alerts` answers (its `limit` at most).
+pub const MAX_ALERTS: i64 = 500;
+
 /// One alert as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertView {

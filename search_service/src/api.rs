@@ -18,7 +18,7 @@ use logagg::api_keys::{self, ApiKeys};
 use logagg::settings::SearchSettings;
 use logagg::settings::Settings;
 use logagg::store::alerts::AlertState;
-use logagg::store::search::{Order, PageCursor, PageRequest};
+use logagg::store::search::{PageCursor, PageRequest};
 use logagg::store::{document_to_record, fields, Database};
 use logagg::LogRecord;
 use logagg::Severity;
@@ -29,7 +29,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::alerts::{AlertView, Alerts};
+use crate::alerts::{AlertView, Alerts, MAX_ALERTS};
 use crate::error::ApiError;
 use crate::openapi::{
     AlertParams, ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams,
@@ -82,8 +82,8 @@ impl AppState {
 /// the live tail, alerts and the compatible `/logs/...` routes) behind the API keys, the
 /// OpenAPI document, and the dashboard at `/`; any other path is a JSON 404.
 pub fn router(state: AppState) -> Router {
-    let (routes, openapi) = api_routes().split_for_parts();
-    let openapi = Arc::new(serde_json::to_value(&openapi).unwrap_or(Value::Null));
+    let (routes, _) = api_routes().split_for_parts();
+    let openapi = Arc::new(openapi_document(&state.settings));
     routes
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
@@ -114,9 +114,17 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(compat_service_severity_logs))
 }
 
-/// The OpenAPI document of [`router`].
+/// The OpenAPI document of [`router`], as generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().split_for_parts().1
+}
+
+/// The OpenAPI document as served: [`openapi`] with what the parsers enforce of each
+/// parameter under this deployment's settings ([`crate::openapi::constrain`]).
+pub fn openapi_document(settings: &SearchSettings) -> Value {
+    let mut document = serde_json::to_value(openapi()).unwrap_or(Value::Null);
+    crate::openapi::constrain(&mut document, settings);
+    document
 }
 
 /// The query string as key-value pairs, repeated keys kept.
@@ -136,6 +144,8 @@ pub struct LogsPage {
 }
 
 /// A page of logs matching the filters, newest (or oldest) first, with keyset paging.
+/// Besides the parameters listed, `attr.<key>=<value>` (repeatable, one per key) keeps logs
+/// whose attribute `<key>` equals the value as text, number or boolean.
 #[utoipa::path(get, path = "/api/v1/logs", tag = "logs",
     params(FilterParams, TimeParams, PageParams),
     security((), ("api_key" = []), ("bearer" = [])),
@@ -153,13 +163,13 @@ async fn search_logs(
     let pairs = query_pairs(raw.as_deref())?;
     let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
     state.check_word_search(&query)?;
-    let documents = state.store.find_page(&page_request(&state, &query)).await?;
+    let documents = if query.matches_nothing {
+        Vec::new()
+    } else {
+        state.store.find_page(&page_request(&state, &query)).await?
+    };
     let next_cursor = (documents.len() == query.limit)
-        .then(|| {
-            documents
-                .last()
-                .and_then(|last| cursor_after(last, query.order))
-        })
+        .then(|| documents.last().and_then(cursor_after))
         .flatten();
     Ok(Json(LogsPage {
         logs: documents.iter().map(log_json).collect(),
@@ -254,9 +264,7 @@ async fn list_services(
                 Some(from) => parse_time("from", &from, now)?,
                 None => DateTime::<Utc>::MIN_UTC,
             };
-            if from > to {
-                return Err(QueryError::new("from", "is after `to`").into());
-            }
+            // `from` after `to` is an empty range: no rollup falls in it.
             Some((from, to))
         }
     };
@@ -301,8 +309,10 @@ async fn list_alerts(
         Some(text) => text
             .parse::<i64>()
             .ok()
-            .filter(|limit| (1..=500).contains(limit))
-            .ok_or_else(|| QueryError::new("limit", "must be between 1 and 500"))?,
+            .filter(|limit| (1..=MAX_ALERTS).contains(limit))
+            .ok_or_else(|| {
+                QueryError::new("limit", format!("must be between 1 and {MAX_ALERTS}"))
+            })?,
     };
     let entries = state
         .store
@@ -427,9 +437,7 @@ async fn compat_service_severity_logs(
     State(state): State<AppState>,
     Path((service, severity)): Path<(String, String)>,
 ) -> Result<Json<CompatLogs>, ApiError> {
-    let severity: Severity = severity
-        .parse()
-        .map_err(|_| QueryError::new("severity", format!("`{severity}` is not a severity")))?;
+    let severity = crate::query::parse_severity("severity", &severity)?;
     compat_logs(&state, service, Some(severity)).await
 }
 
@@ -465,14 +473,13 @@ fn page_request(state: &AppState, query: &LogQuery) -> PageRequest {
     }
 }
 
-fn cursor_after(document: &Document, order: Order) -> Option<String> {
+fn cursor_after(document: &Document) -> Option<String> {
     let timestamp = document.get_datetime(fields::TIMESTAMP).ok()?;
     let id = document.get_str(fields::ID).ok()?;
     Some(
         PageCursor {
             timestamp_ms: timestamp.timestamp_millis(),
             id: id.to_owned(),
-            order,
         }
         .encode(),
     )

@@ -1,10 +1,21 @@
 //! The OpenAPI 3 document served at `/api/v1/openapi.json`. Paths come from the handlers'
 //! `#[utoipa::path]` attributes as they are routed (`utoipa_axum::routes!`), so a route
 //! cannot exist without its description; the query parameters below are checked against
-//! the parser's own lists by the tests.
+//! the parser's own lists by the tests. [`constrain`] then states what the parsers enforce
+//! of each parameter (patterns, lengths, ranges, enums), from the parsers' own constants and
+//! this deployment's settings, so that a request the document allows is never refused
+//! (schemathesis checks it in CI).
 #![allow(dead_code)] // The structs only describe parameters; handlers read the raw query.
 
+use logagg::parse::{MAX_SERVICE_LEN, SERVICE_PATTERN};
+use logagg::record::SEVERITY_NAMES;
+use logagg::settings::SearchSettings;
+use logagg::store::search::CURSOR_PATTERN;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::alerts::MAX_ALERTS;
+use crate::query::{MAX_HOST_CHARS, MAX_METHOD_LETTERS, MAX_VALUE_CHARS, SPAN_PATTERN};
 use utoipa::{IntoParams, Modify, OpenApi};
 
 /// Filters shared by `/api/v1/logs`, `/api/v1/stats` and `/api/v1/tail`, but time.
@@ -18,23 +29,21 @@ pub struct FilterParams {
     /// This severity and above.
     min_severity: Option<String>,
     host: Option<String>,
-    /// Attribute `<key>` equals the value (as text, number or boolean), e.g. `attr.order=42`.
-    #[param(rename = "attr.<key>")]
-    attr: Option<String>,
-    /// HTTP status, 100-599.
+    /// HTTP status, 100-599. With `status_class` too, both must hold.
     status: Option<u16>,
-    /// `1xx` … `5xx`; not with `status`.
+    /// `1xx` … `5xx`.
     status_class: Option<String>,
     method: Option<String>,
     path: Option<String>,
     /// Words that must all appear in the message (from the word index; needs
-    /// `store.word_index`).
+    /// `store.word_index`). Punctuation separates words; a `q` of punctuation alone asks for
+    /// no word.
     q: Option<String>,
     /// A literal substring of the message (case-sensitive, bounded by the query time limit).
     contains: Option<String>,
 }
 
-/// Time range of `/api/v1/logs` and `/api/v1/stats`.
+/// Time range of `/api/v1/logs` and `/api/v1/stats`. `from` after `to` is an empty range.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TimeParams {
@@ -53,7 +62,8 @@ pub struct PageParams {
     order: Option<String>,
     /// Records per page, 1 to `search.max_limit` (default `search.default_limit`).
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (`<ms>:<hex id>`: the page starts just past that
+    /// log, in this request's `order`).
     cursor: Option<String>,
 }
 
@@ -61,8 +71,9 @@ pub struct PageParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct IntervalParams {
-    /// Bucket width like `5m` or `1h`; default chosen for about 120 buckets. Whole minutes
-    /// when stats come from rollups.
+    /// Bucket width like `5m` or `1h`; default chosen for about 120 buckets. Widened to whole
+    /// minutes when stats come from rollups, and to at most 1,000 buckets over the range:
+    /// the answer's `interval_seconds` is the width used.
     interval: Option<String>,
 }
 
@@ -119,4 +130,99 @@ impl Modify for ApiKeys {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// Writes into `document` (the served OpenAPI JSON) what the parsers enforce of each
+/// parameter, by name, wherever it appears; `settings` give the deployment's bounds.
+pub fn constrain(document: &mut serde_json::Value, settings: &SearchSettings) {
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(serde_json::Value::as_array_mut)
+            else {
+                continue;
+            };
+            for parameter in parameters {
+                let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                let Some(schema) = parameter.get_mut("schema") else {
+                    continue;
+                };
+                // A repeatable parameter is an array: its values are the items.
+                let schema = if schema["type"] == "array" {
+                    &mut schema["items"]
+                } else {
+                    schema
+                };
+                if let Some(constraint) = parameter_schema(path, &name, settings) {
+                    *schema = constraint;
+                }
+            }
+        }
+    }
+}
+
+/// The schema of parameter `name` of `path`'s operations, as the parsers enforce it.
+fn parameter_schema(path: &str, name: &str, settings: &SearchSettings) -> Option<Value> {
+    let text =
+        |max_length: usize| json!({"type": "string", "minLength": 1, "maxLength": max_length});
+    let time = json!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": SPAN_PATTERN},
+        {"type": "string", "enum": ["now"]},
+    ]});
+    Some(match name {
+        "service" => {
+            json!({"type": "string", "maxLength": MAX_SERVICE_LEN, "pattern": SERVICE_PATTERN})
+        }
+        "severity" | "min_severity" => json!({"type": "string", "pattern": severity_pattern()}),
+        "status" => json!({"type": "integer", "minimum": 100, "maximum": 599}),
+        "status_class" => json!({"type": "string", "pattern": "^[1-5][xX][xX]$"}),
+        "method" => {
+            json!({"type": "string", "pattern": format!("^[A-Za-z]{{1,{MAX_METHOD_LETTERS}}}$")})
+        }
+        "path" => text(MAX_VALUE_CHARS),
+        "host" => text(MAX_HOST_CHARS),
+        "q" | "contains" => text(settings.max_text_bytes),
+        "from" | "to" => time,
+        "interval" => json!({"type": "string", "pattern": SPAN_PATTERN}),
+        "order" => json!({"type": "string", "enum": ["newest", "oldest"]}),
+        "state" => json!({"type": "string", "enum": ["firing", "resolved", "all"]}),
+        "cursor" => json!({"type": "string", "pattern": CURSOR_PATTERN}),
+        "limit" if path == "/api/v1/alerts" => {
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_ALERTS})
+        }
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": settings.max_limit}),
+        _ => return None,
+    })
+}
+
+/// Every severity name in any case, or a syslog number 0-7: what
+/// [`parse_severity`](crate::query::parse_severity) takes.
+fn severity_pattern() -> String {
+    let case_free = |name: &str| -> String {
+        name.chars()
+            .map(|letter| {
+                format!(
+                    "[{}{}]",
+                    letter.to_ascii_lowercase(),
+                    letter.to_ascii_uppercase()
+                )
+            })
+            .collect()
+    };
+    let names: Vec<String> = SEVERITY_NAMES
+        .iter()
+        .map(|(name, _)| case_free(name))
+        .collect();
+    format!("^([0-7]|{})$", names.join("|"))
 }

@@ -53,10 +53,12 @@ pub const NOT_FOR_STATS: [&str; 3] = ["order", "limit", "cursor"];
 /// Parameters of `/api/v1/logs` that a live tail refuses.
 pub const NOT_FOR_TAIL: [&str; 5] = ["from", "to", "order", "limit", "cursor"];
 
-/// Most words a `q` may hold.
-pub const MAX_QUERY_WORDS: usize = 16;
-/// Longest `path` or attribute value, bytes.
-const MAX_VALUE_BYTES: usize = 1024;
+/// Longest `path` or attribute value, characters.
+pub const MAX_VALUE_CHARS: usize = 1024;
+/// Longest `host`, characters.
+pub const MAX_HOST_CHARS: usize = 255;
+/// Longest `method`, letters.
+pub const MAX_METHOD_LETTERS: usize = 16;
 
 /// What `status` or `status_class` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,10 @@ pub struct LogQuery {
     pub order: Order,
     pub limit: usize,
     pub cursor: Option<PageCursor>,
+    /// The filters contradict each other (`from` after `to`, a `status` outside its
+    /// `status_class`, `min_severity` above every `severity` given): nothing can match, so
+    /// every answer is empty. Each parameter being valid, the request is not refused.
+    pub matches_nothing: bool,
 }
 
 impl LogQuery {
@@ -126,6 +132,7 @@ impl LogQuery {
             }
         }
         let mut severities: Vec<Severity> = severities.into_iter().collect();
+        let mut matches_nothing = false;
         if let Some(minimum) = single.get("min_severity") {
             let minimum = parse_severity("min_severity", minimum)?;
             if severities.is_empty() {
@@ -135,12 +142,7 @@ impl LogQuery {
                     .collect();
             } else {
                 severities.retain(|severity| *severity >= minimum);
-                if severities.is_empty() {
-                    return Err(QueryError::new(
-                        "min_severity",
-                        "excludes every severity given in `severity`",
-                    ));
-                }
+                matches_nothing |= severities.is_empty();
             }
         }
         let to = match single.get("to") {
@@ -151,15 +153,12 @@ impl LogQuery {
             Some(text) => parse_time("from", text, now)?,
             None => to - Duration::hours(i64::from(settings.default_range_hours)),
         };
-        if from > to {
-            return Err(QueryError::new("from", "is after `to`"));
-        }
+        matches_nothing |= from > to;
         let status = match (single.get("status"), single.get("status_class")) {
-            (Some(_), Some(_)) => {
-                return Err(QueryError::new(
-                    "status_class",
-                    "give `status` or `status_class`, not both",
-                ))
+            (Some(status), Some(class)) => {
+                let (status, class) = (parse_status(status)?, parse_status_class(class)?);
+                matches_nothing |= status / 100 != class;
+                Some(StatusFilter::Exact(status))
             }
             (Some(status), None) => Some(StatusFilter::Exact(parse_status(status)?)),
             (None, Some(class)) => Some(StatusFilter::Class(parse_status_class(class)?)),
@@ -169,7 +168,7 @@ impl LogQuery {
             .get("method")
             .map(|method| {
                 if method.is_empty()
-                    || method.len() > 16
+                    || method.len() > MAX_METHOD_LETTERS
                     || !method.bytes().all(|byte| byte.is_ascii_alphabetic())
                 {
                     Err(QueryError::new("method", "must be an HTTP method like GET"))
@@ -180,27 +179,16 @@ impl LogQuery {
             .transpose()?;
         let path = single
             .get("path")
-            .map(|path| bounded("path", path, MAX_VALUE_BYTES))
+            .map(|path| bounded("path", path, MAX_VALUE_CHARS))
             .transpose()?;
         let host = single
             .get("host")
-            .map(|host| bounded("host", host, 255))
+            .map(|host| bounded("host", host, MAX_HOST_CHARS))
             .transpose()?;
+        // Words are what `q` holds besides punctuation; a `q` of punctuation alone asks for
+        // no word, like no `q`. Its length bounds how many words it can hold.
         let words = match single.get("q") {
-            Some(text) => {
-                bounded("q", text, settings.max_text_bytes)?;
-                let words = query_words(text);
-                if words.is_empty() {
-                    return Err(QueryError::new("q", "holds no word (letters or digits)"));
-                }
-                if words.len() > MAX_QUERY_WORDS {
-                    return Err(QueryError::new(
-                        "q",
-                        format!("holds more than {MAX_QUERY_WORDS} words"),
-                    ));
-                }
-                words
-            }
+            Some(text) => query_words(&bounded("q", text, settings.max_text_bytes)?),
             None => Vec::new(),
         };
         let contains = single
@@ -230,15 +218,9 @@ impl LogQuery {
         let cursor = single
             .get("cursor")
             .map(|text| {
-                let cursor = PageCursor::decode(text)
-                    .ok_or_else(|| QueryError::new("cursor", "is not a cursor this API issued"))?;
-                if cursor.order != order {
-                    return Err(QueryError::new(
-                        "cursor",
-                        "was issued for the other `order`",
-                    ));
-                }
-                Ok(cursor)
+                PageCursor::decode(text).ok_or_else(|| {
+                    QueryError::new("cursor", "is not a cursor: `<ms>:<hex id>`, as pages give")
+                })
             })
             .transpose()?;
         Ok(LogQuery {
@@ -256,6 +238,7 @@ impl LogQuery {
             order,
             limit,
             cursor,
+            matches_nothing,
         })
     }
 
@@ -327,6 +310,9 @@ impl LogQuery {
     /// Whether `record` passes every filter but time: what the live tail applies to each
     /// log as it arrives, agreeing with [`filter`](Self::filter) on stored ones.
     pub fn matches(&self, record: &LogRecord) -> bool {
+        if self.matches_nothing {
+            return false;
+        }
         let http = record.http.as_ref();
         let status_ok = match self.status {
             None => true,
@@ -390,9 +376,15 @@ fn one_or_in(values: impl Iterator<Item = Bson>) -> Option<Bson> {
     }
 }
 
-fn parse_severity(parameter: &str, text: &str) -> Result<Severity, QueryError> {
-    text.parse()
-        .map_err(|_| QueryError::new(parameter, format!("`{}` is not a severity", clip(text))))
+/// A severity as the API takes it: a name or alias in any case, or a syslog number 0-7,
+/// with nothing around it (the OpenAPI document's pattern says the same).
+pub fn parse_severity(parameter: &str, text: &str) -> Result<Severity, QueryError> {
+    let well_formed = matches!(text.as_bytes(), [b'0'..=b'7'])
+        || (!text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphabetic()));
+    well_formed
+        .then(|| text.parse().ok())
+        .flatten()
+        .ok_or_else(|| QueryError::new(parameter, format!("`{}` is not a severity", clip(text))))
 }
 
 /// RFC 3339, or a relative age back from `now`: `90s`, `15m`, `24h`, `7d`, `2w`; `now` too.
@@ -435,24 +427,41 @@ enum SpanError {
     TooLong,
 }
 
-/// A span like `90s`, `15m`, `24h`, `7d`, `2w`: at most a century.
+/// Units of a span, with the most digits each may have (so no span passes about 30
+/// years), as [`SPAN_PATTERN`] states them.
+const SPAN_UNITS: [(&str, i64, usize); 5] = [
+    ("s", 1, 9),
+    ("m", 60, 7),
+    ("h", 3_600, 5),
+    ("d", 86_400, 4),
+    ("w", 604_800, 3),
+];
+
+/// What [`span`] accepts, as the OpenAPI document's pattern.
+pub const SPAN_PATTERN: &str = "^([0-9]{1,9}s|[0-9]{1,7}m|[0-9]{1,5}h|[0-9]{1,4}d|[0-9]{1,3}w)$";
+
+/// A span like `90s`, `15m`, `24h`, `7d`, `2w`: digits and a unit, at most 9 digits of
+/// seconds, 7 of minutes, 5 of hours, 4 of days or 3 of weeks.
 fn span(text: &str) -> Result<Duration, SpanError> {
     let split = text.len().checked_sub(1).ok_or(SpanError::NotASpan)?;
     if !text.is_char_boundary(split) {
         return Err(SpanError::NotASpan);
     }
     let (number, unit) = text.split_at(split);
-    let amount: i64 = number.parse().map_err(|_| SpanError::NotASpan)?;
-    let seconds_per_unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(SpanError::NotASpan),
+    let Some((_, seconds_per_unit, max_digits)) =
+        SPAN_UNITS.iter().find(|(name, _, _)| *name == unit)
+    else {
+        return Err(SpanError::NotASpan);
     };
+    if number.is_empty()
+        || number.len() > *max_digits
+        || !number.bytes().all(|byte| byte.is_ascii_digit())
+    {
+        return Err(SpanError::NotASpan);
+    }
+    let amount: i64 = number.parse().map_err(|_| SpanError::NotASpan)?;
     amount
-        .checked_mul(seconds_per_unit)
+        .checked_mul(*seconds_per_unit)
         .filter(|seconds| (0..=100 * 366 * 86_400).contains(seconds))
         .and_then(Duration::try_seconds)
         .ok_or(SpanError::TooLong)
@@ -498,7 +507,7 @@ fn parse_attribute(
             "attribute names are 1-64 letters, digits, `_` or `-`",
         ));
     }
-    bounded(parameter, value, MAX_VALUE_BYTES)?;
+    bounded(parameter, value, MAX_VALUE_CHARS)?;
     Ok((key.to_owned(), value.to_owned()))
 }
 
@@ -518,14 +527,16 @@ fn attribute_values(value: &str) -> Vec<Bson> {
     values
 }
 
-fn bounded(parameter: &str, text: &str, max_bytes: usize) -> Result<String, QueryError> {
+/// A text parameter of 1 to `max_chars` characters (as the OpenAPI document's
+/// `minLength`/`maxLength` count them).
+fn bounded(parameter: &str, text: &str, max_chars: usize) -> Result<String, QueryError> {
     if text.is_empty() {
         return Err(QueryError::new(parameter, "must not be empty"));
     }
-    if text.len() > max_bytes {
+    if text.chars().count() > max_chars {
         return Err(QueryError::new(
             parameter,
-            format!("is longer than {max_bytes} bytes"),
+            format!("is longer than {max_chars} characters"),
         ));
     }
     Ok(text.to_owned())
@@ -535,6 +546,11 @@ fn bounded(parameter: &str, text: &str, max_bytes: usize) -> Result<String, Quer
 pub fn escape_regex(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len() * 2);
     for character in text.chars() {
+        // A BSON regular expression is a C string: NUL is written as an escape.
+        if character == '\0' {
+            escaped.push_str("\\x00");
+            continue;
+        }
         if "\\^$.|?*+()[]{}/-".contains(character) {
             escaped.push('\\');
         }
@@ -616,31 +632,60 @@ mod tests {
         for (query, parameter) in [
             ("from=yesterday", "from"),
             ("to=2026-13-01T00:00:00Z", "to"),
-            ("from=1h&to=2h", "from"),
             ("limit=0", "limit"),
             ("limit=1000000000", "limit"),
             ("limit=ten", "limit"),
             ("severity=loud", "severity"),
             ("min_severity=loud", "min_severity"),
-            ("severity=debug&min_severity=error", "min_severity"),
+            ("severity=%20debug", "severity"),
+            ("severity=03", "severity"),
             (&format!("q={long}"), "q"),
-            ("q=---", "q"),
             ("contains=", "contains"),
             ("cursor=nonsense", "cursor"),
             ("status=700", "status"),
             ("status_class=6xx", "status_class"),
-            ("status=500&status_class=5xx", "status_class"),
             ("service=bad%20name", "service"),
             ("attr.a$b=1", "attr.a$b"),
             ("order=random", "order"),
             ("limit=5&limit=6", "limit"),
             ("colour=red", "colour"),
             ("from=999999999999d", "from"),
+            ("from=10000d", "from"),
+            ("from=+5m", "from"),
             ("from=1é", "from"),
         ] {
             let error = parse(query).expect_err(query);
             assert_eq!(error.parameter, parameter, "{query}: {error:?}");
         }
+    }
+
+    #[test]
+    fn a_literal_with_nul_is_escaped_so_a_bson_regex_can_carry_it() {
+        assert_eq!(escape_regex("a\0b.c"), "a\\x00b\\.c");
+        assert!(!escape_regex("\0\0").contains('\0'));
+    }
+
+    /// Parameters each valid but contradicting each other are an empty answer, not a 400:
+    /// the OpenAPI document cannot state relations between parameters, and what it allows
+    /// must not be refused.
+    #[test]
+    fn contradicting_filters_match_nothing_and_agreeing_ones_something() {
+        for query in [
+            "from=1h&to=2h",
+            "severity=debug&min_severity=error",
+            "status=404&status_class=5xx",
+        ] {
+            let parsed = parse(query).expect(query);
+            assert!(parsed.matches_nothing, "{query}");
+        }
+        for query in ["from=2h&to=1h", "status=503&status_class=5xx", "q=---"] {
+            let parsed = parse(query).expect(query);
+            assert!(!parsed.matches_nothing, "{query}");
+        }
+        assert!(
+            parse("q=---").expect("q").words.is_empty(),
+            "no word asked for"
+        );
     }
 
     proptest::proptest! {
@@ -671,7 +716,7 @@ mod tests {
         ) {
             if let Ok(query) = LogQuery::parse(&pairs, now(), &SearchSettings::default()) {
                 let _ = query.filter();
-                proptest::prop_assert!(query.from <= query.to);
+                proptest::prop_assert!(query.from <= query.to || query.matches_nothing);
             }
         }
 

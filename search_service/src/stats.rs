@@ -397,30 +397,20 @@ pub fn choose_interval(interval: Option<&str>, query: &LogQuery) -> Result<i64, 
     } else {
         1_000
     };
-    let interval_ms = match interval {
-        Some(text) => {
-            let ms = parse_age("interval", text)?.num_milliseconds();
-            if ms < minimum_ms || ms % minimum_ms != 0 {
-                return Err(QueryError::new(
-                    "interval",
-                    format!("must be a whole number of {} s", minimum_ms / 1_000),
-                ));
-            }
-            ms
-        }
+    let requested_ms = match interval {
+        Some(text) => parse_age("interval", text)?.num_milliseconds(),
         None => AUTO_INTERVALS
             .iter()
             .map(|seconds| seconds * 1_000)
             .find(|ms| span_ms / ms < AUTO_BUCKETS)
             .unwrap_or(AUTO_INTERVALS[AUTO_INTERVALS.len() - 1] * 1_000),
     };
-    if span_ms / interval_ms >= MAX_BUCKETS {
-        return Err(QueryError::new(
-            "interval",
-            format!("gives more than {MAX_BUCKETS} buckets for this range"),
-        ));
-    }
-    Ok(interval_ms)
+    // Whole units of the source's resolution, and never more than MAX_BUCKETS buckets:
+    // an interval too fine for the range is widened (the answer's `interval_seconds` says
+    // which was used), not refused.
+    let fewest_ms = span_ms / (MAX_BUCKETS - 1) + 1;
+    let interval_ms = requested_ms.max(fewest_ms).max(minimum_ms);
+    Ok((interval_ms + minimum_ms - 1) / minimum_ms * minimum_ms)
 }
 
 /// Computes the stats for `query` with buckets `interval_ms` wide.
@@ -441,6 +431,9 @@ pub async fn stats(
         buckets: BTreeMap::new(),
         routes: BTreeMap::new(),
     };
+    if query.matches_nothing {
+        return Ok(accumulator.finish(StatsSource::Logs, started.elapsed()));
+    }
     if !query.rollups_can_answer() {
         let projection = doc! {
             fields::ID: 0, fields::TIMESTAMP: 1, fields::SERVICE: 1, fields::SEVERITY: 1,

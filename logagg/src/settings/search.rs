@@ -19,7 +19,8 @@ pub struct SearchSettings {
     /// Milliseconds MongoDB may spend on one query before it is stopped (`maxTimeMS`).
     #[serde(with = "super::millis")]
     pub query_timeout_ms: std::time::Duration,
-    /// Longest `q` or `contains` parameter, bytes.
+    /// Longest `q` or `contains` parameter, characters (as the OpenAPI document's
+    /// `maxLength` counts them; the key's name is older than that).
     pub max_text_bytes: usize,
     /// Keys a client must present (`Authorization: Bearer KEY` or `X-API-Key: KEY`); empty
     /// leaves the API open. From the environment: comma-separated.

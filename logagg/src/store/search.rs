@@ -34,34 +34,49 @@ pub enum Order {
     OldestFirst,
 }
 
-/// Where the next page starts: just past this record, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the next page starts: just past this record, in the request's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {
-    #[serde(rename = "t")]
     pub timestamp_ms: i64,
-    #[serde(rename = "i")]
     pub id: String,
-    #[serde(rename = "o")]
-    pub order: Order,
 }
 
+/// What [`PageCursor::decode`] reads, as a regular expression (for API documents): the
+/// timestamp in milliseconds, `:`, and the id's bytes in hex.
+pub const CURSOR_PATTERN: &str = "^-?[0-9]{1,15}:([0-9a-f]{2}){0,512}$";
+
 impl PageCursor {
-    /// The cursor as an opaque token (hex of its JSON).
+    /// The cursor as a token: `<timestamp ms>:<hex of the id>`. Any token of that form is a
+    /// position in the logs' order, so there is no cursor that points nowhere.
     pub fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        json.iter().map(|byte| format!("{byte:02x}")).collect()
+        let id: String = self.id.bytes().map(|byte| format!("{byte:02x}")).collect();
+        format!("{}:{id}", self.timestamp_ms)
     }
 
-    /// Reads a token [`encode`](Self::encode) made; `None` for anything else.
+    /// Reads a token of [`CURSOR_PATTERN`]'s form; `None` for anything else.
     pub fn decode(token: &str) -> Option<PageCursor> {
-        if token.len() % 2 != 0 || token.len() > 1024 {
+        let (timestamp, id) = token.split_once(':')?;
+        let digits = timestamp.strip_prefix('-').unwrap_or(timestamp);
+        if digits.is_empty()
+            || digits.len() > 15
+            || !digits.bytes().all(|byte| byte.is_ascii_digit())
+            || id.len() % 2 != 0
+            || id.len() > 1024
+            || !id
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return None;
         }
-        let bytes: Option<Vec<u8>> = (0..token.len())
+        let bytes: Option<Vec<u8>> = (0..id.len())
             .step_by(2)
-            .map(|index| u8::from_str_radix(token.get(index..index + 2)?, 16).ok())
+            .map(|index| u8::from_str_radix(id.get(index..index + 2)?, 16).ok())
             .collect();
-        serde_json::from_slice(&bytes?).ok()
+        Some(PageCursor {
+            timestamp_ms: timestamp.parse().ok()?,
+            // Ids are text; bytes that are not UTF-8 still name a position between ids.
+            id: String::from_utf8_lossy(&bytes?).into_owned(),
+        })
     }
 }
 
@@ -513,11 +528,26 @@ mod tests {
     fn cursors_round_trip_and_refuse_anything_else() {
         let cursor = PageCursor {
             timestamp_ms: 1_795_000_000_123,
-            id: "abc".into(),
-            order: Order::OldestFirst,
+            id: "abc-7".into(),
         };
+        assert_eq!(cursor.encode(), "1795000000123:6162632d37");
         assert_eq!(PageCursor::decode(&cursor.encode()), Some(cursor));
-        for token in ["", "zz", "abc", "7b7d", &"a".repeat(2000)] {
+        let early = PageCursor {
+            timestamp_ms: -5,
+            id: String::new(),
+        };
+        assert_eq!(PageCursor::decode("-5:"), Some(early));
+        for token in [
+            "",
+            "zz",
+            "1",
+            ":ab",
+            "1:a",
+            "1:AB",
+            "+1:ab",
+            "1:0g",
+            &format!("1:{}", "a".repeat(2000)),
+        ] {
             assert_eq!(PageCursor::decode(token), None, "{token}");
         }
     }
