@@ -1,7 +1,8 @@
 //! source_service: gets logs onto the exchange. Production ingest lives in [`ingest`] (the
 //! HTTP gateway, the file and stdin shipper); load generation in [`load`] (the simulator, the
-//! traffic scenarios and their publish loop).
+//! traffic scenarios and their publish loop); the command line in [`command`].
 
+pub mod command;
 pub mod ingest;
 pub mod load;
 
