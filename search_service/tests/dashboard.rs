@@ -7,6 +7,8 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/server.rs"]
+mod server;
 
 use chrono::Utc;
 use logagg::record::HttpFields;
@@ -14,7 +16,6 @@ use logagg::store::alerts::StoredAlert;
 use logagg::store::stats::Rollup;
 use logagg::testsuite::{http_request, TestContext};
 use logagg::{LogRecord, Severity};
-use search_service::api::{router, AppState};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -88,17 +89,8 @@ async fn each_page_shows_what_the_api_says_and_filters_and_tail_work() {
     };
     context.store.open_alert(&alert).await.expect("alert");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
     let shutdown = CancellationToken::new();
-    let app = router(AppState::new(
-        context.store.clone(),
-        &context.settings,
-        shutdown.clone(),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let port = server::serve(&context, &shutdown).await;
     let base = format!("http://127.0.0.1:{port}");
     let browser = Browser::start().await;
 

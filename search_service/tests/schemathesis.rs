@@ -12,8 +12,10 @@ use chrono::Utc;
 use logagg::store::stats::Rollup;
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
-use search_service::api::{router, AppState};
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/server.rs"]
+mod server;
 
 /// Longest a schemathesis run may take before the test gives up on it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -75,17 +77,8 @@ async fn schemathesis_finds_no_request_the_document_and_the_api_disagree_on() {
     let context = TestContext::new("schemathesis").await;
     context.store.ensure_indexes().await.expect("indexes");
     seed(&context).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
     let shutdown = CancellationToken::new();
-    let app = router(AppState::new(
-        context.store.clone(),
-        &context.settings,
-        shutdown.clone(),
-    ));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let port = server::serve(&context, &shutdown).await;
 
     let run = tokio::process::Command::new(&command)
         .args([
@@ -107,7 +100,6 @@ async fn schemathesis_finds_no_request_the_document_and_the_api_disagree_on() {
     let report = String::from_utf8_lossy(&output.stdout);
     println!("{report}");
     shutdown.cancel();
-    server.abort();
     context.cleanup().await;
     assert!(
         output.status.success(),

@@ -1,12 +1,14 @@
 //! Live tail against the real RabbitMQ: Server-Sent Events over a socket, filters, slow
 //! clients, the client limit.
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::time::Duration;
 
 use futures::StreamExt;
 use logagg::broker;
 use logagg::testsuite::{wait_until, TestContext};
-use search_service::api::{router, AppState};
 use search_service::query::LogQuery;
 use search_service::tail::{TailEnd, TailEvent, Tails};
 use serde_json::{json, Value};
@@ -74,25 +76,6 @@ impl SseClient {
     }
 }
 
-async fn serve(context: &TestContext, shutdown: &CancellationToken) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let app = router(AppState::new(
-        context.store.clone(),
-        &context.settings,
-        shutdown.clone(),
-    ));
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-    });
-    port
-}
-
 async fn publish(context: &TestContext, routing_key: &str, body: Value) {
     try_publish(context, routing_key, body)
         .await
@@ -122,7 +105,7 @@ async fn try_publish(
 async fn a_published_log_that_passes_the_filters_reaches_the_tail_within_a_second() {
     let context = TestContext::new("tail_sse").await;
     let shutdown = CancellationToken::new();
-    let port = serve(&context, &shutdown).await;
+    let port = server::serve(&context, &shutdown).await;
     let mut client = SseClient::open(port, "/api/v1/tail?service=auth&min_severity=error").await;
     assert_eq!(client.status, 200);
     let ready = client.next_event().await.expect("ready event");
@@ -212,7 +195,7 @@ async fn tails_beyond_the_limit_get_503_and_a_closed_tail_frees_its_place() {
     let mut context = TestContext::new("tail_limit").await;
     context.settings.search.max_tail_clients = 1;
     let shutdown = CancellationToken::new();
-    let port = serve(&context, &shutdown).await;
+    let port = server::serve(&context, &shutdown).await;
     let mut first = SseClient::open(port, "/api/v1/tail").await;
     assert_eq!(first.next_event().await.expect("ready").name, "ready");
     let (status, body) = logagg::testsuite::http_request(port, "GET", "/api/v1/tail").await;
