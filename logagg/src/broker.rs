@@ -82,9 +82,93 @@ impl BrokerError {
     }
 }
 
-/// Opens a connection named after the service (shown in the RabbitMQ management UI).
+/// How long one node of several may take to accept a connection before the next is tried
+/// (a paused or cut-off node accepts nothing and refuses nothing).
+const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Gauge per node: 1 for the node this process last connected to, 0 for the others.
+pub const CONNECTED_NODE_METRIC: &str = "logagg_broker_connected_node";
+
+/// The node this process tries first: the one it last connected to, or at first a random
+/// one, so that many processes given the same list spread over the nodes.
+static PREFERRED_NODE: std::sync::OnceLock<std::sync::atomic::AtomicUsize> =
+    std::sync::OnceLock::new();
+/// `host:port` of the node this process last connected to, for `/healthz`.
+static CONNECTED_NODE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// `host:port` of the node this process last connected to (no credentials), if any.
+pub fn connected_node() -> Option<String> {
+    CONNECTED_NODE.lock().ok().and_then(|node| node.clone())
+}
+
+/// The order to try `count` nodes in, starting at `first`.
+fn node_order(count: usize, first: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |offset| (first + offset) % count.max(1))
+}
+
+/// Opens a connection named after the service (shown in the RabbitMQ management UI) to the
+/// first node of `broker.urls` (or `broker.url`) that accepts it, trying them in turn from
+/// the one this process last used.
 pub async fn connect(settings: &BrokerSettings, name: &str) -> Result<Connection, BrokerError> {
-    let mut uri = AMQPUri::from_str(&settings.url).map_err(BrokerError::InvalidUrl)?;
+    let count = settings.nodes().len().max(1);
+    let preferred = PREFERRED_NODE
+        .get_or_init(|| std::sync::atomic::AtomicUsize::new(rand::random_range(0..count)));
+    let first = preferred.load(std::sync::atomic::Ordering::Relaxed) % count;
+    connect_from(settings, name, first).await
+}
+
+/// [`connect`], trying the nodes in turn from node `first`: the node that accepts becomes
+/// this process's preferred one.
+pub async fn connect_from(
+    settings: &BrokerSettings,
+    name: &str,
+    first: usize,
+) -> Result<Connection, BrokerError> {
+    let nodes = settings.nodes();
+    let preferred = PREFERRED_NODE.get_or_init(|| std::sync::atomic::AtomicUsize::new(first));
+    let mut last_error = None;
+    for index in node_order(nodes.len(), first) {
+        let uri = AMQPUri::from_str(nodes[index]).map_err(BrokerError::InvalidUrl)?;
+        let node = format!("{}:{}", uri.authority.host, uri.authority.port);
+        let attempt = connect_node(settings, uri, name);
+        let result = if nodes.len() > 1 {
+            tokio::time::timeout(NODE_CONNECT_TIMEOUT, attempt)
+                .await
+                .unwrap_or(Err(BrokerError::ConnectTimeout(NODE_CONNECT_TIMEOUT)))
+        } else {
+            attempt.await
+        };
+        match result {
+            Ok(connection) => {
+                preferred.store(index, std::sync::atomic::Ordering::Relaxed);
+                for (other, url) in nodes.iter().enumerate() {
+                    if let Ok(uri) = AMQPUri::from_str(url) {
+                        let label = format!("{}:{}", uri.authority.host, uri.authority.port);
+                        let value = if other == index { 1.0 } else { 0.0 };
+                        metrics::gauge!(CONNECTED_NODE_METRIC, "node" => label).set(value);
+                    }
+                }
+                info!(connection = name, %node, "connected to RabbitMQ");
+                if let Ok(mut connected) = CONNECTED_NODE.lock() {
+                    *connected = Some(node);
+                }
+                return Ok(connection);
+            }
+            Err(error) => {
+                if nodes.len() > 1 {
+                    warn!(%node, %error, "RabbitMQ node unreachable; trying the next");
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| BrokerError::InvalidUrl("no broker URL".into())))
+}
+
+async fn connect_node(
+    settings: &BrokerSettings,
+    mut uri: AMQPUri,
+    name: &str,
+) -> Result<Connection, BrokerError> {
     uri.query.heartbeat = Some(settings.heartbeat_seconds);
     let connection_name = if settings.connection_name.is_empty() {
         format!("{name}@{}", host_name())
@@ -112,7 +196,7 @@ pub async fn connect_with_backoff(
                 return Some(connection);
             }
             Err(BrokerError::InvalidUrl(reason)) => {
-                tracing::error!(%reason, "broker.url is invalid; not retrying");
+                tracing::error!(%reason, "broker.url(s) invalid; not retrying");
                 return None;
             }
             Err(error) => {
@@ -297,4 +381,17 @@ pub fn host_name() -> String {
                 .map(|name| name.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_tried_in_turn_from_the_preferred_one() {
+        assert_eq!(node_order(3, 1).collect::<Vec<_>>(), vec![1, 2, 0]);
+        assert_eq!(node_order(3, 0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(node_order(1, 0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(node_order(0, 0).count(), 0);
+    }
 }

@@ -150,7 +150,7 @@ pub async fn ensure_indexes(
     ready
 }
 
-/// Longest wait for RabbitMQ when a [`LazyChannel`] opens its connection.
+/// Longest wait for each RabbitMQ node when a [`LazyChannel`] opens its connection.
 const LAZY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a [`LazyChannel`] declares on each channel it opens.
@@ -236,11 +236,16 @@ impl LazyChannel {
     }
 
     async fn connect(&self) -> Result<Connection, BrokerError> {
+        // Each node gets its turn: a list of three waits up to three times as long.
+        let nodes = u32::try_from(self.settings.nodes().len())
+            .unwrap_or(1)
+            .max(1);
+        let timeout = LAZY_CONNECT_TIMEOUT * nodes;
         tokio::time::timeout(
-            LAZY_CONNECT_TIMEOUT,
+            timeout,
             broker::connect(&self.settings, &self.connection_name),
         )
         .await
-        .map_err(|_| BrokerError::ConnectTimeout(LAZY_CONNECT_TIMEOUT))?
+        .map_err(|_| BrokerError::ConnectTimeout(timeout))?
     }
 }

@@ -233,6 +233,7 @@ fn layered_config(env: &HashMap<String, String>) -> Result<Config, SettingsError
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("source.services")
+                .with_list_parse_key("broker.urls")
                 .with_list_parse_key("search.api_keys")
                 .with_list_parse_key("gateway.api_keys")
                 .try_parsing(true)
@@ -317,6 +318,31 @@ mod tests {
         let settings = Settings::load_all(&env(&[])).unwrap();
         assert_eq!(settings.broker.exchange, "logs_exchange");
         assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn broker_urls_are_a_comma_separated_list_checked_at_load() {
+        let settings = Settings::load_all(&env(&[(
+            "LOGAGG__BROKER__URLS",
+            "amqp://u:p@10.0.0.1:5672/%2f,amqp://u:p@10.0.0.2:5672/%2f",
+        )]))
+        .unwrap();
+        assert_eq!(settings.broker.nodes().len(), 2);
+        assert_eq!(
+            Settings::default().broker.nodes(),
+            vec![Settings::default().broker.url.as_str()]
+        );
+        let error = Settings::load_all(&env(&[(
+            "LOGAGG__BROKER__URLS",
+            "amqp://u:secret@h:5672/%2f,http://nope",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("broker.urls"), "{error}");
+        assert!(
+            !error.contains("secret"),
+            "no credentials in errors: {error}"
+        );
     }
 
     #[test]

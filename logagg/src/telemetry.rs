@@ -109,7 +109,11 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "status": if healthy { "ok" } else { "unavailable" }, "checks": checks });
+    let mut body =
+        json!({ "status": if healthy { "ok" } else { "unavailable" }, "checks": checks });
+    if let Some(node) = crate::broker::connected_node() {
+        body["broker_node"] = json!(node);
+    }
     (status, Json(body))
 }
 

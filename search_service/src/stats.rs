@@ -439,16 +439,7 @@ pub async fn stats(
             fields::ID: 0, fields::TIMESTAMP: 1, fields::SERVICE: 1, fields::SEVERITY: 1,
             fields::HTTP: 1,
         };
-        let documents = store
-            .scan_logs(
-                &query.filter(),
-                &query.words,
-                query.from,
-                query.to,
-                projection,
-                max_time,
-            )
-            .await?;
+        let documents = scan_matching(store, query, &query.filter(), projection, max_time).await?;
         documents
             .iter()
             .for_each(|document| accumulator.add_log(document));
@@ -478,21 +469,26 @@ pub async fn stats(
         let mut filter = query.filter();
         filter.insert(fields::HTTP, doc! { "$exists": true });
         let projection = doc! { fields::ID: 0, fields::SERVICE: 1, fields::HTTP: 1 };
-        let access_logs = store
-            .scan_logs(
-                &filter,
-                &query.words,
-                query.from,
-                query.to,
-                projection,
-                max_time,
-            )
-            .await?;
+        let access_logs = scan_matching(store, query, &filter, projection, max_time).await?;
         access_logs
             .iter()
             .for_each(|document| accumulator.add_access_of_log(document));
     }
     Ok(accumulator.finish(StatsSource::Rollups, started.elapsed()))
+}
+
+/// The logs of `query`'s range and words that match `filter`, projected.
+async fn scan_matching(
+    store: &Database,
+    query: &LogQuery,
+    filter: &Document,
+    projection: Document,
+    max_time: Duration,
+) -> Result<Vec<Document>, logagg::store::StoreError> {
+    let (from, to) = (query.from, query.to);
+    store
+        .scan_logs(filter, &query.words, from, to, projection, max_time)
+        .await
 }
 
 /// Every service in the rollups of `[from, to]` (or all of them), first and last seen and

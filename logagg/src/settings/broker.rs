@@ -47,6 +47,10 @@ impl DeadLetterStrategy {
 pub struct BrokerSettings {
     /// AMQP URI with credentials and vhost. Never logged.
     pub url: String,
+    /// AMQP URIs of a cluster's nodes, tried in turn on every connect and reconnect (each
+    /// process starts at a random one, so consumers spread over the nodes); empty: `url`
+    /// alone. From the environment: comma-separated. Never logged.
+    pub urls: Vec<String>,
     /// Durable topic exchange that publishers send `<service>.<severity>` to.
     pub exchange: String,
     /// Durable queue bound to every key, consumed by the collectors with manual acks.
@@ -95,6 +99,7 @@ impl Default for BrokerSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            urls: Vec::new(),
             exchange: "logs_exchange".into(),
             storage_queue: "logs.storage".into(),
             storage_queue_type: QueueType::Quorum,
@@ -116,7 +121,27 @@ impl Default for BrokerSettings {
 }
 
 impl BrokerSettings {
+    /// The nodes to connect to: `urls`, or `url` alone.
+    pub fn nodes(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        for node in self.nodes() {
+            if let Err(reason) = node.parse::<lapin::uri::AMQPUri>() {
+                let setting = if self.urls.is_empty() {
+                    "broker.url"
+                } else {
+                    "broker.urls"
+                };
+                // The reason never quotes the URI: it holds credentials.
+                return invalid(setting, format!("not an AMQP URI: {reason}"));
+            }
+        }
         if self.delivery_limit == 0 {
             return invalid("broker.delivery_limit", "must be at least 1");
         }
