@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use logagg::settings::GatewaySettings;
-use logagg::testsuite::{metric_value, wait_until, TestContext};
+use logagg::testsuite::{json_response, metric_value, wait_until, TestContext};
 use serde_json::Value;
 use source_service::ingest::gateway::{router, Gateway};
 use tokio_util::sync::CancellationToken;
@@ -48,14 +48,7 @@ async fn post(app: &axum::Router, uri: &str, body: String) -> (StatusCode, Value
         .oneshot(Request::post(uri).body(Body::from(body)).expect("request"))
         .await
         .expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    json_response(response).await
 }
 
 async fn await_stored(context: &TestContext, expected: u64) {

@@ -460,6 +460,20 @@ impl Drop for MongoServer {
     }
 }
 
+/// An HTTP response's status and JSON body, read whole (panics when the body is not JSON:
+/// every API answer is).
+pub async fn json_response(
+    response: axum::response::Response,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 26)
+        .await
+        .expect("body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, body)
+}
+
 /// Sum of a metric's series in Prometheus text (0 when absent).
 pub fn metric_in(exposition: &str, name: &str) -> f64 {
     exposition

@@ -220,8 +220,21 @@ pub fn storage_queue_arguments(settings: &BrokerSettings) -> FieldTable {
             // no length limit set it never rejects anything.
             argument(&mut arguments, "x-overflow", text("reject-publish"));
         }
+        quorum_group_size(&mut arguments, settings);
     }
     arguments
+}
+
+/// `x-quorum-initial-group-size` when `broker.quorum_group_size` is set. RabbitMQ compares
+/// it when a queue is declared again, so it is only sent when asked for.
+fn quorum_group_size(arguments: &mut FieldTable, settings: &BrokerSettings) {
+    if settings.quorum_group_size > 0 {
+        argument(
+            arguments,
+            "x-quorum-initial-group-size",
+            AMQPValue::LongLongInt(i64::from(settings.quorum_group_size)),
+        );
+    }
 }
 
 /// The dead-letter queue keeps everything until an operator looks at it.
@@ -232,6 +245,9 @@ pub fn dead_letter_queue_arguments(settings: &BrokerSettings) -> FieldTable {
         "x-queue-type",
         text(settings.storage_queue_type.as_str()),
     );
+    if settings.storage_queue_type == QueueType::Quorum {
+        quorum_group_size(&mut arguments, settings);
+    }
     arguments
 }
 
@@ -282,6 +298,29 @@ mod tests {
             Some(&text("logs.dead_letter"))
         );
         assert_eq!(get(&arguments, "x-overflow"), Some(&text("reject-publish")));
+    }
+
+    #[test]
+    fn quorum_group_size_is_sent_only_when_set() {
+        let key = "x-quorum-initial-group-size";
+        let unset = BrokerSettings::default();
+        assert!(get(&storage_queue_arguments(&unset), key).is_none());
+        assert!(get(&dead_letter_queue_arguments(&unset), key).is_none());
+        let three = BrokerSettings {
+            quorum_group_size: 3,
+            ..BrokerSettings::default()
+        };
+        for arguments in [
+            storage_queue_arguments(&three),
+            dead_letter_queue_arguments(&three),
+        ] {
+            assert_eq!(get(&arguments, key), Some(&AMQPValue::LongLongInt(3)));
+        }
+        let classic = BrokerSettings {
+            storage_queue_type: QueueType::Classic,
+            ..three
+        };
+        assert!(get(&storage_queue_arguments(&classic), key).is_none());
     }
 
     #[test]

@@ -77,11 +77,7 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
         .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
         .await
         .expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    logagg::testsuite::json_response(response).await
 }
 
 fn ids(body: &Value) -> Vec<String> {

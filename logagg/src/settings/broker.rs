@@ -61,6 +61,12 @@ pub struct BrokerSettings {
     /// (`x-delivery-limit`; quorum queues only). Stops a message that crashes collectors from
     /// looping forever.
     pub delivery_limit: u32,
+    /// Replicas of the quorum storage and dead-letter queues when they are first declared
+    /// (`x-quorum-initial-group-size`): 3 suits a cluster of 3 or more nodes (a majority
+    /// survives one node lost); 0, the default, sends nothing and RabbitMQ places a replica
+    /// on every node. RabbitMQ refuses a declare whose value differs from the existing
+    /// queue's (PRECONDITION_FAILED), so set it before the queues first exist.
+    pub quorum_group_size: u32,
     /// `x-dead-letter-strategy` of the storage queue: `at-least-once` (dead letters are never
     /// lost; needs RabbitMQ 3.10+) or `at-most-once`.
     pub dead_letter_strategy: DeadLetterStrategy,
@@ -104,6 +110,7 @@ impl Default for BrokerSettings {
             storage_queue: "logs.storage".into(),
             storage_queue_type: QueueType::Quorum,
             delivery_limit: 20,
+            quorum_group_size: 0,
             dead_letter_strategy: DeadLetterStrategy::AtLeastOnce,
             monitoring_queue: "logs.monitoring".into(),
             monitoring_queue_durable: false,
