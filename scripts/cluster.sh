@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# A local three-node RabbitMQ cluster beside the machine's default node, for the cluster
+# tests, the chaos run and the soak. Each node has its own name, ports, data, logs, Erlang
+# cookie and epmd, so the default node (127.0.0.1:5672) is never touched.
+#   scripts/cluster.sh start          start nodes 1-3 and join them (idempotent)
+#   scripts/cluster.sh stop           stop the nodes this script started, and their epmd
+#   scripts/cluster.sh kill N         kill -9 node N
+#   scripts/cluster.sh restart N      start node N again (it rejoins the cluster by itself)
+#   scripts/cluster.sh pause N        SIGSTOP node N (it answers nothing, refuses nothing)
+#   scripts/cluster.sh resume N       SIGCONT node N
+#   scripts/cluster.sh urls           the nodes' AMQP URIs, comma-separated (broker.urls)
+#   scripts/cluster.sh status         each node: running or not, and its AMQP port
+# Node N is logagg-cluster-N@localhost with AMQP on 127.0.0.1:$((BASE_PORT + N)), 5701-5703
+# by default. LOGAGG_CLUSTER_DIR (default .data/cluster) holds everything it writes.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DIR="${LOGAGG_CLUSTER_DIR:-$ROOT/.data/cluster}"
+BASE_PORT="${LOGAGG_CLUSTER_BASE_PORT:-5700}"
+EPMD_PORT="${LOGAGG_CLUSTER_EPMD_PORT:-4370}"
+SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
+CTL=/usr/lib/rabbitmq/bin/rabbitmqctl
+NODES=(1 2 3)
+
+log() { printf '[cluster] %s\n' "$*"; }
+
+if [ ! -x "$SERVER" ]; then
+  log "RabbitMQ is not installed ($SERVER missing): run scripts/setup.sh first"
+  exit 2
+fi
+
+node_name() { printf 'logagg-cluster-%s@localhost' "$1"; }
+
+# Exports node N's environment: everything the server and rabbitmqctl read.
+node_env() {
+  local n=$1 base="$DIR/node$1"
+  export HOME="$DIR/home"
+  export RABBITMQ_CONF_ENV_FILE="$DIR/rabbitmq-env.conf"
+  export ERL_EPMD_PORT="$EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_CTL_DIST_PORT_MIN=$((EPMD_PORT + 200))
+  export RABBITMQ_CTL_DIST_PORT_MAX=$((EPMD_PORT + 220))
+  export RABBITMQ_NODENAME; RABBITMQ_NODENAME="$(node_name "$n")"
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT=$((BASE_PORT + n))
+  export RABBITMQ_DIST_PORT=$((BASE_PORT + 100 + n))
+  export RABBITMQ_MNESIA_BASE="$base/mnesia"
+  export RABBITMQ_LOG_BASE="$base/log"
+  export RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$base/advanced.config"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins"
+  export RABBITMQ_PID_FILE="$base/rabbit.pid"
+  export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# Writes the shared cookie and env file, and node N's own files, once.
+prepare() {
+  local n=$1 base="$DIR/node$1"
+  mkdir -p "$DIR/home" "$base/mnesia" "$base/log"
+  if [ ! -f "$DIR/home/.erlang.cookie" ]; then
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/home/.erlang.cookie"
+    chmod 400 "$DIR/home/.erlang.cookie"
+  fi
+  : >"$DIR/rabbitmq-env.conf"
+  printf 'listeners.tcp.1 = 127.0.0.1:%s\nloopback_users = none\n' $((BASE_PORT + n)) >"$base/rabbitmq.conf"
+  printf '[].\n' >"$base/advanced.config"
+  printf '[].\n' >"$base/enabled_plugins"
+}
+
+node_pid() {
+  local file="$DIR/node$1/rabbit.pid"
+  [ -s "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null && cat "$file"
+}
+
+ctl() { local n=$1; shift; (node_env "$n"; "$CTL" -n "$(node_name "$n")" -q "$@"); }
+
+start_node() {
+  local n=$1
+  if node_pid "$n" >/dev/null; then return 0; fi
+  prepare "$n"
+  log "starting $(node_name "$n") (AMQP 127.0.0.1:$((BASE_PORT + n)))"
+  (node_env "$n"; "$SERVER" -detached >"$DIR/node$n/log/start.out" 2>&1)
+}
+
+await_node() {
+  local n=$1
+  for _ in $(seq 1 120); do
+    if ctl "$n" await_startup --timeout 1 >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "$(node_name "$n") did not start; see $DIR/node$n/log"
+  return 1
+}
+
+join_node() {
+  local n=$1 first; first="$(node_name 1)"
+  if ctl "$n" cluster_status --formatter json 2>/dev/null | grep -q "\"$first\""; then
+    return 0
+  fi
+  log "joining $(node_name "$n") to $first"
+  ctl "$n" stop_app
+  ctl "$n" join_cluster "$first"
+  ctl "$n" start_app
+}
+
+stop_all() {
+  local stopped=0
+  for n in "${NODES[@]}"; do
+    local pid
+    if pid="$(node_pid "$n")"; then
+      kill -CONT "$pid" 2>/dev/null || true
+      ctl "$n" stop >/dev/null 2>&1 || kill -9 "$pid" 2>/dev/null || true
+      stopped=$((stopped + 1))
+    fi
+    rm -f "$DIR/node$n/rabbit.pid"
+  done
+  # This cluster's own epmd, never the default node's.
+  if command -v epmd >/dev/null 2>&1; then
+    ERL_EPMD_PORT="$EPMD_PORT" epmd -kill >/dev/null 2>&1 || true
+  fi
+  log "stopped $stopped nodes"
+}
+
+signal_node() {
+  local n=$1 signal=$2 pid
+  pid="$(node_pid "$n")" || { log "$(node_name "$n") is not running"; return 1; }
+  kill "-$signal" "$pid"
+  log "sent SIG$signal to $(node_name "$n") (pid $pid)"
+}
+
+check_node_argument() {
+  case "${1:-}" in
+    1 | 2 | 3) ;;
+    *) log "name a node: 1, 2 or 3"; exit 2 ;;
+  esac
+}
+
+case "${1:-}" in
+  start)
+    for n in "${NODES[@]}"; do start_node "$n"; done
+    for n in "${NODES[@]}"; do await_node "$n"; done
+    for n in 2 3; do join_node "$n"; done
+    log "ready: $("$0" urls)"
+    ;;
+  stop) stop_all ;;
+  kill) check_node_argument "${2:-}"; signal_node "$2" KILL ;;
+  pause) check_node_argument "${2:-}"; signal_node "$2" STOP ;;
+  resume) check_node_argument "${2:-}"; signal_node "$2" CONT ;;
+  restart)
+    check_node_argument "${2:-}"
+    start_node "$2"
+    await_node "$2"
+    ;;
+  urls)
+    urls=()
+    for n in "${NODES[@]}"; do urls+=("amqp://guest:guest@127.0.0.1:$((BASE_PORT + n))/%2f"); done
+    (IFS=,; printf '%s\n' "${urls[*]}")
+    ;;
+  status)
+    for n in "${NODES[@]}"; do
+      if pid="$(node_pid "$n")"; then state="running (pid $pid)"; else state="not running"; fi
+      printf '%s  127.0.0.1:%s  %s\n' "$(node_name "$n")" $((BASE_PORT + n)) "$state"
+    done
+    ;;
+  *)
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
