@@ -1,13 +1,15 @@
 //! `broker.urls`: a node that is down is passed over for the next, on connect and in a
 //! running collector, and the node in use is shown in `/healthz` and a metric.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use logagg::broker;
 use logagg::testsuite::{
     free_port, http_request, metric_in, scrape_metrics, wait_until, TestContext,
 };
+
+#[path = "support/collector.rs"]
+mod collector;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -33,17 +35,11 @@ async fn a_dead_first_node_is_passed_over_for_the_next() {
     // tries first, and says which node it is on.
     let admin_port = free_port();
     let urls = settings.urls.join(",");
-    let mut collector = Command::new(env!("CARGO_BIN_EXE_collector_service"))
-        .envs(context.env_vars())
-        .env("LOGAGG__BROKER__URLS", urls)
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("collector process");
+    let mut collector = collector::start_collector_process_with(
+        &context,
+        admin_port,
+        &[("LOGAGG__BROKER__URLS", urls)],
+    );
     for index in 0..50 {
         broker::publish_confirmed(
             &context.channel,

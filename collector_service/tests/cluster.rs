@@ -11,6 +11,9 @@ use logagg::broker;
 use logagg::settings::BrokerSettings;
 use logagg::testsuite::{free_port, http_request, wait_until, TestContext};
 
+#[path = "support/collector.rs"]
+mod collector;
+
 const LOGS: u64 = 2_000;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -62,19 +65,15 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
     };
 
     let admin_port = free_port();
-    let mut collector = Command::new(env!("CARGO_BIN_EXE_collector_service"))
-        .envs(context.env_vars())
-        .env("LOGAGG__BROKER__URL", &urls[0])
-        .env("LOGAGG__BROKER__URLS", urls.join(","))
-        .env("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5")
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("collector process");
+    let mut collector = collector::start_collector_process_with(
+        &context,
+        admin_port,
+        &[
+            ("LOGAGG__BROKER__URL", urls[0].clone()),
+            ("LOGAGG__BROKER__URLS", urls.join(",")),
+            ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
+        ],
+    );
     let connected = wait_until(TIMEOUT, || async {
         collector_node(admin_port).await.is_some()
     })

@@ -1,7 +1,10 @@
 //! The durable pipeline against the real RabbitMQ and MongoDB-compatible server:
 //! source → exchange → collector → MongoDB, exactly once, through crashes and outages.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
+#[path = "support/collector.rs"]
+mod collector;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -102,16 +105,7 @@ async fn ten_thousand_published_are_stored_exactly_once() {
 
 /// The collector binary as a child process, with its admin server on `admin_port`.
 fn start_collector_process_on(context: &TestContext, admin_port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_collector_service"))
-        .envs(context.env_vars())
-        .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("collector process")
+    collector::start_collector_process_with(context, admin_port, &[])
 }
 
 fn start_collector_process(context: &TestContext) -> Child {
