@@ -31,6 +31,7 @@ use utoipa_axum::routes;
 
 use crate::alerts::{AlertView, Alerts, MAX_ALERTS};
 use crate::error::ApiError;
+pub use crate::openapi::WordSearch;
 use crate::openapi::{
     AlertParams, ApiDoc, FilterParams, IntervalParams, PageParams, RangeParams, TimeParams,
 };
@@ -83,7 +84,10 @@ impl AppState {
 /// OpenAPI document, and the dashboard at `/`; any other path is a JSON 404.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
-    let openapi = Arc::new(openapi_document(&state.settings));
+    let openapi = Arc::new(openapi_document(
+        &state.settings,
+        WordSearch::from_enabled(state.store.word_index()),
+    ));
     routes
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
@@ -120,10 +124,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The OpenAPI document as served: [`openapi`] with what the parsers enforce of each
-/// parameter under this deployment's settings ([`crate::openapi::constrain`]).
-pub fn openapi_document(settings: &SearchSettings) -> Value {
+/// parameter under this deployment's settings ([`crate::openapi::constrain`]); without word
+/// search, `q` is left out (every `q` would be refused).
+pub fn openapi_document(settings: &SearchSettings, word_search: WordSearch) -> Value {
     let mut document = serde_json::to_value(openapi()).unwrap_or(Value::Null);
-    crate::openapi::constrain(&mut document, settings);
+    crate::openapi::constrain(&mut document, settings, word_search);
     document
 }
 

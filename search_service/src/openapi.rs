@@ -132,9 +132,31 @@ impl Modify for ApiKeys {
     }
 }
 
+/// Whether this deployment stores the words `q` searches (`store.word_index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordSearch {
+    On,
+    Off,
+}
+
+impl WordSearch {
+    pub fn from_enabled(enabled: bool) -> WordSearch {
+        if enabled {
+            WordSearch::On
+        } else {
+            WordSearch::Off
+        }
+    }
+}
+
 /// Writes into `document` (the served OpenAPI JSON) what the parsers enforce of each
-/// parameter, by name, wherever it appears; `settings` give the deployment's bounds.
-pub fn constrain(document: &mut serde_json::Value, settings: &SearchSettings) {
+/// parameter, by name, wherever it appears; `settings` give the deployment's bounds. With
+/// word search off, `q` is removed: the API refuses it.
+pub fn constrain(
+    document: &mut serde_json::Value,
+    settings: &SearchSettings,
+    word_search: WordSearch,
+) {
     let Some(paths) = document
         .get_mut("paths")
         .and_then(serde_json::Value::as_object_mut)
@@ -152,6 +174,9 @@ pub fn constrain(document: &mut serde_json::Value, settings: &SearchSettings) {
             else {
                 continue;
             };
+            if word_search == WordSearch::Off {
+                parameters.retain(|parameter| parameter["name"] != "q");
+            }
             for parameter in parameters {
                 let name = parameter["name"].as_str().unwrap_or_default().to_owned();
                 let Some(schema) = parameter.get_mut("schema") else {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use logagg::testsuite::TestContext;
-use search_service::api::{openapi, openapi_document, router, AppState, OPENAPI_PATH};
+use search_service::api::{openapi, openapi_document, router, AppState, WordSearch, OPENAPI_PATH};
 use search_service::query::{
     NOT_FOR_STATS, NOT_FOR_TAIL, REPEATABLE_PARAMETERS, SINGLE_PARAMETERS,
 };
@@ -73,7 +73,7 @@ async fn the_document_describes_every_route_and_exactly_the_parameters_parsed() 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         served,
-        openapi_document(&context.settings.search),
+        openapi_document(&context.settings.search, WordSearch::On),
         "served as generated, with the parameters' constraints"
     );
     let logs_parameters = served["paths"]["/api/v1/logs"]["get"]["parameters"]
