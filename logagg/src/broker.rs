@@ -123,13 +123,20 @@ pub async fn connect_from(
     name: &str,
     first: usize,
 ) -> Result<Connection, BrokerError> {
-    let nodes = settings.nodes();
+    let nodes = settings
+        .nodes()
+        .into_iter()
+        .map(|url| {
+            let uri = AMQPUri::from_str(url).map_err(BrokerError::InvalidUrl)?;
+            let label = format!("{}:{}", uri.authority.host, uri.authority.port);
+            Ok((uri, label))
+        })
+        .collect::<Result<Vec<(AMQPUri, String)>, BrokerError>>()?;
     let preferred = PREFERRED_NODE.get_or_init(|| std::sync::atomic::AtomicUsize::new(first));
     let mut last_error = None;
     for index in node_order(nodes.len(), first) {
-        let uri = AMQPUri::from_str(nodes[index]).map_err(BrokerError::InvalidUrl)?;
-        let node = format!("{}:{}", uri.authority.host, uri.authority.port);
-        let attempt = connect_node(settings, uri, name);
+        let (uri, node) = &nodes[index];
+        let attempt = connect_node(settings, uri.clone(), name);
         let result = if nodes.len() > 1 {
             tokio::time::timeout(NODE_CONNECT_TIMEOUT, attempt)
                 .await
@@ -140,16 +147,13 @@ pub async fn connect_from(
         match result {
             Ok(connection) => {
                 preferred.store(index, std::sync::atomic::Ordering::Relaxed);
-                for (other, url) in nodes.iter().enumerate() {
-                    if let Ok(uri) = AMQPUri::from_str(url) {
-                        let label = format!("{}:{}", uri.authority.host, uri.authority.port);
-                        let value = if other == index { 1.0 } else { 0.0 };
-                        metrics::gauge!(CONNECTED_NODE_METRIC, "node" => label).set(value);
-                    }
+                for (other, (_, label)) in nodes.iter().enumerate() {
+                    let value = if other == index { 1.0 } else { 0.0 };
+                    metrics::gauge!(CONNECTED_NODE_METRIC, "node" => label.clone()).set(value);
                 }
                 info!(connection = name, %node, "connected to RabbitMQ");
                 if let Ok(mut connected) = CONNECTED_NODE.lock() {
-                    *connected = Some(node);
+                    *connected = Some(node.clone());
                 }
                 return Ok(connection);
             }
