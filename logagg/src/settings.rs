@@ -27,7 +27,7 @@ pub use gateway::GatewaySettings;
 pub use monitor::{AlertRule, MonitorSettings, RuleKind, SinkKind, SinkSettings};
 pub use retention::{parse_schedule, RetentionPolicy, RetentionSettings};
 pub use search::SearchSettings;
-pub use source::{MessageFormat, SourceSettings};
+pub use source::{MessageFormat, SourceSettings, TrafficProfile};
 pub use store::{StoreSettings, WriteAcknowledgment};
 pub use telemetry::{LogFormat, TelemetrySettings};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use logagg::formats::LineFormat;
-use logagg::settings::{MessageFormat, Section, Settings};
+use logagg::settings::{MessageFormat, Section, Settings, TrafficProfile};
 use logagg::telemetry::Health;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,9 @@ pub enum Command {
         /// `json` or `plain`.
         #[arg(long)]
         format: Option<MessageFormat>,
+        /// `simple` (a 16-word vocabulary) or `realistic` (real systems' lines).
+        #[arg(long)]
+        profile: Option<TrafficProfile>,
         /// Logs per message (JSON only): logs sharing a routing key go out as one batch.
         #[arg(long)]
         batch: Option<usize>,
@@ -55,6 +58,9 @@ pub enum Command {
         /// Logs per message: logs sharing a routing key go out as one batch.
         #[arg(long)]
         batch: Option<usize>,
+        /// `simple` (`GET /home 200 12ms`) or `realistic` (whole access lines).
+        #[arg(long)]
+        profile: Option<TrafficProfile>,
     },
     /// Ship a log file's lines (following rotation), or stdin's.
     Ship {
@@ -111,9 +117,11 @@ impl Command {
                 count,
                 rate,
                 format,
+                profile,
                 batch,
             } => {
                 let source = &mut settings.source;
+                source.profile = profile.unwrap_or(source.profile);
                 source.batch_records = batch.unwrap_or(source.batch_records);
                 source.count = count.unwrap_or(source.count);
                 source.rate = rate.unwrap_or(source.rate);
@@ -131,8 +139,10 @@ impl Command {
                 service,
                 endpoint,
                 batch,
+                profile,
             } => {
                 settings.source.batch_records = batch.unwrap_or(settings.source.batch_records);
+                settings.source.profile = profile.unwrap_or(settings.source.profile);
                 settings.validate(sections).context("invalid flags")?;
                 let timeline = match timeline {
                     Some(path) => {
@@ -150,7 +160,8 @@ impl Command {
                         Timeline::single(phase, seconds, rate).map_err(anyhow::Error::msg)?
                     }
                 };
-                let mut traffic = ScenarioGenerator::new(timeline, seed_from_clock());
+                let mut traffic = ScenarioGenerator::new(timeline, seed_from_clock())
+                    .with_profile(settings.source.profile);
                 let report =
                     crate::publish(&settings, &mut traffic, &Health::default(), &shutdown).await?;
                 println!("{report}");

@@ -4,6 +4,7 @@
 
 pub mod batcher;
 pub mod pacer;
+pub mod realistic;
 pub mod scenario;
 pub mod simulator;
 

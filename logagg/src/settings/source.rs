@@ -51,6 +51,48 @@ impl std::str::FromStr for MessageFormat {
     }
 }
 
+/// What the simulator's messages look like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficProfile {
+    /// Words drawn from a 16-word vocabulary, `message_min_bytes` to `message_max_bytes`
+    /// long: cheap to generate, but every word is common.
+    #[default]
+    Simple,
+    /// Lines in the style of real systems (HDFS, sshd, HTTP access, JVM stack traces,
+    /// Kubernetes events, logfmt): a few hundred templates per service with ids, addresses,
+    /// numbers and paths, a long tail of rare templates, new ones appearing over time,
+    /// 40 B to 8 KiB (docs/PERFORMANCE.md gives its distribution).
+    Realistic,
+}
+
+impl TrafficProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficProfile::Simple => "simple",
+            TrafficProfile::Realistic => "realistic",
+        }
+    }
+}
+
+impl std::fmt::Display for TrafficProfile {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TrafficProfile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "simple" => Ok(TrafficProfile::Simple),
+            "realistic" => Ok(TrafficProfile::Realistic),
+            other => Err(format!("`{other}` is not a profile: simple or realistic")),
+        }
+    }
+}
+
 /// source_service simulator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,13 +103,15 @@ pub struct SourceSettings {
     pub count: u64,
     /// Body format: `json` or `plain` (the Python services' line).
     pub format: MessageFormat,
+    /// What the messages look like: `simple` or `realistic`.
+    pub profile: TrafficProfile,
     /// Services the simulated logs come from.
     pub services: Vec<String>,
     /// Relative weight of each severity.
     pub severity_weights: BTreeMap<String, u32>,
-    /// Smallest generated message, bytes.
+    /// Smallest generated message, bytes (the simple profile).
     pub message_min_bytes: usize,
-    /// Largest generated message, bytes.
+    /// Largest generated message, bytes (the simple profile).
     pub message_max_bytes: usize,
     /// Published messages awaiting a broker confirm at most.
     pub max_unconfirmed: usize,
@@ -85,6 +129,7 @@ impl Default for SourceSettings {
             rate: 100,
             count: 0,
             format: MessageFormat::Json,
+            profile: TrafficProfile::Simple,
             services: ["checkout", "payments", "auth", "search", "inventory"]
                 .map(String::from)
                 .to_vec(),

@@ -13,6 +13,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use logagg::parse::routing_key;
 use logagg::Severity;
+use logagg::settings::TrafficProfile;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
@@ -223,6 +224,7 @@ fn toml_from_str(text: &str) -> Result<Timeline, String> {
 /// Generates a timeline's logs, each at its due time.
 pub struct ScenarioGenerator {
     timeline: Timeline,
+    profile: TrafficProfile,
     rng: SmallRng,
     /// When the next log is due, seconds from the start.
     next_due: f64,
@@ -232,9 +234,17 @@ impl ScenarioGenerator {
     pub fn new(timeline: Timeline, seed: u64) -> ScenarioGenerator {
         ScenarioGenerator {
             timeline,
+            profile: TrafficProfile::Simple,
             rng: SmallRng::seed_from_u64(seed),
             next_due: 0.0,
         }
+    }
+
+    /// With the realistic profile, each message is a whole access line (client address,
+    /// user, query string, bytes, user agent, request id) rather than `GET /home 200 12ms`.
+    pub fn with_profile(mut self, profile: TrafficProfile) -> ScenarioGenerator {
+        self.profile = profile;
+        self
     }
 
     /// When the next log is due (seconds from the start); `None` when the timeline is over.
@@ -282,10 +292,28 @@ impl ScenarioGenerator {
             400..=499 => Severity::Warn,
             _ => Severity::Info,
         };
-        let message = format!(
-            "{} {} {status} {:.0}ms",
-            endpoint.method, endpoint.path, duration
+        let client_ip = format!(
+            "10.0.{}.{}",
+            self.rng.random_range(0..4),
+            self.rng.random_range(1..255)
         );
+        let message = match self.profile {
+            TrafficProfile::Simple => format!(
+                "{} {} {status} {:.0}ms",
+                endpoint.method, endpoint.path, duration
+            ),
+            TrafficProfile::Realistic => format!(
+                "{client_ip} - user{} [{}] \"{} {}?session={:016x} HTTP/1.1\" {status} {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\" rt={:.3} rid={:016x}",
+                self.rng.random_range(1..5_000),
+                now.format("%d/%b/%Y:%H:%M:%S %z"),
+                endpoint.method,
+                endpoint.path,
+                self.rng.random::<u64>(),
+                self.rng.random_range(200..60_000),
+                duration / 1000.0,
+                self.rng.random::<u64>(),
+            ),
+        };
         let body = json!({
             "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
             "service": service,
@@ -297,7 +325,7 @@ impl ScenarioGenerator {
                 "path": endpoint.path,
                 "status": status,
                 "duration_ms": (duration * 10.0).round() / 10.0,
-                "client_ip": format!("10.0.{}.{}", self.rng.random_range(0..4), self.rng.random_range(1..255)),
+                "client_ip": client_ip,
             },
         });
         Some(GeneratedLog {

@@ -2,11 +2,13 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use logagg::parse::routing_key;
-use logagg::settings::{MessageFormat, SourceSettings};
+use logagg::settings::{MessageFormat, SourceSettings, TrafficProfile};
 use logagg::Severity;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
+
+use super::realistic::RealisticMessages;
 
 /// One message ready to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +75,8 @@ pub struct Generator {
     min_bytes: usize,
     max_bytes: usize,
     format: MessageFormat,
+    /// The realistic profile's templates; `None` for the simple profile.
+    realistic: Option<RealisticMessages>,
 }
 
 impl Generator {
@@ -94,6 +98,8 @@ impl Generator {
             min_bytes: settings.message_min_bytes,
             max_bytes: settings.message_max_bytes,
             format,
+            realistic: (settings.profile == TrafficProfile::Realistic)
+                .then(|| RealisticMessages::new(settings.services.len(), seed)),
         }
     }
 
@@ -127,9 +133,13 @@ impl Generator {
 
     /// The next message, stamped with `now` and a fresh time-ordered id.
     pub fn next_log(&mut self, now: DateTime<Utc>) -> GeneratedLog {
-        let service = self.services[self.rng.random_range(0..self.services.len())].clone();
+        let service_index = self.rng.random_range(0..self.services.len());
+        let service = self.services[service_index].clone();
         let severity = self.severity();
-        let mut message = self.message();
+        let mut message = match &mut self.realistic {
+            Some(realistic) => realistic.message(service_index, severity),
+            None => self.message(),
+        };
         if message.is_empty() {
             message.push_str("event");
         }
@@ -190,6 +200,27 @@ mod tests {
                 );
                 assert_eq!(record.id, log.message_id);
             }
+        }
+    }
+
+    #[test]
+    fn the_realistic_profile_publishes_parseable_logs_of_its_own_kind() {
+        for format in [MessageFormat::Json, MessageFormat::Plain] {
+            let settings = SourceSettings {
+                format,
+                profile: TrafficProfile::Realistic,
+                ..SourceSettings::default()
+            };
+            let mut generator = Generator::new(&settings, 3);
+            let mut longest = 0;
+            for _ in 0..2_000 {
+                let log = generator.next_log(Utc::now());
+                let record = parse(&log, generator.format());
+                assert_eq!(record.id, log.message_id);
+                assert!(record.message.len() >= 40, "{}", record.message);
+                longest = longest.max(record.message.len());
+            }
+            assert!(longest > 1_000, "longest message {longest} bytes");
         }
     }
 
