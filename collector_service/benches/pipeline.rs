@@ -14,11 +14,10 @@
 //! `BENCH_BATCH=50` has the simulator in (b) and (d) send up to 50 logs per message (batch
 //! messages, `source.batch_records`); (a) always sends one log per message.
 //!
-//! With word search on, (b), (c) and (d) each start from the state of a running deployment:
-//! the words the simulator's first `store.common_word_sample` logs make common are counted
-//! and recorded by the store's own code before measuring (`warm_up`). `BENCH_COLD=1` skips
-//! that: every word is then indexed until a sample has found the common ones and the grace
-//! (`store.common_word_grace_seconds`) has passed.
+//!
+//! The simulator's logs are the realistic profile's (`source.profile = realistic`: real
+//! systems' lines with ids, addresses and numbers); `BENCH_PROFILE=simple` measures the
+//! earlier 16-word vocabulary instead.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,9 +32,10 @@ use lapin::types::FieldTable;
 use logagg::broker;
 use logagg::parse::{parse_message, Envelope};
 use logagg::settings::Settings;
+use logagg::settings::{SourceSettings, TrafficProfile};
 use logagg::store::record_to_document;
 use logagg::telemetry::Health;
-use logagg::testsuite::{bench_common_words, metric_in, scrape_metrics, wait_until, TestContext};
+use logagg::testsuite::{metric_in, scrape_metrics, wait_until, TestContext};
 use logagg::LogRecord;
 use source_service::load::simulator::Generator;
 use tokio_util::sync::CancellationToken;
@@ -162,7 +162,7 @@ async fn broker_ceiling(count: u64) -> (f64, f64) {
         )
         .await
         .expect("declare");
-    let mut generator = Generator::new(&context.settings.source, 1);
+    let mut generator = Generator::new(&bench_source(&context.settings), 1);
     let mut unconfirmed = FuturesUnordered::new();
     let started = Instant::now();
     for _ in 0..count {
@@ -246,51 +246,48 @@ fn generated_record(generator: &mut Generator) -> LogRecord {
     .expect("parse")
 }
 
-/// Records the words common in the simulator's logs in the context's database, counted by
-/// the store's own code over one sample, with no grace: what a running deployment has.
-/// Nothing with `BENCH_COLD=1` or word search off.
-async fn warm_up(context: &TestContext) {
-    if !word_index() {
-        return;
-    }
-    let mut generator = Generator::new(&context.settings.source, 9);
-    let sample = |count: usize| {
-        (0..count)
-            .map(|_| generated_record(&mut generator))
-            .collect()
+/// The simulator's settings with the bench's profile: `BENCH_PROFILE` (default realistic).
+fn bench_source(settings: &Settings) -> SourceSettings {
+    let profile = match std::env::var("BENCH_PROFILE").as_deref() {
+        Ok("simple") => TrafficProfile::Simple,
+        _ => TrafficProfile::Realistic,
     };
-    if let Some(store) = bench_common_words(&context.settings.store, sample).await {
-        let common = store.common_words().await.expect("common words");
-        println!("    warm-up: {} words found common", common.len());
-        store.shutdown().await;
+    SourceSettings {
+        profile,
+        ..settings.source.clone()
     }
 }
 
-/// (c): the documents the collector would write (words split by the common ones), inserted
-/// 1,000 at a time, 2 in flight.
+/// (c): the documents the collector would write (with word search on, each 1,000's word
+/// blocks first), inserted 1,000 at a time, 2 in flight.
 async fn insert_ceiling(count: u64) -> f64 {
     let context = TestContext::new("bench_insert").await;
     context.store.ensure_indexes().await.expect("indexes");
-    warm_up(&context).await;
-    let mut generator = Generator::new(&context.settings.source, 2);
+    let mut generator = Generator::new(&bench_source(&context.settings), 2);
     let records: Vec<LogRecord> = (0..count)
         .map(|_| generated_record(&mut generator))
         .collect();
-    let documents = context
-        .store
-        .log_documents(&records)
-        .await
-        .expect("documents");
+    let batches: Vec<_> = records
+        .chunks(1_000)
+        .map(|batch| context.store.log_documents(batch))
+        .collect();
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
-    for batch in documents.chunks(1_000) {
+    for (documents, blocks) in batches {
         if in_flight.len() >= 2 {
             in_flight.next().await;
         }
         let logs = context.store.logs().clone();
-        let batch = batch.to_vec();
+        let block_collection = context.store.blocks().cloned();
         in_flight.push(tokio::spawn(async move {
-            logs.insert_many(batch)
+            if let Some(collection) = block_collection.filter(|_| !blocks.is_empty()) {
+                collection
+                    .insert_many(blocks)
+                    .ordered(false)
+                    .await
+                    .expect("insert blocks");
+            }
+            logs.insert_many(documents)
                 .ordered(false)
                 .await
                 .expect("insert")
@@ -304,8 +301,8 @@ async fn insert_ceiling(count: u64) -> f64 {
 
 async fn pipeline(count: u64) -> f64 {
     let context = TestContext::new("bench_pipeline").await;
-    warm_up(&context).await;
     let mut settings = context.settings.clone();
+    settings.source = bench_source(&settings);
     settings.telemetry.log_level = "warn".into();
     settings.store.word_index = word_index();
     settings.source.batch_records = batch_records();
@@ -371,8 +368,8 @@ async fn stand_in_monitor(settings: Settings, shutdown: CancellationToken) -> u6
 
 async fn prefilled_drain(count: u64) -> (f64, u64) {
     let context = TestContext::new("bench_drain").await;
-    warm_up(&context).await;
     let mut settings: Settings = context.settings.clone();
+    settings.source = bench_source(&settings);
     settings.source.count = count;
     settings.source.rate = 0;
     settings.source.batch_records = batch_records();
@@ -435,7 +432,7 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
 /// building the BSON document and encoding it as the driver sends it.
 fn decode_cost(count: u64) -> (f64, f64) {
     let settings = Settings::default();
-    let mut generator = Generator::new(&settings.source, 3);
+    let mut generator = Generator::new(&bench_source(&settings), 3);
     let messages: Vec<collector_service::batch::PendingMessage> = (0..count)
         .map(|index| {
             let log = generated(&mut generator);
@@ -454,11 +451,20 @@ fn decode_cost(count: u64) -> (f64, f64) {
     let decode_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut encoded_bytes = 0usize;
+    let mut blocks = logagg::store::blocks::BlockBuilder::default();
     for record in &decoded.records {
         let words = logagg::words::message_words(&record.message);
-        let indexed: Vec<&String> = words.iter().collect();
-        let document = record_to_document(record, Some((&words, &indexed)));
+        blocks.push(
+            &record.id,
+            record.timestamp,
+            &record.service,
+            words.iter().map(String::as_str),
+        );
+        let document = record_to_document(record, Some(&words));
         encoded_bytes += bson::to_vec(&document).map_or(0, |bytes| bytes.len());
+    }
+    for block in blocks.finish() {
+        encoded_bytes += bson::to_vec(&block).map_or(0, |bytes| bytes.len());
     }
     let encode_seconds = started.elapsed().as_secs_f64();
     assert!(encoded_bytes > 0);

@@ -432,19 +432,9 @@ mod tests {
         assert!(Settings::load_all(&env(&[("LOGAGG__SOURCE__BATCH_RECORDS", "50")])).is_ok());
         for (key, value, setting) in [
             (
-                "LOGAGG__STORE__COMMON_WORD_RATIO",
-                "0",
-                "store.common_word_ratio",
-            ),
-            (
-                "LOGAGG__STORE__COMMON_WORD_RATIO",
-                "1.5",
-                "store.common_word_ratio",
-            ),
-            (
-                "LOGAGG__STORE__COMMON_WORD_SAMPLE",
-                "9",
-                "store.common_word_sample",
+                "LOGAGG__STORE__BLOCKS_COLLECTION",
+                "",
+                "store.blocks_collection",
             ),
             (
                 "LOGAGG__STORE__COMMON_WORDS_COLLECTION",
@@ -458,7 +448,7 @@ mod tests {
                 "{key}={value}: {error}"
             );
         }
-        assert!(Settings::load_all(&env(&[("LOGAGG__STORE__COMMON_WORD_RATIO", "1")])).is_ok());
+        assert!(Settings::load_all(&env(&[("LOGAGG__STORE__BLOCKS_COLLECTION", "b")])).is_ok());
     }
 
     #[test]

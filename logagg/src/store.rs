@@ -3,6 +3,7 @@
 //! words live in the submodules, each with its own collection's field names.
 
 pub mod alerts;
+pub mod blocks;
 pub mod lease;
 pub mod retention;
 pub mod search;
@@ -31,11 +32,11 @@ pub mod fields {
     pub const SERVICE: &str = "service";
     pub const SEVERITY: &str = "severity";
     pub const MESSAGE: &str = "message";
-    /// The message's distinct lower-cased words (`crate::words`) that are indexed: all but
-    /// the common ones (in logs stamped from their `since`).
+    /// Logs written before word blocks only: the message's uncommon words, indexed
+    /// (`store::words`).
     pub const WORDS: &str = "words";
-    /// All the message's distinct lower-cased words, unindexed: what a scan for common
-    /// words filters on.
+    /// All the message's distinct lower-cased words (`crate::words`), unindexed: the exact
+    /// check of word search.
     pub const ALL_WORDS: &str = "all_words";
     pub const HOST: &str = "host";
     pub const ATTRIBUTES: &str = "attrs";
@@ -72,7 +73,7 @@ pub mod alert_fields {
 pub const INDEX_SERVICE_SEVERITY_TIME: &str = "service_severity_ts";
 /// Index serving time-range queries and retention's time-ordered purge.
 pub const INDEX_TIME: &str = "ts";
-/// Multikey index serving word search (`words` contains all of …) newest first.
+/// Multikey index on the `words` of logs written before word blocks; no longer created.
 pub const INDEX_WORDS_TIME: &str = "words_ts";
 
 /// Server error code for a duplicate `_id`: on redelivery, the record is already stored.
@@ -129,8 +130,10 @@ pub struct Database {
     leases: Collection<Document>,
     retention_runs: Collection<Document>,
     stats: Collection<Document>,
-    /// Word search's state; `None` with `store.word_index` off.
-    words: Option<std::sync::Arc<words::WordState>>,
+    /// Word blocks (`blocks`); `None` with `store.word_index` off.
+    blocks: Option<Collection<Document>>,
+    /// The earlier version's common words (`words`); `None` with `store.word_index` off.
+    legacy_words: Option<std::sync::Arc<words::LegacyWords>>,
 }
 
 impl Database {
@@ -160,8 +163,11 @@ impl Database {
             leases: collection(&settings.leases_collection),
             retention_runs: collection(&settings.retention_runs_collection),
             stats: collection(&settings.stats_collection),
-            words: settings.word_index.then(|| {
-                std::sync::Arc::new(words::WordState::new(
+            blocks: settings
+                .word_index
+                .then(|| collection(&settings.blocks_collection)),
+            legacy_words: settings.word_index.then(|| {
+                std::sync::Arc::new(words::LegacyWords::new(
                     collection(&settings.common_words_collection),
                     settings,
                 ))
@@ -172,6 +178,11 @@ impl Database {
 
     pub fn logs(&self) -> &Collection<Document> {
         &self.logs
+    }
+
+    /// The word blocks' collection; `None` with word search off.
+    pub fn blocks(&self) -> Option<&Collection<Document>> {
+        self.blocks.as_ref()
     }
 
     pub fn alerts(&self) -> &Collection<Document> {
@@ -188,7 +199,7 @@ impl Database {
 
     /// Whether messages' words are stored and indexed (`store.word_index`).
     pub fn word_index(&self) -> bool {
-        self.words.is_some()
+        self.blocks.is_some()
     }
 
     pub fn client(&self) -> &Client {
@@ -220,7 +231,7 @@ impl Database {
 
     /// Creates the indexes the queries need; idempotent.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let mut indexes = vec![
+        let indexes = vec![
             IndexModel::builder()
                 .keys(doc! { fields::SERVICE: 1, fields::SEVERITY: 1, fields::TIMESTAMP: -1 })
                 .options(
@@ -234,22 +245,11 @@ impl Database {
                 .options(IndexOptions::builder().name(INDEX_TIME.to_owned()).build())
                 .build(),
         ];
-        if self.word_index() {
-            indexes.push(
-                IndexModel::builder()
-                    .keys(doc! { fields::WORDS: 1, fields::TIMESTAMP: -1 })
-                    .options(
-                        IndexOptions::builder()
-                            .name(INDEX_WORDS_TIME.to_owned())
-                            .build(),
-                    )
-                    .build(),
-            );
-        }
         self.logs
             .create_indexes(indexes)
             .await
             .map_err(StoreError::Unavailable)?;
+        self.ensure_blocks().await?;
         self.stats
             .create_indexes(Database::stats_indexes())
             .await
@@ -278,16 +278,67 @@ impl Database {
         if records.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        let documents = self.log_documents(records).await?;
-        self.insert_documents(documents).await
+        let (documents, blocks) = self.log_documents(records);
+        self.insert_blocks(blocks).await?;
+        self.insert_logs(documents).await
     }
 
-    /// Writes stored-form documents (as read back from an archive) the same way: one
-    /// unordered insert, existing `_id`s counted as duplicates.
+    /// The stored form of `records`, and with word search on, their word blocks.
+    pub fn log_documents(&self, records: &[LogRecord]) -> (Vec<Document>, Vec<Document>) {
+        if !self.word_index() {
+            let documents = records
+                .iter()
+                .map(|record| record_to_document(record, None))
+                .collect();
+            return (documents, Vec::new());
+        }
+        let mut blocks = blocks::BlockBuilder::default();
+        let documents = records
+            .iter()
+            .map(|record| {
+                let words = crate::words::message_words(&record.message);
+                blocks.push(
+                    &record.id,
+                    record.timestamp,
+                    &record.service,
+                    words.iter().map(String::as_str),
+                );
+                record_to_document(record, Some(&words))
+            })
+            .collect();
+        (documents, blocks.finish())
+    }
+
+    /// Writes stored-form documents (as read back from an archive) the same way: their word
+    /// blocks first, from the `all_words` they carry, then one unordered insert, existing
+    /// `_id`s counted as duplicates.
     pub async fn insert_documents(
         &self,
         documents: Vec<Document>,
     ) -> Result<InsertOutcome, StoreError> {
+        if self.word_index() {
+            let mut blocks = blocks::BlockBuilder::default();
+            for document in &documents {
+                let (Ok(id), Ok(timestamp), Ok(service)) = (
+                    document.get_str(fields::ID),
+                    document.get_datetime(fields::TIMESTAMP),
+                    document.get_str(fields::SERVICE),
+                ) else {
+                    continue;
+                };
+                let words = document
+                    .get_array(fields::ALL_WORDS)
+                    .map(|words| words.iter().filter_map(Bson::as_str).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                blocks.push(id, timestamp.to_chrono(), service, words);
+            }
+            self.insert_blocks(blocks.finish()).await?;
+        }
+        self.insert_logs(documents).await
+    }
+
+    /// One unordered insert of stored-form documents, existing `_id`s counted as duplicates.
+    async fn insert_logs(&self, documents: Vec<Document>) -> Result<InsertOutcome, StoreError> {
         let batch_len = documents.len();
         if batch_len == 0 {
             return Ok(InsertOutcome::default());
@@ -347,9 +398,9 @@ fn classify_insert_error(
     Ok(outcome)
 }
 
-/// The stored form of a record; with `words`, also the message's words for word search:
-/// all of them, and those to index (`crate::words`).
-pub fn record_to_document(record: &LogRecord, words: Option<(&[String], &[&String])>) -> Document {
+/// The stored form of a record; with `words`, also the message's distinct words for word
+/// search's exact check (`crate::words::message_words`).
+pub fn record_to_document(record: &LogRecord, words: Option<&[String]>) -> Document {
     let mut document = doc! {
         fields::ID: &record.id,
         fields::TIMESTAMP: bson::DateTime::from_chrono(record.timestamp),
@@ -358,13 +409,8 @@ pub fn record_to_document(record: &LogRecord, words: Option<(&[String], &[&Strin
         fields::SEVERITY: record.severity.as_str(),
         fields::MESSAGE: &record.message,
     };
-    if let Some((all, indexed)) = words {
-        if !indexed.is_empty() {
-            document.insert(fields::WORDS, indexed);
-        }
-        if !all.is_empty() {
-            document.insert(fields::ALL_WORDS, all);
-        }
+    if let Some(words) = words.filter(|words| !words.is_empty()) {
+        document.insert(fields::ALL_WORDS, words);
     }
     if let Some(host) = &record.host {
         document.insert(fields::HOST, host);
@@ -523,7 +569,7 @@ mod tests {
     fn records_round_trip_through_documents() {
         let record = sample();
         let all = crate::words::message_words(&record.message);
-        let document = record_to_document(&record, Some((&all, &[&all[1]])));
+        let document = record_to_document(&record, Some(&all));
         assert_eq!(document.get_str(fields::ID).unwrap(), "m-1");
         assert_eq!(document.get_str(fields::SEVERITY).unwrap(), "error");
         let words = |field: &str| -> Vec<String> {
@@ -535,7 +581,7 @@ mod tests {
                 .map(str::to_owned)
                 .collect()
         };
-        assert_eq!(words(fields::WORDS), ["failed"]);
+        assert!(!document.contains_key(fields::WORDS));
         assert_eq!(words(fields::ALL_WORDS), ["payment", "failed"]);
         assert_eq!(document_to_record(&document).unwrap(), record);
     }

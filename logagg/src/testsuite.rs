@@ -324,26 +324,6 @@ pub async fn await_broker(settings: &Settings) -> Connection {
 }
 
 /// Waits up to 30 s for MongoDB to answer a ping.
-/// For benchmarks: records the common words of `sample` (one `store.common_word_sample` of
-/// logs) in the database of `settings`, found by the store's own counter with no grace, and
-/// returns a store with those settings. Nothing when `BENCH_COLD=1`: `None` then.
-pub async fn bench_common_words(
-    settings: &crate::settings::StoreSettings,
-    sample: impl FnOnce(usize) -> Vec<crate::LogRecord>,
-) -> Option<Database> {
-    if std::env::var("BENCH_COLD").is_ok_and(|value| value == "1") {
-        return None;
-    }
-    let mut settings = settings.clone();
-    settings.common_word_grace_seconds = std::time::Duration::from_secs(0);
-    let store = Database::connect(&settings, "bench-common-words")
-        .await
-        .expect("store");
-    let records = sample(settings.common_word_sample);
-    store.log_documents(&records).await.expect("counting words");
-    Some(store)
-}
-
 pub async fn await_store(store: &Database) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

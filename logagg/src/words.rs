@@ -1,18 +1,16 @@
 //! Words of a log message, for word search without a text index.
 //!
-//! A writer stores each message's distinct lower-cased words twice: all of them in an
-//! unindexed array, and those that are not common in an array with a multikey index. A word
-//! is *common* once it has appeared in at least `store.common_word_ratio` of the logs a
-//! writer counted over one sample ([`WordCounter`]). Indexing such a word costs an index
-//! entry in a large share of all logs (on SecantusDB, the multikey index cut bulk inserts to
-//! a third, docs/PERFORMANCE.md) and buys little: it is dense, so a time-window scan filtering
-//! the unindexed array finds a page of it quickly.
+//! A writer stores each message's distinct lower-cased words in the log's unindexed
+//! `all_words`, and for each batch it writes one *block* (`crate::store::blocks`) holding a
+//! bloom filter of the batch's words ([`Bloom`]). Search asks the blocks of a time window
+//! which may hold every query word, then reads only those blocks' logs with an exact
+//! `all_words` check: a filter's false positive costs a read, never a wrong answer. No index
+//! entry is written per word, so word search costs ingest little however many distinct
+//! words real logs carry (ids, addresses, numbers).
 //!
-//! A common word is recorded once with the time `since` from which logs leave it out of the
-//! index ([`CommonWords`]); `since` never changes. Search uses the index for a word in logs
-//! stamped before its `since`, and the unindexed array from then on. Writers apply it only
-//! once `since` has passed on their clock, and `since` lies `store.common_word_grace_seconds`
-//! after the word was found, so every searcher has read it before any log leaves it out.
+//! Logs written before blocks (an earlier version) carry an indexed `words` array too, and
+//! words that version found common ([`CommonWords`]) were left out of it from a time
+//! `since`: search still reads those logs that way (`crate::store::words`).
 
 use std::collections::HashMap;
 
@@ -101,59 +99,91 @@ impl CommonWords {
     }
 }
 
-/// Distinct words one sample counts at most; words first seen past it wait for the next
-/// sample. Bounds the counter's memory (about 4 MiB).
-pub const MAX_COUNTED_WORDS: usize = 50_000;
+/// Bloom filter sizes, in bits: a block's filter has the smallest that gives each of its
+/// distinct words [`BLOOM_BITS_PER_WORD`] bits, the largest for blocks with more words
+/// (writers cut blocks at [`BLOOM_CAPACITY`] words). Few sizes, because a query computes
+/// its bit positions once per size.
+pub const BLOOM_SIZES: [u32; 3] = [1 << 10, 1 << 13, 1 << 16];
+/// Bits per distinct word: with [`BLOOM_HASHES`] hashes, 0.07 % false positives when full.
+pub const BLOOM_BITS_PER_WORD: u32 = 16;
+/// Bit positions set per word.
+pub const BLOOM_HASHES: u32 = 7;
+/// Distinct words one block's filter holds at most.
+pub const BLOOM_CAPACITY: usize =
+    (BLOOM_SIZES[BLOOM_SIZES.len() - 1] / BLOOM_BITS_PER_WORD) as usize;
 
-/// Counts in how many logs each word appears, one sample of logs at a time.
-#[derive(Debug)]
-pub struct WordCounter {
-    sample: usize,
-    threshold: u32,
-    logs: usize,
-    counts: HashMap<String, u32>,
+/// A word's 64-bit hash, from which its bit positions in a filter of any size derive. Part of
+/// the stored format (blocks carry a version): FNV-1a, then SplitMix64's finaliser so every
+/// bit depends on every byte.
+pub fn word_hash(word: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in word.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
-impl WordCounter {
-    /// A word appearing in at least `ratio` of `sample` logs is common.
-    pub fn new(sample: usize, ratio: f64) -> Self {
-        let threshold = (sample as f64 * ratio)
-            .ceil()
-            .clamp(1.0, f64::from(u32::MAX)) as u32;
-        Self {
-            sample: sample.max(1),
-            threshold,
-            logs: 0,
-            counts: HashMap::new(),
+/// The bit positions of a word of `hash` in a filter of `bits` bits (a power of two), by
+/// double hashing. Bit `p` is bit `p % 8` (least significant first) of byte `p / 8`: what
+/// MongoDB's `$bitsAllSet` on binary data reads.
+pub fn bloom_positions(hash: u64, bits: u32) -> impl Iterator<Item = u32> {
+    let first = hash as u32;
+    let step = ((hash >> 32) as u32) | 1;
+    (0..BLOOM_HASHES).map(move |index| first.wrapping_add(index.wrapping_mul(step)) & (bits - 1))
+}
+
+/// A bloom filter of words, sized for the words it is to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bloom {
+    bits: u32,
+    bytes: Vec<u8>,
+}
+
+impl Bloom {
+    /// An empty filter for `words` distinct words.
+    pub fn for_words(words: usize) -> Bloom {
+        let wanted = u64::try_from(words)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(BLOOM_BITS_PER_WORD));
+        let bits = BLOOM_SIZES
+            .into_iter()
+            .find(|bits| u64::from(*bits) >= wanted)
+            .unwrap_or(BLOOM_SIZES[BLOOM_SIZES.len() - 1]);
+        Bloom {
+            bits,
+            bytes: vec![0; (bits / 8) as usize],
         }
     }
 
-    /// Counts one log's distinct `words`, leaving out those `known` already. At the end of a
-    /// sample, returns the words it found common (if any) and starts the next sample.
-    pub fn count(&mut self, words: &[String], known: &CommonWords) -> Option<Vec<String>> {
-        for word in words {
-            if known.since(word).is_some() {
-                continue;
-            }
-            if let Some(count) = self.counts.get_mut(word) {
-                *count += 1;
-            } else if self.counts.len() < MAX_COUNTED_WORDS {
-                self.counts.insert(word.clone(), 1);
-            }
+    /// Reads a stored filter; `None` unless `bytes` is one of [`BLOOM_SIZES`] long.
+    pub fn from_bytes(bytes: Vec<u8>) -> Option<Bloom> {
+        let bits = u32::try_from(bytes.len()).ok()?.checked_mul(8)?;
+        BLOOM_SIZES.contains(&bits).then_some(Bloom { bits, bytes })
+    }
+
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        for position in bloom_positions(hash, self.bits) {
+            self.bytes[(position / 8) as usize] |= 1 << (position % 8);
         }
-        self.logs += 1;
-        if self.logs < self.sample {
-            return None;
-        }
-        self.logs = 0;
-        let threshold = self.threshold;
-        let mut common: Vec<String> = std::mem::take(&mut self.counts)
-            .into_iter()
-            .filter(|(_, count)| *count >= threshold)
-            .map(|(word, _)| word)
-            .collect();
-        common.sort();
-        (!common.is_empty()).then_some(common)
+    }
+
+    /// False only if no word of `hash` was inserted.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        bloom_positions(hash, self.bits)
+            .all(|position| self.bytes[(position / 8) as usize] & (1 << (position % 8)) != 0)
     }
 }
 
@@ -191,46 +221,32 @@ mod tests {
     }
 
     #[test]
-    fn words_in_at_least_the_ratio_of_a_sample_are_common() {
-        let mut counter = WordCounter::new(10, 0.5);
-        let none = CommonWords::default();
-        for index in 0..9 {
-            let text = if index < 5 {
-                "alpha beta"
-            } else {
-                "alpha gamma"
-            };
-            assert_eq!(
-                counter.count(&words(&format!("{text} id{index}")), &none),
-                None
-            );
+    fn a_bloom_filter_holds_what_was_inserted_and_little_else() {
+        let words: Vec<String> = (0..BLOOM_CAPACITY).map(|n| format!("w{n}")).collect();
+        let mut bloom = Bloom::for_words(words.len());
+        assert_eq!(bloom.bits(), BLOOM_SIZES[2]);
+        for word in &words {
+            bloom.insert(word_hash(word));
         }
-        // alpha: 10 of 10, beta: 5, gamma: 5 (with this one), each id: 1.
-        assert_eq!(
-            counter.count(&words("alpha gamma id9"), &none),
-            Some(vec!["alpha".into(), "beta".into(), "gamma".into()])
-        );
-        // The next sample starts from nothing.
-        for _ in 0..9 {
-            assert_eq!(counter.count(&words("delta"), &none), None);
-        }
-        assert_eq!(
-            counter.count(&words("epsilon"), &none),
-            Some(vec!["delta".into()])
-        );
+        assert!(words.iter().all(|word| bloom.may_contain(word_hash(word))));
+        let false_positives = (0..100_000)
+            .filter(|n| bloom.may_contain(word_hash(&format!("other{n}"))))
+            .count();
+        // 0.07 % expected when full.
+        assert!(false_positives < 200, "{false_positives} of 100,000");
+        let stored = Bloom::from_bytes(bloom.bytes().to_vec()).unwrap();
+        assert_eq!(stored, bloom);
+        assert_eq!(Bloom::from_bytes(vec![0; 3]), None);
+        assert_eq!(Bloom::for_words(1).bits(), BLOOM_SIZES[0]);
+        assert_eq!(Bloom::for_words(100).bits(), BLOOM_SIZES[1]);
     }
 
     #[test]
-    fn known_common_words_are_not_counted_again_and_a_sample_may_find_none() {
-        let mut counter = WordCounter::new(4, 0.5);
-        let known = CommonWords::new([("alpha".to_owned(), Utc::now())]);
-        for index in 0..3 {
-            assert_eq!(
-                counter.count(&words(&format!("alpha x{index}")), &known),
-                None
-            );
-        }
-        assert_eq!(counter.count(&words("alpha x3"), &known), None);
+    fn word_hashes_are_the_stored_format() {
+        // Blocks already written depend on these values: a change needs a new block version.
+        assert_eq!(word_hash(""), 17_665_956_581_633_026_203);
+        assert_eq!(word_hash("error"), word_hash("error"));
+        assert_ne!(word_hash("error"), word_hash("errors"));
     }
 
     #[test]

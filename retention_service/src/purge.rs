@@ -107,6 +107,10 @@ pub struct RunReport {
     /// Stats rollups deleted: those of hours older than the longest policy's age (they
     /// summarise logs no policy keeps any more). Not counted by a dry run.
     pub stats_deleted: u64,
+    /// Word blocks deleted: those all of whose logs are older than the oldest log kept.
+    /// Not counted by a dry run.
+    #[serde(default)]
+    pub blocks_deleted: u64,
     pub duration_ms: u64,
 }
 
@@ -156,6 +160,7 @@ impl Purger {
                 ..PolicyReport::default()
             },
             stats_deleted: 0,
+            blocks_deleted: 0,
             duration_ms: 0,
         };
         let started = Instant::now();
@@ -227,6 +232,7 @@ impl Purger {
         if let Some(cutoff) = longest_kept {
             report.stats_deleted = self.store.delete_stats_before(cutoff).await?;
         }
+        report.blocks_deleted = self.store.purge_blocks().await?;
         Ok(())
     }
 

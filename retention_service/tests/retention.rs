@@ -809,3 +809,39 @@ async fn invalid_settings_fail_at_start_naming_the_setting() {
     }
     std::fs::remove_dir_all(directory).expect("cleanup");
 }
+
+#[tokio::test]
+async fn word_blocks_go_once_all_their_logs_have() {
+    let context = TestContext::new("retention_blocks").await;
+    let now = test_now();
+    let logs = spread_logs(now, 12);
+    // Two batches, as two collector writes: one all past the default 10 days, one not.
+    let (old, young): (Vec<_>, Vec<_>) = logs.into_iter().partition(|(_, age)| *age > 10.5);
+    seed(&context.store, &old).await;
+    seed(&context.store, &young).await;
+    let blocks = context.store.blocks().expect("word search on").clone();
+    assert_eq!(
+        blocks
+            .count_documents(doc! { "ids": { "$exists": true } })
+            .await
+            .expect("count"),
+        2
+    );
+    let clock = ManualClock::new(now);
+    let report = purger(&context, RetentionSettings::default(), &clock, "r1")
+        .run(Trigger::Manual, false)
+        .await
+        .expect("purge");
+    assert!(report.total_deleted() >= old.len() as u64);
+    assert_eq!(report.blocks_deleted, 1);
+    let left: Vec<Document> = blocks
+        .find(doc! { "ids": { "$exists": true } })
+        .await
+        .expect("blocks")
+        .try_collect()
+        .await
+        .expect("blocks");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].get_array("ids").expect("ids").len(), young.len());
+    context.cleanup().await;
+}

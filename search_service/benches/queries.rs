@@ -22,12 +22,12 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use logagg::record::HttpFields;
 use logagg::store::stats::Rollup;
-use logagg::store::words::common_fields;
 use logagg::store::Database;
-use logagg::testsuite::{bench_common_words, bench_setting, TestContext};
+use logagg::testsuite::{bench_setting, TestContext};
 use logagg::{LogRecord, Severity};
 use search_service::api::{router, AppState};
 use serde_json::Value;
+use source_service::load::realistic::RealisticMessages;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -61,6 +61,25 @@ const WORDS: [&str; 24] = [
     "upstream",
     "reset",
     "connection",
+];
+/// Words of the realistic profile's templates, common and rare, for two-word queries.
+const TEMPLATE_WORDS: [&str; 16] = [
+    "block",
+    "received",
+    "failed",
+    "password",
+    "invalid",
+    "exception",
+    "timeout",
+    "declined",
+    "readiness",
+    "backoff",
+    "upstream",
+    "deadlock",
+    "scheduler",
+    "billing",
+    "session",
+    "cache",
 ];
 const ROUTES: [&str; 8] = [
     "/api/orders",
@@ -102,6 +121,7 @@ fn record(
     hours: u64,
     now: chrono::DateTime<Utc>,
     mix: &mut Mix,
+    realistic: Option<&mut RealisticMessages>,
 ) -> LogRecord {
     let span_ms = hours as i64 * 3_600_000;
     let timestamp = now - chrono::Duration::milliseconds(span_ms * index as i64 / records as i64);
@@ -130,32 +150,63 @@ fn record(
             ..HttpFields::default()
         }
     });
+    let service = mix.below(SERVICES);
+    let message = match realistic {
+        Some(messages) => messages.message(service, severity),
+        None => format!("request {index} {}", words.join(" ")),
+    };
     LogRecord {
         id: format!("bench-{index:08}"),
         timestamp,
         received_at: timestamp,
-        service: format!("svc-{:02}", mix.below(SERVICES)),
+        service: format!("svc-{service:02}"),
         severity,
-        message: format!("request {index} {}", words.join(" ")),
+        message,
         host: Some(format!("host-{}", mix.below(8))),
         attributes: serde_json::Map::new(),
         http,
     }
 }
 
+/// Whether the seed's messages are the realistic profile's (`BENCH_PROFILE`, default
+/// `realistic`; `simple` gives the earlier 24-word vocabulary).
+fn realistic() -> bool {
+    std::env::var("BENCH_PROFILE").map_or(true, |profile| profile != "simple")
+}
+
+/// A word of `message` no other log is likely to hold (a request id, a block id): its
+/// longest word with a digit, if 12 bytes or longer.
+fn rare_token(message: &str) -> Option<String> {
+    logagg::words::message_words(message)
+        .into_iter()
+        .filter(|word| word.len() >= 12 && word.bytes().any(|byte| byte.is_ascii_digit()))
+        .max_by_key(String::len)
+}
+
 /// Stores the logs and their rollups the way collectors do: batches of 1,000, 2 in flight.
-async fn seed(store: &Database, records: u64, hours: u64) -> f64 {
+/// Returns the rate and a rare token from every `records / tokens`-th log.
+async fn seed(store: &Database, records: u64, hours: u64, tokens: usize) -> (f64, Vec<String>) {
     let now = Utc::now();
     let started = Instant::now();
     let mut mix = Mix(0x9e37_79b9_7f4a_7c15);
+    let mut messages = realistic().then(|| RealisticMessages::new(SERVICES, 5));
+    let every = (records / tokens.max(1) as u64).max(1);
+    let mut rare = Vec::new();
     let mut in_flight = FuturesUnordered::new();
     let mut next = 0;
     while next < records || !in_flight.is_empty() {
         while next < records && in_flight.len() < 2 {
             let end = (next + 1_000).min(records);
             let batch: Vec<LogRecord> = (next..end)
-                .map(|i| record(i, records, hours, now, &mut mix))
+                .map(|i| record(i, records, hours, now, &mut mix, messages.as_mut()))
                 .collect();
+            rare.extend(
+                batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(offset, _)| (next + *offset as u64) % every == every / 2)
+                    .filter_map(|(_, record)| rare_token(&record.message)),
+            );
             let store = store.clone();
             in_flight.push(async move {
                 store.insert_records(&batch).await.expect("insert");
@@ -167,40 +218,7 @@ async fn seed(store: &Database, records: u64, hours: u64) -> f64 {
         }
         in_flight.next().await;
     }
-    records as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Finds the common words of the seed's logs with the store's own counter (no grace), then
-/// dates their `since` a day before the seed's first log. Nothing with `BENCH_COLD=1`.
-async fn find_common_words(context: &TestContext, records: u64, hours: u64) {
-    let now = Utc::now();
-    let mut mix = Mix(0x1234_5678);
-    let sample = |count: usize| {
-        (0..count as u64)
-            .map(|index| record(index, records, hours, now, &mut mix))
-            .collect()
-    };
-    let Some(store) = bench_common_words(&context.settings.store, sample).await else {
-        return;
-    };
-    let since = now - chrono::Duration::hours(hours as i64 + 1);
-    let settings = &context.settings.store;
-    store
-        .client()
-        .database(&settings.database)
-        .collection::<bson::Document>(&settings.common_words_collection)
-        .update_many(
-            bson::doc! {},
-            bson::doc! { "$set": { common_fields::SINCE: bson::DateTime::from_chrono(since) } },
-        )
-        .await
-        .expect("dating the common words");
-    let common = store.common_words().await.expect("common words");
-    println!(
-        "common words (out of the index since {hours} h + 1 h ago): {}",
-        common.len()
-    );
-    store.shutdown().await;
+    (records as f64 / started.elapsed().as_secs_f64(), rare)
 }
 
 async fn request(app: &axum::Router, uri: &str) -> (Duration, Value) {
@@ -290,12 +308,17 @@ async fn run() {
     let records = bench_setting("BENCH_RECORDS", 1_000_000);
     let hours = bench_setting("BENCH_HOURS", 24);
     let requests = bench_setting("BENCH_REQUESTS", 200) as usize;
-    println!("search benchmark: {records} logs over {hours} h, {requests} requests per kind");
+    let profile = if realistic() { "realistic" } else { "simple" };
+    println!(
+        "search benchmark: {records} logs over {hours} h, {profile} profile, {requests} requests per kind"
+    );
     let context = TestContext::new("bench_search").await;
     context.store.ensure_indexes().await.expect("indexes");
-    find_common_words(&context, records, hours).await;
-    let rate = seed(&context.store, records, hours).await;
-    println!("seeded at {rate:.0} logs/s (insert + rollups, 2 batches in flight)");
+    let (rate, rare) = seed(&context.store, records, hours, requests).await;
+    println!(
+        "seeded at {rate:.0} logs/s (insert + rollups, 2 batches in flight); {} rare tokens",
+        rare.len()
+    );
     let app = router(AppState::new(
         context.store.clone(),
         &context.settings,
@@ -328,17 +351,24 @@ async fn run() {
         )
     })
     .await;
+    let vocabulary: &[&str] = if realistic() { &TEMPLATE_WORDS } else { &WORDS };
     let pairs: Vec<(usize, usize)> = (0..requests)
-        .map(|_| (mix.below(WORDS.len()), mix.below(WORDS.len())))
+        .map(|_| (mix.below(vocabulary.len()), mix.below(vocabulary.len())))
         .collect();
     measure(&app, "words page of 100 (q, 2 words)", requests, |index| {
         let (first, second) = pairs[index];
         format!(
             "/api/v1/logs?q={}+{}&limit=100",
-            WORDS[first], WORDS[second]
+            vocabulary[first], vocabulary[second]
         )
     })
     .await;
+    if !rare.is_empty() {
+        measure(&app, "rare token over 24 h (q, 1 id)", requests, |index| {
+            format!("/api/v1/logs?q={}&limit=100", rare[index % rare.len()])
+        })
+        .await;
+    }
 
     // Deep cursors: page 50 of a service's logs (5,000 in), then time the next page.
     let mut cursors = Vec::new();

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{Duration, Utc};
 use logagg::record::HttpFields;
+use logagg::store::fields;
 use logagg::store::stats::Rollup;
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
@@ -668,7 +669,6 @@ async fn the_main_query_shapes_are_served_by_indexes() {
     for (query, index) in [
         ("service=web&severity=error", Some("service_severity_ts")),
         ("", Some("ts")),
-        ("q=payment+failed", Some("words_ts")),
         ("service=web&service=auth&min_severity=warn", None),
         ("host=host-1&status_class=5xx&attr.order=3", None),
         ("contains=payment&method=GET&path=/p1", None),
@@ -683,6 +683,62 @@ async fn the_main_query_shapes_are_served_by_indexes() {
             );
         }
     }
+    // Words: the blocks of a window by their index, then their logs by `_id`.
+    let now = Utc::now();
+    let positions: Vec<i64> = ["payment", "failed"]
+        .iter()
+        .flat_map(|word| logagg::words::bloom_positions(logagg::words::word_hash(word), 1024))
+        .map(i64::from)
+        .collect();
+    let database = context
+        .store
+        .client()
+        .database(&context.settings.store.database);
+    let explain = |collection: &str, find: bson::Document| {
+        let mut command = bson::doc! { "find": collection };
+        command.extend(find);
+        let database = database.clone();
+        async move {
+            let explained = database
+                .run_command(bson::doc! { "explain": command })
+                .await
+                .expect("explain");
+            explained
+                .get_document("queryPlanner")
+                .and_then(|planner| planner.get_document("winningPlan"))
+                .expect("a winning plan")
+                .to_string()
+        }
+    };
+    let blocks_plan = explain(
+        &context.settings.store.blocks_collection,
+        bson::doc! { "filter": {
+            "m": 1024_i64,
+            "to": { "$gte": bson::DateTime::from_chrono(now - Duration::minutes(1)) },
+            "from": { "$lte": bson::DateTime::from_chrono(now) },
+            "bloom": { "$bitsAllSet": positions },
+        }},
+    )
+    .await;
+    assert!(
+        blocks_plan.contains("\"indexName\": \"m_to_from\""),
+        "{blocks_plan}"
+    );
+    let logs_plan = explain(
+        &context.settings.store.logs_collection,
+        bson::doc! {
+            "filter": {
+                "_id": { "$in": ["x-1", "x-2"] },
+                "all_words": { "$all": ["payment", "failed"] },
+                "ts": { "$gte": bson::DateTime::from_chrono(now - Duration::minutes(1)) },
+            },
+            "sort": { "ts": -1, "_id": -1 },
+            "limit": 100,
+            "hint": "_id_",
+        },
+    )
+    .await;
+    assert!(logs_plan.contains("\"indexName\": \"_id_\""), "{logs_plan}");
     context.cleanup().await;
 }
 
@@ -818,6 +874,27 @@ fn worded(
         .collect()
 }
 
+/// Stores `records` as the version before word blocks did: `words` holds what was indexed
+/// (all words but `unindexed`), `all_words` everything, and no block.
+async fn store_the_earlier_way(context: &TestContext, records: &[LogRecord], unindexed: &str) {
+    let documents: Vec<bson::Document> = records
+        .iter()
+        .map(|record| {
+            let all = logagg::words::message_words(&record.message);
+            let indexed: Vec<&String> = all.iter().filter(|word| *word != unindexed).collect();
+            let mut document = logagg::store::record_to_document(record, Some(&all));
+            document.insert(fields::WORDS, indexed);
+            document
+        })
+        .collect();
+    context
+        .store
+        .logs()
+        .insert_many(documents)
+        .await
+        .expect("earlier-format logs");
+}
+
 /// One array of a stored log's words.
 async fn stored_words(context: &TestContext, id: &str, field: &str) -> Vec<String> {
     let document = context
@@ -839,37 +916,57 @@ async fn stored_words(context: &TestContext, id: &str, field: &str) -> Vec<Strin
 }
 
 #[tokio::test]
-async fn a_word_found_common_leaves_the_index_and_is_still_found_on_both_sides() {
-    let context = TestContext::new("search_common_words").await;
+async fn logs_stored_before_word_blocks_are_found_beside_those_in_blocks() {
+    let context = TestContext::new("search_word_migration").await;
     let app = app(&context).await;
-    // The writer finds a word common at half of 20 logs and applies it at once.
-    let mut writer_settings = context.settings.store.clone();
-    writer_settings.common_word_sample = 20;
-    writer_settings.common_word_ratio = 0.5;
-    writer_settings.common_word_grace_seconds = std::time::Duration::from_secs(0);
-    let writer = logagg::store::Database::connect(&writer_settings, "test-writer")
+    let settings = &context.settings.store;
+    let database = context.store.client().database(&settings.database);
+    // What the earlier version left: its `words` index, `payment` found common 90 minutes
+    // ago, logs before and after that, and one an old collector wrote after the upgrade.
+    database
+        .run_command(bson::doc! {
+            "createIndexes": &settings.logs_collection,
+            "indexes": [{
+                "key": { fields::WORDS: 1, fields::TIMESTAMP: -1 },
+                "name": logagg::store::INDEX_WORDS_TIME,
+            }],
+        })
         .await
-        .expect("writer");
-    let before = worded(0..20, Utc::now() - Duration::hours(2), "ok");
-    writer.insert_records(&before).await.expect("first sample");
-    let common = writer.common_words().await.expect("common words");
-    let since = common.since("payment").expect("payment found common");
-    assert!(common.since("ok").is_some() && common.since("r000").is_none());
-    // Stamped after `since`: `payment` leaves the index; a rare word stays.
-    let after = worded(20..40, Utc::now() + Duration::seconds(1), "done");
-    assert!(after[0].timestamp >= since);
-    writer.insert_records(&after).await.expect("after");
+        .expect("the earlier words index");
+    let since = Utc::now() - Duration::minutes(90);
+    database
+        .collection::<bson::Document>(&settings.common_words_collection)
+        .insert_one(bson::doc! { "_id": "payment", "since": bson::DateTime::from_chrono(since), "found_at": bson::DateTime::from_chrono(since) })
+        .await
+        .expect("common word");
+    store_the_earlier_way(
+        &context,
+        &worded(0..20, since - Duration::minutes(30), "ok"),
+        "",
+    )
+    .await;
+    store_the_earlier_way(
+        &context,
+        &worded(20..30, since + Duration::minutes(10), "ok"),
+        "payment",
+    )
+    .await;
+    store_the_earlier_way(
+        &context,
+        &worded(40..41, Utc::now() + Duration::seconds(20), "late"),
+        "",
+    )
+    .await;
+    // Logs written now go into blocks, with no `words`.
+    context
+        .store
+        .insert_records(&worded(30..40, Utc::now() + Duration::seconds(1), "done"))
+        .await
+        .expect("written in blocks");
+    assert!(stored_words(&context, "w-033", "words").await.is_empty());
     assert_eq!(
-        stored_words(&context, "w-003", "words").await,
-        ["payment", "r003", "ok"]
-    );
-    assert_eq!(
-        stored_words(&context, "w-023", "words").await,
-        ["r023", "done"]
-    );
-    assert_eq!(
-        stored_words(&context, "w-023", "all_words").await,
-        ["payment", "r023", "done"]
+        stored_words(&context, "w-033", "all_words").await,
+        ["payment", "r033", "done"]
     );
 
     let window = format!(
@@ -877,11 +974,17 @@ async fn a_word_found_common_leaves_the_index_and_is_still_found_on_both_sides()
         (Utc::now() - Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         (Utc::now() + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
-    let all: Vec<String> = (0..40).rev().map(|n| format!("w-{n:03}")).collect();
+    let all: Vec<String> = (0..41).rev().map(|n| format!("w-{n:03}")).collect();
     let (status, body) = get(&app, &format!("/api/v1/logs?q=payment&limit=100&{window}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(ids(&body), all);
-    // Pages of 15 cross the cut at `since` and see each log once, in order.
+    let (_, body) = get(
+        &app,
+        &format!("/api/v1/logs?q=payment&limit=100&order=oldest&{window}"),
+    )
+    .await;
+    assert_eq!(ids(&body), all.iter().rev().cloned().collect::<Vec<_>>());
+    // Pages of 15 cross both cuts (common word, blocks) and see each log once, in order.
     let mut paged = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -897,20 +1000,24 @@ async fn a_word_found_common_leaves_the_index_and_is_still_found_on_both_sides()
         }
     }
     assert_eq!(paged, all);
-    let first_sample: Vec<String> = all[20..].to_vec();
+    let earlier: Vec<String> = all[11..].to_vec();
     for (q, expected) in [
         ("payment+r023", vec!["w-023".to_owned()]),
         ("r003+payment", vec!["w-003".to_owned()]),
-        ("payment+ok", first_sample),
+        ("r035", vec!["w-035".to_owned()]),
+        ("late", vec!["w-040".to_owned()]),
+        ("payment+ok", earlier),
         ("ok+done", vec![]),
+        ("absent", vec![]),
     ] {
         let (_, body) = get(&app, &format!("/api/v1/logs?q={q}&limit=100&{window}")).await;
         assert_eq!(ids(&body), expected, "q={q}");
     }
-    // Stats fold over the same spans.
+    // Stats fold over both, each log once.
     let (status, stats) = get(&app, &format!("/api/v1/stats?q=payment&{window}")).await;
     assert_eq!(status, StatusCode::OK, "{stats}");
-    assert_eq!(stats["total"], 40);
-    writer.shutdown().await;
+    assert_eq!(stats["total"], 41);
+    let (_, stats) = get(&app, &format!("/api/v1/stats?q=done&{window}")).await;
+    assert_eq!(stats["total"], 10);
     context.cleanup().await;
 }

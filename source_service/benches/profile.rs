@@ -37,7 +37,8 @@ fn main() {
         }
         sizes.sort_unstable();
         words_per_log.sort_unstable();
-        let at = |values: &[usize], share: f64| values[((values.len() - 1) as f64 * share) as usize];
+        let at =
+            |values: &[usize], share: f64| values[((values.len() - 1) as f64 * share) as usize];
         // A word is rare when it appears in fewer than 0.1 % of the logs: it stays in any
         // index that leaves common words out.
         let rare_limit = (logs / 1000).max(1) as u32;

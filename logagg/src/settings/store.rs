@@ -52,22 +52,19 @@ pub struct StoreSettings {
     pub database: String,
     /// Collection of log records.
     pub logs_collection: String,
-    /// Store each message's words so search's `q` works: all of them in `all_words`, and
-    /// those not (yet) common in `words`, under the multikey index `words_ts`. Off, `q` is
-    /// refused and inserts are cheapest (docs/PERFORMANCE.md).
+    /// Store each message's words so search's `q` works: all of them in the log's
+    /// unindexed `all_words`, and per written batch one block (`blocks_collection`) with a
+    /// bloom filter of its words, which search reads to find the batches that may hold a
+    /// query's words. Off, `q` is refused and inserts are cheapest (docs/PERFORMANCE.md).
     pub word_index: bool,
-    /// Collection of the words found common: each with the time from which logs leave it
-    /// out of the index (`crate::words`).
+    /// Collection of the word blocks: per written batch, its logs' ids, time range,
+    /// services and a bloom filter of their words (`crate::store::blocks`).
+    pub blocks_collection: String,
+    /// Collection of the words an earlier version found common (`crate::store::words`):
+    /// read only to search logs written before word blocks, under the `words` index.
     pub common_words_collection: String,
-    /// Share of logs (0-1] a word must appear in, over one sample, to be found common and
-    /// leave the index. At 0.01 a page of 100 logs holding a common word is found within
-    /// 10,000 logs of a time-window scan.
-    pub common_word_ratio: f64,
-    /// Logs a writer counts words over before it decides which are common.
-    pub common_word_sample: usize,
-    /// Seconds between a word being found common and logs leaving it out of the index.
-    /// Every searcher must have re-read the common words by then (they re-read them every
-    /// quarter of this, at most every 5 s), so it must exceed the clocks' skew.
+    /// Seconds a search process keeps the earlier version's common words before reading
+    /// them again (a quarter of this, at most 5 s).
     #[serde(with = "super::seconds")]
     pub common_word_grace_seconds: std::time::Duration,
     /// Collection of alerts raised by the monitor.
@@ -97,9 +94,8 @@ impl Default for StoreSettings {
             database: "logagg".into(),
             logs_collection: "logs".into(),
             word_index: true,
+            blocks_collection: "log_blocks".into(),
             common_words_collection: "common_words".into(),
-            common_word_ratio: 0.01,
-            common_word_sample: 20_000,
             common_word_grace_seconds: std::time::Duration::from_secs(30),
             alerts_collection: "alerts".into(),
             leases_collection: "leases".into(),
@@ -121,14 +117,11 @@ impl StoreSettings {
                 "database and collection names must be set",
             );
         }
-        if !(self.common_word_ratio > 0.0 && self.common_word_ratio <= 1.0) {
-            return invalid("store.common_word_ratio", "must be above 0 and at most 1");
-        }
-        if !(10..=10_000_000).contains(&self.common_word_sample) {
-            return invalid("store.common_word_sample", "must be 10-10,000,000 logs");
-        }
         if self.common_words_collection.is_empty() {
             return invalid("store.common_words_collection", "must be set");
+        }
+        if self.blocks_collection.is_empty() {
+            return invalid("store.blocks_collection", "must be set");
         }
         Ok(())
     }

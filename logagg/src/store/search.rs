@@ -16,6 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use mongodb::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 
+use super::blocks::{Candidates, MAX_CANDIDATE_BLOCKS};
 use super::{fields, Database, StoreError};
 use crate::record::Severity;
 
@@ -23,6 +24,12 @@ use crate::record::Severity;
 const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 /// Records at one millisecond a page read fetches whole to find those past its cursor.
 const MAX_TIES: usize = 10_000;
+/// Blocks a scan for stats reads logs of by `_id`; past it, the range is scanned.
+const MAX_SCAN_BLOCKS: usize = 2_000;
+/// Ids per `$in` query when reading blocks' logs for a scan.
+const IDS_PER_QUERY: usize = 10_000;
+/// The index on `_id`, which reads of blocks' logs are told to use.
+const ID_INDEX: &str = "_id_";
 /// Server code for a query stopped by `maxTimeMS`.
 const MAX_TIME_EXPIRED: i32 = 50;
 
@@ -104,9 +111,43 @@ struct Bound {
 }
 
 impl Database {
-    /// A page of log documents for `request`, in its order: span by span where its words
-    /// leave the index (`store::words`), the newest span first when newest first.
+    /// A page of log documents for `request`, in its order. With words: window by window,
+    /// from the logs of the blocks that may hold them (`store::blocks`), merged with the
+    /// logs stored before blocks, read the earlier way (`store::words`).
     pub async fn find_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
+        if request.words.is_empty() || !self.word_index() {
+            return self.find_page_by_spans(request).await;
+        }
+        let mut filter = request.filter.clone();
+        filter.insert(fields::ALL_WORDS, all_words(&request.words));
+        let blocked = PageRequest {
+            filter,
+            ..request.clone()
+        };
+        let page = self.find_page_in(&blocked, Some(&request.words)).await?;
+        let Some(until) = self.legacy_until(request.to).await? else {
+            return Ok(page);
+        };
+        if until < request.from {
+            return Ok(page);
+        }
+        let older = self
+            .find_page_by_spans(&PageRequest {
+                to: until,
+                ..request.clone()
+            })
+            .await?;
+        let sort = sort_of(request.order);
+        let mut merged: Vec<Document> = page.into_iter().chain(older).collect();
+        merged.sort_by(|left, right| compare_by(&sort, left, right));
+        merged.dedup_by(|later, earlier| later.get(fields::ID) == earlier.get(fields::ID));
+        merged.truncate(request.limit);
+        Ok(merged)
+    }
+
+    /// A page the earlier way: span by span where its words leave the `words` index
+    /// (`store::words`), the newest span first when newest first.
+    async fn find_page_by_spans(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
         let mut spans = self
             .word_spans(&request.words, request.from, request.to)
             .await?;
@@ -128,15 +169,20 @@ impl Database {
                 limit: request.limit - page.len(),
                 ..request.clone()
             };
-            page.extend(self.find_page_in(&in_span).await?);
+            page.extend(self.find_page_in(&in_span, None).await?);
         }
         Ok(page)
     }
 
-    /// A page for `request`, whose filter holds its word conditions, walked in windows.
-    async fn find_page_in(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
+    /// A page for `request`, whose filter holds its word conditions, walked in windows; with
+    /// `words`, each window reads only the logs of the blocks that may hold them (or all of
+    /// it, when too many blocks may).
+    async fn find_page_in(
+        &self,
+        request: &PageRequest,
+        words: Option<&[String]>,
+    ) -> Result<Vec<Document>, StoreError> {
         let newest_first = request.order == Order::NewestFirst;
-        let direction = if newest_first { -1 } else { 1 };
         let mut page: Vec<Document> = Vec::with_capacity(request.limit);
         // The edge the walk starts from: `to` (newest first) or `from` (oldest first), or just
         // past the cursor, whose equal-time records with a further `_id` come first.
@@ -216,15 +262,41 @@ impl Database {
             let mut window = request.filter.clone();
             window.insert(fields::TIMESTAMP, time_condition(low, high));
             let wanted = request.limit - page.len();
-            page.extend(
-                self.find_sorted(
-                    window,
-                    doc! { fields::TIMESTAMP: direction, fields::ID: direction },
-                    wanted,
-                    request.max_time,
-                )
-                .await?,
-            );
+            let sort = sort_of(request.order);
+            let candidates = match words {
+                None => Candidates::Scan,
+                Some(words) => {
+                    let services = request.filter.get(fields::SERVICE).and_then(values_of);
+                    self.block_candidates(
+                        words,
+                        services.as_deref(),
+                        low.time,
+                        high.time,
+                        MAX_CANDIDATE_BLOCKS,
+                    )
+                    .await?
+                }
+            };
+            match candidates {
+                Candidates::Scan => page.extend(
+                    self.find_sorted(window, sort, wanted, request.max_time)
+                        .await?,
+                ),
+                Candidates::Ids(ids) if ids.is_empty() => {}
+                Candidates::Ids(ids) => {
+                    window.insert(fields::ID, doc! { "$in": ids });
+                    page.extend(
+                        self.find_sorted_once(
+                            window,
+                            sort,
+                            wanted,
+                            request.max_time,
+                            Some(ID_INDEX),
+                        )
+                        .await?,
+                    );
+                }
+            }
             let reached_far_end = if newest_first {
                 low.time <= far_end
             } else {
@@ -299,9 +371,79 @@ impl Database {
     }
 
     /// Every log matching `filter` and holding all `words` in `[from, to]`, only the
-    /// `projection` fields, unsorted: what stats fold over when rollups cannot answer.
-    /// Bounded by `max_time` for each span of the words (`store::words`).
+    /// `projection` fields, unsorted: what stats fold over when rollups cannot answer. With
+    /// words, the logs of the blocks that may hold them (or the whole range, when too many
+    /// blocks may), and those stored before blocks the earlier way. Bounded by `max_time`
+    /// for each query.
     pub async fn scan_logs(
+        &self,
+        filter: &Document,
+        words: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        projection: Document,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
+        if words.is_empty() || !self.word_index() {
+            return self
+                .scan_by_spans(filter, words, from, to, projection, max_time)
+                .await;
+        }
+        let until = self.legacy_until(to).await?.filter(|until| *until >= from);
+        let mut projection = projection;
+        if until.is_some() {
+            // Both ways may find a log: keep `_id` to tell.
+            projection.insert(fields::ID, 1);
+        }
+        let mut blocked = filter.clone();
+        blocked.insert(fields::ALL_WORDS, all_words(words));
+        let services = filter.get(fields::SERVICE).and_then(values_of);
+        let mut logs = match self
+            .block_candidates(words, services.as_deref(), from, to, MAX_SCAN_BLOCKS)
+            .await?
+        {
+            Candidates::Scan => {
+                self.scan_span(blocked, from, to, projection.clone(), max_time, None)
+                    .await?
+            }
+            Candidates::Ids(ids) => {
+                let mut logs = Vec::new();
+                for chunk in ids.chunks(IDS_PER_QUERY) {
+                    let mut by_id = blocked.clone();
+                    by_id.insert(fields::ID, doc! { "$in": chunk });
+                    logs.extend(
+                        self.scan_span(
+                            by_id,
+                            from,
+                            to,
+                            projection.clone(),
+                            max_time,
+                            Some(ID_INDEX),
+                        )
+                        .await?,
+                    );
+                }
+                logs
+            }
+        };
+        if let Some(until) = until {
+            let older = self
+                .scan_by_spans(filter, words, from, until.min(to), projection, max_time)
+                .await?;
+            let found: std::collections::HashSet<String> = logs
+                .iter()
+                .filter_map(|log| log.get_str(fields::ID).ok().map(str::to_owned))
+                .collect();
+            logs.extend(older.into_iter().filter(|log| {
+                log.get_str(fields::ID)
+                    .map_or(true, |id| !found.contains(id))
+            }));
+        }
+        Ok(logs)
+    }
+
+    /// [`scan_logs`](Self::scan_logs) the earlier way, span by span (`store::words`).
+    async fn scan_by_spans(
         &self,
         filter: &Document,
         words: &[String],
@@ -315,8 +457,15 @@ impl Database {
             let mut filter = filter.clone();
             filter.extend(span.conditions);
             logs.extend(
-                self.scan_span(filter, span.from, span.to, projection.clone(), max_time)
-                    .await?,
+                self.scan_span(
+                    filter,
+                    span.from,
+                    span.to,
+                    projection.clone(),
+                    max_time,
+                    None,
+                )
+                .await?,
             );
         }
         Ok(logs)
@@ -329,6 +478,7 @@ impl Database {
         to: DateTime<Utc>,
         projection: Document,
         max_time: Duration,
+        hint: Option<&str>,
     ) -> Result<Vec<Document>, StoreError> {
         filter.insert(
             fields::TIMESTAMP,
@@ -343,12 +493,16 @@ impl Database {
                 },
             ),
         );
-        self.logs
+        let mut find = self
+            .logs
             .find(filter)
             .projection(projection)
             .batch_size(10_000)
-            .max_time(max_time)
-            .await
+            .max_time(max_time);
+        if let Some(index) = hint {
+            find = find.hint(mongodb::options::Hint::Name(index.to_owned()));
+        }
+        find.await
             .map_err(classify_query_error)?
             .try_collect()
             .await
@@ -368,10 +522,12 @@ impl Database {
         max_time: Duration,
     ) -> Result<Vec<Document>, StoreError> {
         let Some(points) = point_filters(&filter) else {
-            return self.find_sorted_once(filter, sort, limit, max_time).await;
+            return self
+                .find_sorted_once(filter, sort, limit, max_time, None)
+                .await;
         };
         let mut merged: Vec<Document> = futures::stream::iter(points)
-            .map(|point| self.find_sorted_once(point, sort.clone(), limit, max_time))
+            .map(|point| self.find_sorted_once(point, sort.clone(), limit, max_time, None))
             .buffer_unordered(POINT_QUERIES_IN_FLIGHT)
             .try_concat()
             .await?;
@@ -380,20 +536,26 @@ impl Database {
         Ok(merged)
     }
 
+    /// One sorted, limited query, told to use index `hint` if given.
     async fn find_sorted_once(
         &self,
         filter: Document,
         sort: Document,
         limit: usize,
         max_time: Duration,
+        hint: Option<&str>,
     ) -> Result<Vec<Document>, StoreError> {
-        self.logs
+        let mut find = self
+            .logs
             .find(filter)
             .sort(sort)
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
-            .max_time(max_time)
-            .await
+            .max_time(max_time);
+        if let Some(index) = hint {
+            find = find.hint(mongodb::options::Hint::Name(index.to_owned()));
+        }
+        find.await
             .map_err(classify_query_error)?
             .try_collect()
             .await
@@ -463,6 +625,20 @@ fn compare_by(sort: &Document, left: &Document, right: &Document) -> std::cmp::O
         }
     }
     std::cmp::Ordering::Equal
+}
+
+/// A page's sort: by time, then `_id`, in `order`.
+fn sort_of(order: Order) -> Document {
+    let direction = if order == Order::NewestFirst { -1 } else { 1 };
+    doc! { fields::TIMESTAMP: direction, fields::ID: direction }
+}
+
+/// The exact condition of word search: the log's words hold every one of `words`.
+fn all_words(words: &[String]) -> Bson {
+    match words {
+        [word] => Bson::from(word.as_str()),
+        words => Bson::Document(doc! { "$all": words }),
+    }
 }
 
 fn in_range(edge: Bound, far_end: DateTime<Utc>, newest_first: bool) -> bool {

@@ -1,5 +1,8 @@
-//! The common words (`crate::words`) in MongoDB: counting them as logs are written, recording
-//! them once, reading them back, and turning a search's words into conditions per time span.
+//! Logs written before word blocks (`super::blocks`): an earlier version stored each log's
+//! uncommon words in an indexed `words` array and recorded the words it found common, each
+//! with the time from which logs left it out of the index. Search still reads those logs
+//! that way until retention removes them: the common words as recorded, and a search's words
+//! turned into conditions per time span.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -7,13 +10,11 @@ use std::time::{Duration, Instant};
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use mongodb::error::ErrorKind;
 use mongodb::Collection;
 
-use super::{fields, Database, StoreError, DUPLICATE_KEY};
-use crate::record::LogRecord;
+use super::{fields, Database, StoreError};
 use crate::settings::StoreSettings;
-use crate::words::{message_words, CommonWords, WordCounter};
+use crate::words::CommonWords;
 
 /// Field names of a common word's document.
 pub mod common_fields {
@@ -25,33 +26,32 @@ pub mod common_fields {
     pub const FOUND_AT: &str = "found_at";
 }
 
-/// Common words recorded at most; past it, words stay indexed however common.
+/// Common words read at most.
 pub const MAX_COMMON_WORDS: usize = 10_000;
 /// Longest a process keeps the common words before reading them again.
 const MAX_REFRESH: Duration = Duration::from_secs(5);
 
-/// A store's word state: its counter and the common words as last read.
+/// How long after the first block logs may still be stored the earlier way: by writers of
+/// the earlier version still running while the others are upgraded.
+pub const LEGACY_OVERLAP: chrono::Duration = chrono::Duration::hours(1);
+
+/// The earlier version's common words, as last read.
 #[derive(Debug)]
-pub(super) struct WordState {
+pub(super) struct LegacyWords {
     collection: Collection<Document>,
-    counter: Mutex<WordCounter>,
     read: Mutex<Option<(Instant, Arc<CommonWords>)>>,
+    /// Whether the `words` index exists, as last read.
+    indexed: Mutex<Option<(Instant, bool)>>,
     refresh: Duration,
-    grace: chrono::Duration,
 }
 
-impl WordState {
+impl LegacyWords {
     pub(super) fn new(collection: Collection<Document>, settings: &StoreSettings) -> Self {
-        let grace = settings.common_word_grace_seconds;
         Self {
             collection,
-            counter: Mutex::new(WordCounter::new(
-                settings.common_word_sample,
-                settings.common_word_ratio,
-            )),
             read: Mutex::new(None),
-            refresh: (grace / 4).min(MAX_REFRESH),
-            grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX),
+            indexed: Mutex::new(None),
+            refresh: (settings.common_word_grace_seconds / 4).min(MAX_REFRESH),
         }
     }
 }
@@ -69,7 +69,7 @@ impl Database {
     /// The common words, as read at most a quarter of the grace (and 5 s) ago. Empty with
     /// `store.word_index` off.
     pub async fn common_words(&self) -> Result<Arc<CommonWords>, StoreError> {
-        let Some(state) = &self.words else {
+        let Some(state) = &self.legacy_words else {
             return Ok(Arc::default());
         };
         if let Some((read_at, words)) = &*lock(&state.read) {
@@ -95,78 +95,37 @@ impl Database {
         Ok(words)
     }
 
-    /// The stored form of `records`, as [`insert_records`](Database::insert_records) writes
-    /// them: with word search on, each message's words split by the common words, counted,
-    /// and any words a finished sample found common recorded.
-    pub async fn log_documents(&self, records: &[LogRecord]) -> Result<Vec<Document>, StoreError> {
-        let Some(state) = &self.words else {
-            return Ok(records
-                .iter()
-                .map(|record| super::record_to_document(record, None))
-                .collect());
+    /// The latest time, at most `to`, a log stored the earlier way may be stamped:
+    /// [`LEGACY_OVERLAP`] after the first block. `None` where there are none (the `words`
+    /// index was never made here, so no earlier version wrote).
+    pub async fn legacy_until(
+        &self,
+        to: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let Some(state) = &self.legacy_words else {
+            return Ok(None);
         };
-        let common = self.common_words().await?;
-        let now = Utc::now();
-        let words: Vec<Vec<String>> = records
-            .iter()
-            .map(|record| message_words(&record.message))
-            .collect();
-        let found: Vec<String> = {
-            let mut counter = lock(&state.counter);
-            words
-                .iter()
-                .filter_map(|words| counter.count(words, &common))
-                .flatten()
-                .collect()
-        };
-        let documents = records
-            .iter()
-            .zip(&words)
-            .map(|(record, words)| {
-                let indexed = common.indexed(words, record.timestamp, now);
-                super::record_to_document(record, Some((words.as_slice(), indexed.as_slice())))
-            })
-            .collect();
-        if !found.is_empty() && common.len() < MAX_COMMON_WORDS {
-            self.record_common_words(state, found, now).await;
-        }
-        Ok(documents)
-    }
-
-    /// Records newly common words with `since` a grace after `now`; a word already
-    /// recorded keeps its first `since`. A failure is logged: the next sample finds them
-    /// again.
-    async fn record_common_words(&self, state: &WordState, words: Vec<String>, now: DateTime<Utc>) {
-        let since = bson::DateTime::from_chrono(now + state.grace);
-        let found_at = bson::DateTime::from_chrono(now);
-        let documents: Vec<Document> = words
-            .iter()
-            .map(|word| {
-                doc! {
-                    common_fields::ID: word,
-                    common_fields::SINCE: since,
-                    common_fields::FOUND_AT: found_at,
-                }
-            })
-            .collect();
-        let result = state.collection.insert_many(documents).ordered(false).await;
-        let only_known_ones = |error: &mongodb::error::Error| match error.kind.as_ref() {
-            ErrorKind::InsertMany(failure) => {
-                failure.write_concern_error.is_none()
-                    && failure
-                        .write_errors
-                        .iter()
-                        .flatten()
-                        .all(|write_error| write_error.code == DUPLICATE_KEY)
+        let cached = *lock(&state.indexed);
+        let indexed = match cached {
+            Some((read_at, indexed)) if read_at.elapsed() < state.refresh => indexed,
+            _ => {
+                let names = self
+                    .logs
+                    .list_index_names()
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                let indexed = names.iter().any(|name| name == super::INDEX_WORDS_TIME);
+                *lock(&state.indexed) = Some((Instant::now(), indexed));
+                indexed
             }
-            _ => false,
         };
-        match result {
-            Ok(_) => tracing::info!(?words, since = %since, "words found common leave the index"),
-            Err(error) if only_known_ones(&error) => {}
-            Err(error) => tracing::warn!(%error, "could not record common words"),
+        if !indexed {
+            return Ok(None);
         }
-        *lock(&state.read) = None;
+        Ok(Some(match self.blocks_since().await? {
+            Some(since) => (since + LEGACY_OVERLAP).min(to),
+            None => to,
+        }))
     }
 
     /// `[from, to]` cut where a word of `words` leaves the index, oldest span first, each

@@ -103,13 +103,20 @@ const SKELETONS: &[(Level, &str)] = &[
 
 /// Components every service has; each skeleton appears once under each.
 const COMPONENTS: &[&str] = &[
-    "api", "worker", "scheduler", "store", "cache", "gateway", "billing", "indexer",
+    "api",
+    "worker",
+    "scheduler",
+    "store",
+    "cache",
+    "gateway",
+    "billing",
+    "indexer",
 ];
 
 const USERS: &[&str] = &[
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-    "mallory", "oscar", "peggy", "trent", "victor", "walter", "root", "admin", "deploy",
-    "ubuntu", "postgres", "jenkins", "git", "oracle", "test", "guest",
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "oscar", "peggy", "trent", "victor", "walter", "root", "admin", "deploy", "ubuntu", "postgres",
+    "jenkins", "git", "oracle", "test", "guest",
 ];
 
 const AGENTS: &[&str] = &[
@@ -122,13 +129,21 @@ const AGENTS: &[&str] = &[
 ];
 
 const URL_PARTS: &[&str] = &[
-    "cart", "checkout", "products", "search", "account", "orders", "images", "reviews",
-    "wishlist", "api", "v1", "v2", "static", "assets", "profile", "settings",
+    "cart", "checkout", "products", "search", "account", "orders", "images", "reviews", "wishlist",
+    "api", "v1", "v2", "static", "assets", "profile", "settings",
 ];
 
 const FIELDS: &[&str] = &[
-    "orders", "order_items", "customers", "payments", "sessions", "inventory", "shipments",
-    "invoices", "ledger_entries", "audit_log",
+    "orders",
+    "order_items",
+    "customers",
+    "payments",
+    "sessions",
+    "inventory",
+    "shipments",
+    "invoices",
+    "ledger_entries",
+    "audit_log",
 ];
 
 const FRAMES: &[&str] = &[
@@ -273,7 +288,11 @@ impl RealisticMessages {
         let rng = &mut self.rng;
         let _ = match name {
             "component" => write!(out, "{component}"),
-            "blk" => write!(out, "blk_{}", rng.random_range(-(1_i64 << 62)..(1_i64 << 62))),
+            "blk" => write!(
+                out,
+                "blk_{}",
+                rng.random_range(-(1_i64 << 62)..(1_i64 << 62))
+            ),
             "ip4" => write!(
                 out,
                 "10.{}.{}.{}",
@@ -300,9 +319,24 @@ impl RealisticMessages {
             "user" => write!(out, "{}", USERS[rng.random_range(0..USERS.len())]),
             "agent" => write!(out, "{}", AGENTS[rng.random_range(0..AGENTS.len())]),
             "field" => write!(out, "{}", FIELDS[rng.random_range(0..FIELDS.len())]),
-            "thread" => write!(out, "pool-{}-thread-{}", rng.random_range(1..9), rng.random_range(1..65)),
-            "version" => write!(out, "v{}.{}.{}", rng.random_range(1..4), rng.random_range(0..30), rng.random_range(0..10)),
-            "uuid" => write!(out, "{}", uuid::Builder::from_random_bytes(rng.random()).into_uuid()),
+            "thread" => write!(
+                out,
+                "pool-{}-thread-{}",
+                rng.random_range(1..9),
+                rng.random_range(1..65)
+            ),
+            "version" => write!(
+                out,
+                "v{}.{}.{}",
+                rng.random_range(1..4),
+                rng.random_range(0..30),
+                rng.random_range(0..10)
+            ),
+            "uuid" => write!(
+                out,
+                "{}",
+                uuid::Builder::from_random_bytes(rng.random()).into_uuid()
+            ),
             "rid" => write!(out, "{:016x}", rng.random::<u64>()),
             "hex8" => write!(out, "{:08x}", rng.random::<u32>()),
             "hex32" => write!(out, "{:032x}", rng.random::<u128>()),
@@ -328,7 +362,12 @@ impl RealisticMessages {
                     out.push_str(URL_PARTS[rng.random_range(0..URL_PARTS.len())]);
                 }
                 if rng.random_bool(0.5) {
-                    write!(out, "?id={}&page={}", rng.random_range(1..1_000_000), rng.random_range(1..50))
+                    write!(
+                        out,
+                        "?id={}&page={}",
+                        rng.random_range(1..1_000_000),
+                        rng.random_range(1..50)
+                    )
                 } else {
                     Ok(())
                 }
@@ -355,9 +394,14 @@ impl RealisticMessages {
                     rng.random_range(3..15)
                 };
                 for _ in 0..frames {
-                    let frame = FRAMES[rng.random_range(0..FRAMES.len())].replace("{component}", component);
+                    let frame =
+                        FRAMES[rng.random_range(0..FRAMES.len())].replace("{component}", component);
                     let class = frame.rsplit('.').nth(1).unwrap_or("Main");
-                    let _ = write!(out, "\n\tat {frame}({class}.java:{})", rng.random_range(20..900));
+                    let _ = write!(
+                        out,
+                        "\n\tat {frame}({class}.java:{})",
+                        rng.random_range(20..900)
+                    );
                 }
                 Ok(())
             }
@@ -386,7 +430,10 @@ mod tests {
                 skeleton,
                 component: "api".into(),
             });
-            assert!(!text.contains("{component}") && !text.contains("{ip4}"), "{text}");
+            assert!(
+                !text.contains("{component}") && !text.contains("{ip4}"),
+                "{text}"
+            );
             assert!(!text.contains("{{") && !text.contains("}}"), "{text}");
         }
     }
@@ -394,7 +441,13 @@ mod tests {
     #[test]
     fn messages_span_sizes_and_carry_mostly_unique_words() {
         let mut messages = RealisticMessages::new(5, 7);
-        let severities = [Severity::Debug, Severity::Info, Severity::Info, Severity::Warn, Severity::Error];
+        let severities = [
+            Severity::Debug,
+            Severity::Info,
+            Severity::Info,
+            Severity::Warn,
+            Severity::Error,
+        ];
         let mut sizes = Vec::new();
         let mut seen: HashMap<String, u32> = HashMap::new();
         for index in 0..20_000 {
@@ -406,10 +459,21 @@ mod tests {
         }
         sizes.sort_unstable();
         assert!(sizes[0] >= 40, "smallest {}", sizes[0]);
-        assert!(*sizes.last().unwrap() <= MAX_MESSAGE_BYTES, "largest {}", sizes.last().unwrap());
-        assert!(*sizes.last().unwrap() > 4 * 1024, "no long stack trace in 20,000 logs");
+        assert!(
+            *sizes.last().unwrap() <= MAX_MESSAGE_BYTES,
+            "largest {}",
+            sizes.last().unwrap()
+        );
+        assert!(
+            *sizes.last().unwrap() > 4 * 1024,
+            "no long stack trace in 20,000 logs"
+        );
         let once = seen.values().filter(|count| **count == 1).count();
-        assert!(once * 2 > seen.len(), "{once} of {} words appear once", seen.len());
+        assert!(
+            once * 2 > seen.len(),
+            "{once} of {} words appear once",
+            seen.len()
+        );
         assert!(messages.new_templates.iter().map(Vec::len).sum::<usize>() == 10);
     }
 }

@@ -12,8 +12,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use logagg::parse::routing_key;
-use logagg::Severity;
 use logagg::settings::TrafficProfile;
+use logagg::Severity;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
