@@ -10,6 +10,9 @@ use logagg::words::message_words;
 use source_service::load::simulator::Generator;
 
 fn main() {
+    if !logagg::testsuite::under_cargo_bench("cargo bench -p source_service --bench profile") {
+        return;
+    }
     let logs: usize = std::env::var("BENCH_LOGS")
         .ok()
         .and_then(|value| value.parse().ok())
