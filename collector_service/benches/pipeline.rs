@@ -33,7 +33,7 @@ use logagg::broker;
 use logagg::parse::{parse_message, Envelope};
 use logagg::settings::Settings;
 use logagg::settings::{SourceSettings, TrafficProfile};
-use logagg::store::record_to_document;
+use logagg::store::record_to_raw;
 use logagg::telemetry::Health;
 use logagg::testsuite::{metric_in, scrape_metrics, wait_until, TestContext};
 use logagg::LogRecord;
@@ -277,7 +277,10 @@ async fn insert_ceiling(count: u64) -> f64 {
         if in_flight.len() >= 2 {
             in_flight.next().await;
         }
-        let logs = context.store.logs().clone();
+        let logs = context
+            .store
+            .logs()
+            .clone_with_type::<bson::RawDocumentBuf>();
         let block_collection = context.store.blocks().cloned();
         in_flight.push(tokio::spawn(async move {
             if let Some(collection) = block_collection.filter(|_| !blocks.is_empty()) {
@@ -429,7 +432,8 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
 }
 
 /// Microseconds per message for the collector's pure work: parsing the delivery, then
-/// building the BSON document and encoding it as the driver sends it.
+/// encoding the BSON document as the driver sends it, with the message's words and its
+/// batch's word blocks.
 fn decode_cost(count: u64) -> (f64, f64) {
     let settings = Settings::default();
     let mut generator = Generator::new(&bench_source(&settings), 3);
@@ -453,15 +457,10 @@ fn decode_cost(count: u64) -> (f64, f64) {
     let mut encoded_bytes = 0usize;
     let mut blocks = logagg::store::blocks::BlockBuilder::default();
     for record in &decoded.records {
-        let words = logagg::words::message_words(&record.message);
-        blocks.push(
-            &record.id,
-            record.timestamp,
-            &record.service,
-            words.iter().map(String::as_str),
-        );
-        let document = record_to_document(record, Some(&words));
-        encoded_bytes += bson::to_vec(&document).map_or(0, |bytes| bytes.len());
+        let words = logagg::words::hashed_words(&record.message);
+        blocks.push_hashed(&record.id, record.timestamp, &record.service, &words.hashes);
+        let document = record_to_raw(record, Some(&words.words));
+        encoded_bytes += document.as_bytes().len();
     }
     for block in blocks.finish() {
         encoded_bytes += bson::to_vec(&block).map_or(0, |bytes| bytes.len());

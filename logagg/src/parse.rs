@@ -555,10 +555,10 @@ fn sanitize_object(
 ) -> Result<Map<String, Value>, ParseError> {
     let mut sanitized = Map::with_capacity(object.len());
     for (key, value) in object {
-        if key.is_empty() || key.starts_with('$') {
+        if key.is_empty() || key.starts_with('$') || key.contains('\0') {
             return Err(ParseError::InvalidField {
                 field: "attributes",
-                reason: "keys must be non-empty and must not start with '$'",
+                reason: "keys must be non-empty, must not start with '$' and must not hold NUL",
             });
         }
         let key = if key.contains('.') {
@@ -883,7 +883,7 @@ mod tests {
 
     #[test]
     fn json_rejections_name_the_problem() {
-        let cases: [(&str, &[u8], &str); 12] = [
+        let cases: [(&str, &[u8], &str); 14] = [
             ("a.info", b"{not json", "invalid_json"),
             ("a.info", b"[1,2]", "not_an_object"),
             (
@@ -915,6 +915,12 @@ mod tests {
                 br#"{"message":"x","attrs":{"$where":1}}"#,
                 "invalid_field",
             ),
+            (
+                "a.info",
+                br#"{"message":"x","attrs":{"a":{"b\u0000c":1}}}"#,
+                "invalid_field",
+            ),
+            ("a.info", br#"{"message":"x","k\u0000":1}"#, "invalid_field"),
             ("a.info", b"   ", "empty_body"),
         ];
         for (routing_key, body, code) in cases {

@@ -12,7 +12,7 @@ pub mod words;
 
 use std::time::Duration;
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson, Document, RawArrayBuf, RawBson, RawDocumentBuf};
 use chrono::{DateTime, Utc};
 use mongodb::error::ErrorKind;
 use mongodb::options::{
@@ -126,6 +126,8 @@ impl InsertOutcome {
 pub struct Database {
     client: Client,
     logs: Collection<Document>,
+    /// The same collection, for inserts of documents encoded as BSON bytes.
+    raw_logs: Collection<RawDocumentBuf>,
     alerts: Collection<Document>,
     leases: Collection<Document>,
     retention_runs: Collection<Document>,
@@ -159,6 +161,7 @@ impl Database {
         };
         Ok(Database {
             logs: collection(&settings.logs_collection),
+            raw_logs: collection(&settings.logs_collection).clone_with_type(),
             alerts: collection(&settings.alerts_collection),
             leases: collection(&settings.leases_collection),
             retention_runs: collection(&settings.retention_runs_collection),
@@ -284,11 +287,11 @@ impl Database {
     }
 
     /// The stored form of `records`, and with word search on, their word blocks.
-    pub fn log_documents(&self, records: &[LogRecord]) -> (Vec<Document>, Vec<Document>) {
+    pub fn log_documents(&self, records: &[LogRecord]) -> (Vec<RawDocumentBuf>, Vec<Document>) {
         if !self.word_index() {
             let documents = records
                 .iter()
-                .map(|record| record_to_document(record, None))
+                .map(|record| record_to_raw::<&str>(record, None))
                 .collect();
             return (documents, Vec::new());
         }
@@ -296,14 +299,9 @@ impl Database {
         let documents = records
             .iter()
             .map(|record| {
-                let words = crate::words::message_words(&record.message);
-                blocks.push(
-                    &record.id,
-                    record.timestamp,
-                    &record.service,
-                    words.iter().map(String::as_str),
-                );
-                record_to_document(record, Some(&words))
+                let words = crate::words::hashed_words(&record.message);
+                blocks.push_hashed(&record.id, record.timestamp, &record.service, &words.hashes);
+                record_to_raw(record, Some(&words.words))
             })
             .collect();
         (documents, blocks.finish())
@@ -334,16 +332,24 @@ impl Database {
             }
             self.insert_blocks(blocks.finish()).await?;
         }
-        self.insert_logs(documents).await
+        let raw = documents
+            .iter()
+            .map(RawDocumentBuf::from_document)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| StoreError::Malformed(error.to_string()))?;
+        self.insert_logs(raw).await
     }
 
     /// One unordered insert of stored-form documents, existing `_id`s counted as duplicates.
-    async fn insert_logs(&self, documents: Vec<Document>) -> Result<InsertOutcome, StoreError> {
+    async fn insert_logs(
+        &self,
+        documents: Vec<RawDocumentBuf>,
+    ) -> Result<InsertOutcome, StoreError> {
         let batch_len = documents.len();
         if batch_len == 0 {
             return Ok(InsertOutcome::default());
         }
-        match self.logs.insert_many(documents).ordered(false).await {
+        match self.raw_logs.insert_many(documents).ordered(false).await {
             Ok(result) => Ok(InsertOutcome {
                 inserted: result.inserted_ids.len(),
                 ..InsertOutcome::default()
@@ -399,54 +405,98 @@ fn classify_insert_error(
 }
 
 /// The stored form of a record; with `words`, also the message's distinct words for word
-/// search's exact check (`crate::words::message_words`).
-pub fn record_to_document(record: &LogRecord, words: Option<&[String]>) -> Document {
-    let mut document = doc! {
-        fields::ID: &record.id,
-        fields::TIMESTAMP: bson::DateTime::from_chrono(record.timestamp),
-        fields::RECEIVED_AT: bson::DateTime::from_chrono(record.received_at),
-        fields::SERVICE: &record.service,
-        fields::SEVERITY: record.severity.as_str(),
-        fields::MESSAGE: &record.message,
-    };
-    if let Some(words) = words.filter(|words| !words.is_empty()) {
-        document.insert(fields::ALL_WORDS, words);
-    }
+/// search's exact check (`crate::words::message_words`). Encoded straight to BSON bytes,
+/// with no intermediate [`Document`]: the collector's largest cost per log after parsing.
+/// Attribute keys hold no NUL (`crate::parse` refuses them), which BSON keys cannot.
+pub fn record_to_raw<W: AsRef<str>>(record: &LogRecord, words: Option<&[W]>) -> RawDocumentBuf {
+    let mut document = RawDocumentBuf::new();
+    document.append_ref(fields::ID, record.id.as_str());
+    document.append_ref(
+        fields::TIMESTAMP,
+        bson::DateTime::from_chrono(record.timestamp),
+    );
+    document.append_ref(
+        fields::RECEIVED_AT,
+        bson::DateTime::from_chrono(record.received_at),
+    );
+    document.append_ref(fields::SERVICE, record.service.as_str());
+    document.append_ref(fields::SEVERITY, record.severity.as_str());
+    document.append_ref(fields::MESSAGE, record.message.as_str());
     if let Some(host) = &record.host {
-        document.insert(fields::HOST, host);
+        document.append_ref(fields::HOST, host.as_str());
     }
     if !record.attributes.is_empty() {
-        document.insert(fields::ATTRIBUTES, json_object_to_bson(&record.attributes));
+        document.append(fields::ATTRIBUTES, json_object_to_raw(&record.attributes));
     }
     if let Some(http) = &record.http {
-        let mut http_document = Document::new();
+        let mut http_document = RawDocumentBuf::new();
         if let Some(method) = &http.method {
-            http_document.insert(fields::HTTP_METHOD, method);
+            http_document.append_ref(fields::HTTP_METHOD, method.as_str());
         }
         if let Some(path) = &http.path {
-            http_document.insert(fields::HTTP_PATH, path);
+            http_document.append_ref(fields::HTTP_PATH, path.as_str());
         }
         if let Some(status) = http.status {
-            http_document.insert(fields::HTTP_STATUS, i32::from(status));
+            http_document.append_ref(fields::HTTP_STATUS, i32::from(status));
         }
         if let Some(duration) = http.duration_ms {
-            http_document.insert(fields::HTTP_DURATION_MS, duration);
+            http_document.append_ref(fields::HTTP_DURATION_MS, duration);
         }
         if let Some(client_ip) = &http.client_ip {
-            http_document.insert(fields::HTTP_CLIENT_IP, client_ip);
+            http_document.append_ref(fields::HTTP_CLIENT_IP, client_ip.as_str());
         }
         if let Some(bytes) = http.bytes {
-            http_document.insert(fields::HTTP_BYTES, i64::try_from(bytes).unwrap_or(i64::MAX));
+            http_document.append_ref(fields::HTTP_BYTES, i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         if let Some(user_agent) = &http.user_agent {
-            http_document.insert(fields::HTTP_USER_AGENT, user_agent);
+            http_document.append_ref(fields::HTTP_USER_AGENT, user_agent.as_str());
         }
         if let Some(referer) = &http.referer {
-            http_document.insert(fields::HTTP_REFERER, referer);
+            http_document.append_ref(fields::HTTP_REFERER, referer.as_str());
         }
-        document.insert(fields::HTTP, http_document);
+        document.append(fields::HTTP, http_document);
     }
-    document
+    match words.filter(|words| !words.is_empty()) {
+        Some(words) => append_strings(document, fields::ALL_WORDS, words),
+        None => document,
+    }
+}
+
+/// Keys of array elements: `"0"`, `"1"`, …
+static ARRAY_KEYS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (0..crate::words::MAX_WORDS_PER_MESSAGE)
+        .map(|index| index.to_string())
+        .collect()
+});
+
+/// `document` with an array of `items` appended under `key`, written straight as BSON: an
+/// array is a document keyed `"0"`, `"1"`, … under element type 4. `RawArrayBuf::push`
+/// allocates a key and a value per item; this writes them in place (items past
+/// [`crate::words::MAX_WORDS_PER_MESSAGE`] are left out).
+fn append_strings<W: AsRef<str>>(
+    document: RawDocumentBuf,
+    key: &str,
+    items: &[W],
+) -> RawDocumentBuf {
+    const ARRAY: u8 = 0x04;
+    let mut elements = RawDocumentBuf::new();
+    for (item, index_key) in items.iter().zip(ARRAY_KEYS.iter()) {
+        elements.append_ref(index_key, item.as_ref());
+    }
+    // The new element starts where the document's terminating zero was.
+    let type_at = document.as_bytes().len() - 1;
+    let mut document = document;
+    document.append_ref(key, &elements);
+    let mut bytes = document.into_bytes();
+    bytes[type_at] = ARRAY;
+    RawDocumentBuf::from_bytes(bytes).expect("the same length, one type byte changed")
+}
+
+/// [`record_to_raw`] as a [`Document`], for code that edits or compares it.
+pub fn record_to_document(record: &LogRecord, words: Option<&[String]>) -> Document {
+    record_to_raw(record, words)
+        .to_document()
+        .unwrap_or_default()
 }
 
 /// Reads a stored document back into a record.
@@ -509,29 +559,34 @@ pub fn document_to_record(document: &Document) -> Result<LogRecord, StoreError> 
     })
 }
 
-/// Plain JSON to BSON, without reading `$`-keys as extended JSON: integers that fit stay
+/// Plain JSON to raw BSON, without reading `$`-keys as extended JSON: integers that fit stay
 /// 64-bit integers, everything else numeric becomes a double.
-fn json_to_bson(value: &Value) -> Bson {
+fn json_to_raw(value: &Value) -> RawBson {
     match value {
-        Value::Null => Bson::Null,
-        Value::Bool(flag) => Bson::Boolean(*flag),
+        Value::Null => RawBson::Null,
+        Value::Bool(flag) => RawBson::Boolean(*flag),
         Value::Number(number) => match number.as_i64() {
-            Some(integer) => Bson::Int64(integer),
-            None => Bson::Double(number.as_f64().unwrap_or(f64::NAN)),
+            Some(integer) => RawBson::Int64(integer),
+            None => RawBson::Double(number.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(text) => Bson::String(text.clone()),
-        Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect()),
-        Value::Object(object) => json_object_to_bson(object),
+        Value::String(text) => RawBson::String(text.clone()),
+        Value::Array(items) => {
+            let mut array = RawArrayBuf::new();
+            for item in items {
+                array.push(json_to_raw(item));
+            }
+            RawBson::Array(array)
+        }
+        Value::Object(object) => RawBson::Document(json_object_to_raw(object)),
     }
 }
 
-fn json_object_to_bson(object: &Map<String, Value>) -> Bson {
-    Bson::Document(
-        object
-            .iter()
-            .map(|(key, value)| (key.clone(), json_to_bson(value)))
-            .collect(),
-    )
+fn json_object_to_raw(object: &Map<String, Value>) -> RawDocumentBuf {
+    let mut document = RawDocumentBuf::new();
+    for (key, value) in object {
+        document.append(key, json_to_raw(value));
+    }
+    document
 }
 
 #[cfg(test)]
@@ -587,6 +642,23 @@ mod tests {
     }
 
     #[test]
+    fn words_are_written_as_the_library_writes_an_array() {
+        let record = sample();
+        let words = ["payment", "failed", "über"];
+        let mut expected =
+            RawDocumentBuf::from_document(&record_to_document(&record, None)).unwrap();
+        let mut array = RawArrayBuf::new();
+        for word in words {
+            array.push(word);
+        }
+        expected.append(fields::ALL_WORDS, array);
+        assert_eq!(
+            record_to_raw(&record, Some(&words)).as_bytes(),
+            expected.as_bytes()
+        );
+    }
+
+    #[test]
     fn minimal_records_store_no_empty_optionals() {
         let mut record = sample();
         record.host = None;
@@ -604,9 +676,14 @@ mod tests {
     #[test]
     fn dollar_keys_in_values_are_not_read_as_extended_json() {
         let value = serde_json::json!({"d": {"date": "2024"}, "big": u64::MAX});
-        let Bson::Document(document) = json_to_bson(&value) else {
+        let RawBson::Document(document) = json_to_raw(&value) else {
             panic!("not a document")
         };
+        let document = document.to_document().expect("valid BSON");
         assert!(matches!(document.get("big"), Some(Bson::Double(_))));
+        assert_eq!(
+            document.get_document("d").unwrap().get_str("date"),
+            Ok("2024")
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! words that version found common ([`CommonWords`]) were left out of it from a time
 //! `since`: search still reads those logs that way (`crate::store::words`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -25,16 +26,52 @@ pub const MAX_WORD_BYTES: usize = 48;
 /// The distinct words of `text` in order of first appearance: maximal runs of letters and
 /// digits, lower-cased, at most [`MAX_WORD_BYTES`] long, at most [`MAX_WORDS_PER_MESSAGE`].
 pub fn message_words(text: &str) -> Vec<String> {
-    let mut words: Vec<String> = Vec::new();
-    for word in split_words(text) {
+    hashed_words(text)
+        .words
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect()
+}
+
+/// A message's distinct words ([`message_words`]), each with its [`word_hash`]; words
+/// already lower-case borrow from the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedWords<'a> {
+    pub words: Vec<Cow<'a, str>>,
+    pub hashes: Vec<u64>,
+}
+
+/// [`message_words`] with each word's hash, allocating only for words with upper-case
+/// letters: what a writer stores and puts in a block, once per word.
+pub fn hashed_words(text: &str) -> HashedWords<'_> {
+    let mut words: Vec<Cow<'_, str>> = Vec::new();
+    let mut hashes: Vec<u64> = Vec::new();
+    for word in text
+        .split(|character: char| !character.is_alphanumeric())
+        .filter(|word| !word.is_empty() && word.len() <= MAX_WORD_BYTES)
+    {
         if words.len() == MAX_WORDS_PER_MESSAGE {
             break;
         }
-        if !words.contains(&word) {
+        let word: Cow<'_, str> = if word
+            .bytes()
+            .any(|byte| !byte.is_ascii() || byte.is_ascii_uppercase())
+        {
+            Cow::Owned(word.to_lowercase())
+        } else {
+            Cow::Borrowed(word)
+        };
+        let hash = word_hash(&word);
+        let seen = hashes
+            .iter()
+            .zip(&words)
+            .any(|(known, known_word)| *known == hash && *known_word == word);
+        if !seen {
+            hashes.push(hash);
             words.push(word);
         }
     }
-    words
+    HashedWords { words, hashes }
 }
 
 /// The words of a search query, split and normalised exactly as messages are; words too
@@ -187,12 +224,6 @@ impl Bloom {
     }
 }
 
-fn split_words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|character: char| !character.is_alphanumeric())
-        .filter(|word| !word.is_empty() && word.len() <= MAX_WORD_BYTES)
-        .map(str::to_lowercase)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +295,16 @@ mod tests {
         assert!(!common.unindexed("beta", later, later));
         let all = words("alpha beta");
         assert_eq!(common.indexed(&all, later, later), [&"beta".to_owned()]);
+    }
+
+    #[test]
+    fn hashed_words_borrow_lower_case_words_and_hash_each_once() {
+        let hashed = hashed_words("GET get /api/v1 Über über");
+        assert_eq!(hashed.words, ["get", "api", "v1", "über"]);
+        assert!(matches!(hashed.words[1], Cow::Borrowed(_)));
+        assert!(matches!(hashed.words[0], Cow::Owned(_)));
+        let expected: Vec<u64> = hashed.words.iter().map(|word| word_hash(word)).collect();
+        assert_eq!(hashed.hashes, expected);
     }
 
     proptest! {

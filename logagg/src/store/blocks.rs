@@ -9,7 +9,8 @@
 //! with the exact `all_words` check. Where too many blocks match (a common word), it scans
 //! the window's logs instead: the words are then dense, and a scan finds a page quickly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Bson, Document};
@@ -64,7 +65,27 @@ struct Pending {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     services: BTreeSet<String>,
-    hashes: BTreeSet<u64>,
+    hashes: HashSet<u64, BuildHasherDefault<PassThrough>>,
+}
+
+/// Hashes a word hash to itself: it is well mixed already.
+#[derive(Debug, Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 impl BlockBuilder {
@@ -77,6 +98,17 @@ impl BlockBuilder {
         words: impl IntoIterator<Item = &'a str>,
     ) {
         let hashes: Vec<u64> = words.into_iter().map(word_hash).collect();
+        self.push_hashed(id, timestamp, service, &hashes);
+    }
+
+    /// Adds one log with the [`word_hash`]es of its distinct words.
+    pub fn push_hashed(
+        &mut self,
+        id: &str,
+        timestamp: DateTime<Utc>,
+        service: &str,
+        hashes: &[u64],
+    ) {
         let full = self.current.as_ref().is_some_and(|pending| {
             pending.ids.len() >= MAX_BLOCK_LOGS
                 || pending.hashes.len() + hashes.len() > BLOCK_CAPACITY_WORDS
@@ -89,7 +121,7 @@ impl BlockBuilder {
             from: timestamp,
             to: timestamp,
             services: BTreeSet::new(),
-            hashes: BTreeSet::new(),
+            hashes: HashSet::default(),
         });
         pending.ids.push(id.to_owned());
         pending.from = pending.from.min(timestamp);
@@ -97,7 +129,7 @@ impl BlockBuilder {
         if !pending.services.contains(service) {
             pending.services.insert(service.to_owned());
         }
-        pending.hashes.extend(hashes);
+        pending.hashes.extend(hashes.iter().copied());
     }
 
     /// The block documents.
