@@ -283,17 +283,23 @@ async fn insert_ceiling(count: u64) -> f64 {
             .clone_with_type::<bson::RawDocumentBuf>();
         let block_collection = context.store.blocks().cloned();
         in_flight.push(tokio::spawn(async move {
-            if let Some(collection) = block_collection.filter(|_| !blocks.is_empty()) {
-                collection
-                    .insert_many(blocks)
+            // As the store writes them: blocks and logs at once.
+            let blocks_written = async {
+                if let Some(collection) = block_collection.filter(|_| !blocks.is_empty()) {
+                    collection
+                        .insert_many(blocks)
+                        .ordered(false)
+                        .await
+                        .expect("insert blocks");
+                }
+            };
+            let logs_written = async {
+                logs.insert_many(documents)
                     .ordered(false)
                     .await
-                    .expect("insert blocks");
-            }
-            logs.insert_many(documents)
-                .ordered(false)
-                .await
-                .expect("insert")
+                    .expect("insert")
+            };
+            futures::join!(blocks_written, logs_written).1
         }));
     }
     while in_flight.next().await.is_some() {}

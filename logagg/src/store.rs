@@ -282,8 +282,13 @@ impl Database {
             return Ok(InsertOutcome::default());
         }
         let (documents, blocks) = self.log_documents(records);
-        self.insert_blocks(blocks).await?;
-        self.insert_logs(documents).await
+        // Both at once: each is a journaled round trip. `Err` for either has the whole batch
+        // written again (blocks by their `_id`, logs as duplicates), and its messages are
+        // acked only after both, so no stored log stays out of a block.
+        let (blocks_written, outcome) =
+            futures::join!(self.insert_blocks(blocks), self.insert_logs(documents));
+        blocks_written?;
+        outcome
     }
 
     /// The stored form of `records`, and with word search on, their word blocks.
@@ -308,8 +313,8 @@ impl Database {
     }
 
     /// Writes stored-form documents (as read back from an archive) the same way: their word
-    /// blocks first, from the `all_words` they carry, then one unordered insert, existing
-    /// `_id`s counted as duplicates.
+    /// blocks, from the `all_words` they carry, then one unordered insert, existing `_id`s
+    /// counted as duplicates.
     pub async fn insert_documents(
         &self,
         documents: Vec<Document>,

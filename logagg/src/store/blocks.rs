@@ -1,9 +1,11 @@
 //! Word blocks in MongoDB: one small document per written batch (or part of one) with its
 //! logs' ids, time range, services and a bloom filter of their words (`crate::words`).
 //!
-//! A writer stores a batch's blocks before its logs, so a stored log is always in a block
-//! (a block whose logs failed to store only costs a search a read that finds nothing). A
-//! block's `_id` derives from its logs' ids: a batch written again writes the same block.
+//! A writer stores a batch's blocks and its logs together and acks the batch's messages only
+//! once both are stored; if either fails, the batch is written again (a block's `_id`
+//! derives from its logs' ids, so it is the same block). A stored log is thus in a block
+//! from the moment its messages are acked; a block whose logs failed to store only costs a
+//! search a read that finds nothing.
 //! Search asks, per time window, for the blocks whose filter has every bit of every query
 //! word set (`$bitsAllSet`, evaluated by the server), then reads those blocks' logs by `_id`
 //! with the exact `all_words` check. Where too many blocks match (a common word), it scans
