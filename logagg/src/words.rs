@@ -140,7 +140,7 @@ impl CommonWords {
 /// distinct words [`BLOOM_BITS_PER_WORD`] bits, the largest for blocks with more words
 /// (writers cut blocks at [`BLOOM_CAPACITY`] words). Few sizes, because a query computes
 /// its bit positions once per size.
-pub const BLOOM_SIZES: [u32; 3] = [1 << 10, 1 << 13, 1 << 16];
+pub const BLOOM_SIZES: [u32; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
 /// Bits per distinct word: with [`BLOOM_HASHES`] hashes, 0.07 % false positives when full.
 pub const BLOOM_BITS_PER_WORD: u32 = 16;
 /// Bit positions set per word.
@@ -255,7 +255,7 @@ mod tests {
     fn a_bloom_filter_holds_what_was_inserted_and_little_else() {
         let words: Vec<String> = (0..BLOOM_CAPACITY).map(|n| format!("w{n}")).collect();
         let mut bloom = Bloom::for_words(words.len());
-        assert_eq!(bloom.bits(), BLOOM_SIZES[2]);
+        assert_eq!(bloom.bits(), BLOOM_SIZES[3]);
         for word in &words {
             bloom.insert(word_hash(word));
         }

@@ -721,7 +721,7 @@ async fn the_main_query_shapes_are_served_by_indexes() {
     )
     .await;
     assert!(
-        blocks_plan.contains("\"indexName\": \"m_to_from\""),
+        blocks_plan.contains("\"indexName\": \"m_to\""),
         "{blocks_plan}"
     );
     let logs_plan = explain(
