@@ -198,9 +198,7 @@ impl Database {
         blocks
             .create_index(
                 IndexModel::builder()
-                    .keys(
-                        doc! { block_fields::BITS: 1, block_fields::TO: 1, block_fields::FROM: 1 },
-                    )
+                    .keys(doc! { block_fields::BITS: 1, block_fields::TO: 1 })
                     .options(
                         IndexOptions::builder()
                             .name(INDEX_BLOCKS.to_owned())
