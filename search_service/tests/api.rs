@@ -734,7 +734,6 @@ async fn the_main_query_shapes_are_served_by_indexes() {
             },
             "sort": { "ts": -1, "_id": -1 },
             "limit": 100,
-            "hint": "_id_",
         },
     )
     .await;
