@@ -234,7 +234,7 @@ impl RealisticMessages {
     /// [`new`](Self::new)) at `severity`.
     pub fn message(&mut self, service: usize, severity: Severity) -> String {
         self.generated += 1;
-        if self.generated.is_multiple_of(NEW_TEMPLATE_EVERY) {
+        if self.generated % NEW_TEMPLATE_EVERY == 0 {
             let (level, skeleton) = SKELETONS[self.rng.random_range(0..SKELETONS.len())];
             let component = format!("module{}", self.generated / NEW_TEMPLATE_EVERY);
             self.new_templates[level as usize].push(Template {
