@@ -375,6 +375,18 @@ fn write_concern(settings: &StoreSettings) -> Result<WriteConcern, StoreError> {
         .build())
 }
 
+/// Whether a write failed only because a document with its key exists (an insert, or an
+/// upsert reported as a command error).
+pub(super) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write_error)) => {
+            write_error.code == DUPLICATE_KEY
+        }
+        ErrorKind::Command(command_error) => command_error.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
 /// Splits an unordered insert's failures into duplicates (fine), refused documents (poison)
 /// and anything that calls for retrying the whole batch.
 fn classify_insert_error(

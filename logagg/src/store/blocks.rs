@@ -214,7 +214,7 @@ impl Database {
         };
         match blocks.insert_one(marker).await {
             Ok(_) => Ok(()),
-            Err(error) if is_duplicate(&error) => Ok(()),
+            Err(error) if super::is_duplicate_key(&error) => Ok(()),
             Err(error) => Err(StoreError::Unavailable(error)),
         }
     }
@@ -347,15 +347,6 @@ impl Database {
             .await
             .map(|result| result.deleted_count)
             .map_err(StoreError::Unavailable)
-    }
-}
-
-fn is_duplicate(error: &mongodb::error::Error) -> bool {
-    match error.kind.as_ref() {
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write_error)) => {
-            write_error.code == DUPLICATE_KEY
-        }
-        _ => false,
     }
 }
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use bson::{doc, Document};
 use chrono::{DateTime, Utc};
-use mongodb::error::{ErrorKind, WriteFailure};
 
-use super::{Database, StoreError, DUPLICATE_KEY};
+use super::{Database, StoreError};
 
 /// Field names of a lease document.
 pub mod lease_fields {
@@ -54,7 +53,7 @@ impl Database {
         }};
         match self.leases.update_one(filter, update).upsert(true).await {
             Ok(_) => Ok(None),
-            Err(error) if is_duplicate_key(&error) => {
+            Err(error) if super::is_duplicate_key(&error) => {
                 let current = self
                     .leases
                     .find_one(doc! { "_id": name })
@@ -86,15 +85,5 @@ fn lease_holder(document: Option<&Document>) -> LeaseHolder {
             .and_then(|lease| lease.get_datetime(lease_fields::EXPIRES_AT).ok())
             .map(|time| time.to_chrono())
             .unwrap_or_default(),
-    }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write_error)) => {
-            write_error.code == DUPLICATE_KEY
-        }
-        ErrorKind::Command(command_error) => command_error.code == DUPLICATE_KEY,
-        _ => false,
     }
 }
