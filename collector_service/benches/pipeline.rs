@@ -317,7 +317,10 @@ async fn pipeline(count: u64) -> f64 {
     settings.source.batch_records = batch_records();
     let shutdown = CancellationToken::new();
     let collector = tokio::spawn(collector_service::run(settings.clone(), shutdown.clone()));
-    let monitor = tokio::spawn(stand_in_monitor(context.settings.clone(), shutdown.clone()));
+    let monitor = tokio::spawn(logagg::testsuite::stand_in_monitor(
+        context.settings.clone(),
+        shutdown.clone(),
+    ));
     let started = Instant::now();
     settings.source.count = count;
     settings.source.rate = 0;
@@ -338,41 +341,6 @@ async fn pipeline(count: u64) -> f64 {
     assert_eq!(stored(&context).await, count);
     context.cleanup().await;
     rate
-}
-
-/// Consumes the monitoring queue with auto-ack as monitoring_service will (issue #4), so the
-/// pipeline is measured with the queue drained rather than filling up. Returns messages seen.
-async fn stand_in_monitor(settings: Settings, shutdown: CancellationToken) -> u64 {
-    let connection = logagg::testsuite::await_broker(&settings).await;
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .basic_qos(1_000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = channel
-        .basic_consume(
-            settings.broker.monitoring_queue.as_str().into(),
-            "bench-monitor".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume monitoring queue");
-    let mut seen = 0;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            delivery = consumer.next() => match delivery {
-                Some(Ok(_)) => seen += 1,
-                _ => break,
-            },
-        }
-    }
-    let _ = connection.close(200, "bench done".into()).await;
-    seen
 }
 
 async fn prefilled_drain(count: u64) -> (f64, u64) {

@@ -323,6 +323,46 @@ pub async fn await_broker(settings: &Settings) -> Connection {
     }
 }
 
+/// For benchmarks: drains the monitoring queue as the monitor would (auto-ack) until
+/// `shutdown`, so it never fills; returns the messages it took.
+pub async fn stand_in_monitor(
+    settings: Settings,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> u64 {
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+    let connection = await_broker(&settings).await;
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .basic_qos(1_000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = channel
+        .basic_consume(
+            settings.broker.monitoring_queue.as_str().into(),
+            "bench-monitor".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume monitoring queue");
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            delivery = consumer.next() => match delivery {
+                Some(Ok(_)) => seen += 1,
+                _ => break,
+            },
+        }
+    }
+    let _ = connection.close(200, "bench done".into()).await;
+    seen
+}
+
 /// Waits up to 30 s for MongoDB to answer a ping.
 pub async fn await_store(store: &Database) {
     let deadline = Instant::now() + Duration::from_secs(30);

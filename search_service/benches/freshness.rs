@@ -22,9 +22,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
-use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use logagg::broker;
 use logagg::settings::{Settings, TrafficProfile};
 use logagg::telemetry::Health;
@@ -63,7 +60,10 @@ async fn run() {
     let shutdown = CancellationToken::new();
     let collector = tokio::spawn(collector_service::run(settings.clone(), shutdown.clone()));
     assert!(!collector.is_finished(), "the collector stopped at once");
-    let monitor = tokio::spawn(stand_in_monitor(settings.clone(), shutdown.clone()));
+    let monitor = tokio::spawn(logagg::testsuite::stand_in_monitor(
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let app = router(AppState::new(
         context.store.clone(),
         &settings,
@@ -217,33 +217,4 @@ fn summary(name: &str, mut times: Vec<Duration>) {
         at(0.99).as_secs_f64() * 1e3,
         times[times.len() - 1].as_secs_f64() * 1e3,
     );
-}
-
-/// Drains the monitoring queue as the monitor would (auto-ack), so it never fills.
-async fn stand_in_monitor(settings: Settings, shutdown: CancellationToken) {
-    let connection = logagg::testsuite::await_broker(&settings).await;
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .basic_qos(1_000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = channel
-        .basic_consume(
-            settings.broker.monitoring_queue.as_str().into(),
-            "bench-monitor".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume monitoring queue");
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            delivery = consumer.next() => if delivery.is_none() { break },
-        }
-    }
-    let _ = connection.close(200, "bench done".into()).await;
 }
