@@ -1,9 +1,9 @@
 //! Words of a log message, for word search without a text index.
 //!
 //! A writer stores each message's distinct lower-cased words in the log's unindexed
-//! `all_words`, and for each batch it writes one *block* (`crate::store::blocks`) holding a
-//! bloom filter of the batch's words ([`Bloom`]). Search asks the blocks of a time window
-//! which may hold every query word, then reads only those blocks' logs with an exact
+//! `all_words`, and for each batch it writes *blocks* (`crate::store::blocks`) of up to a
+//! thousand logs, each with bloom filters of its words ([`Bloom`]), one per slice of the
+//! word hashes. Search asks the blocks of a time window which may hold every query word, then reads only those blocks' logs with an exact
 //! `all_words` check: a filter's false positive costs a read, never a wrong answer. No index
 //! entry is written per word, so word search costs ingest little however many distinct
 //! words real logs carry (ids, addresses, numbers).
@@ -136,18 +136,10 @@ impl CommonWords {
     }
 }
 
-/// Bloom filter sizes, in bits: a block's filter has the smallest that gives each of its
-/// distinct words [`BLOOM_BITS_PER_WORD`] bits, the largest for blocks with more words
-/// (writers cut blocks at [`BLOOM_CAPACITY`] words). Few sizes, because a query computes
-/// its bit positions once per size.
-pub const BLOOM_SIZES: [u32; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
 /// Bits per distinct word: with [`BLOOM_HASHES`] hashes, 0.07 % false positives when full.
 pub const BLOOM_BITS_PER_WORD: u32 = 16;
 /// Bit positions set per word.
 pub const BLOOM_HASHES: u32 = 7;
-/// Distinct words one block's filter holds at most.
-pub const BLOOM_CAPACITY: usize =
-    (BLOOM_SIZES[BLOOM_SIZES.len() - 1] / BLOOM_BITS_PER_WORD) as usize;
 
 /// A word's 64-bit hash, from which its bit positions in a filter of any size derive. Part of
 /// the stored format (blocks carry a version): FNV-1a, then SplitMix64's finaliser so every
@@ -182,25 +174,33 @@ pub struct Bloom {
 }
 
 impl Bloom {
-    /// An empty filter for `words` distinct words.
-    pub fn for_words(words: usize) -> Bloom {
+    /// An empty filter of the smallest of `sizes` (ascending powers of two, at least 8) that
+    /// gives each of `words` distinct words [`BLOOM_BITS_PER_WORD`] bits; the largest for more.
+    pub fn for_words(words: usize, sizes: &[u32]) -> Bloom {
         let wanted = u64::try_from(words)
             .unwrap_or(u64::MAX)
             .saturating_mul(u64::from(BLOOM_BITS_PER_WORD));
-        let bits = BLOOM_SIZES
-            .into_iter()
+        let bits = sizes
+            .iter()
+            .copied()
             .find(|bits| u64::from(*bits) >= wanted)
-            .unwrap_or(BLOOM_SIZES[BLOOM_SIZES.len() - 1]);
+            .or_else(|| sizes.last().copied())
+            .unwrap_or(8);
         Bloom {
             bits,
             bytes: vec![0; (bits / 8) as usize],
         }
     }
 
-    /// Reads a stored filter; `None` unless `bytes` is one of [`BLOOM_SIZES`] long.
-    pub fn from_bytes(bytes: Vec<u8>) -> Option<Bloom> {
+    /// Distinct words a filter of `bits` bits holds at its designed false-positive rate.
+    pub const fn capacity(bits: u32) -> usize {
+        (bits / BLOOM_BITS_PER_WORD) as usize
+    }
+
+    /// Reads a stored filter; `None` unless `bytes` is one of `sizes` long.
+    pub fn from_bytes(bytes: Vec<u8>, sizes: &[u32]) -> Option<Bloom> {
         let bits = u32::try_from(bytes.len()).ok()?.checked_mul(8)?;
-        BLOOM_SIZES.contains(&bits).then_some(Bloom { bits, bytes })
+        sizes.contains(&bits).then_some(Bloom { bits, bytes })
     }
 
     pub fn bits(&self) -> u32 {
@@ -217,7 +217,6 @@ impl Bloom {
         }
     }
 
-    /// False only if no word of `hash` was inserted.
     pub fn may_contain(&self, hash: u64) -> bool {
         bloom_positions(hash, self.bits)
             .all(|position| self.bytes[(position / 8) as usize] & (1 << (position % 8)) != 0)
@@ -253,9 +252,12 @@ mod tests {
 
     #[test]
     fn a_bloom_filter_holds_what_was_inserted_and_little_else() {
-        let words: Vec<String> = (0..BLOOM_CAPACITY).map(|n| format!("w{n}")).collect();
-        let mut bloom = Bloom::for_words(words.len());
-        assert_eq!(bloom.bits(), BLOOM_SIZES[3]);
+        const SIZES: [u32; 3] = [1 << 10, 1 << 12, 1 << 14];
+        let words: Vec<String> = (0..Bloom::capacity(SIZES[2]))
+            .map(|n| format!("w{n}"))
+            .collect();
+        let mut bloom = Bloom::for_words(words.len(), &SIZES);
+        assert_eq!(bloom.bits(), SIZES[2]);
         for word in &words {
             bloom.insert(word_hash(word));
         }
@@ -265,11 +267,12 @@ mod tests {
             .count();
         // 0.07 % expected when full.
         assert!(false_positives < 200, "{false_positives} of 100,000");
-        let stored = Bloom::from_bytes(bloom.bytes().to_vec()).unwrap();
+        let stored = Bloom::from_bytes(bloom.bytes().to_vec(), &SIZES).unwrap();
         assert_eq!(stored, bloom);
-        assert_eq!(Bloom::from_bytes(vec![0; 3]), None);
-        assert_eq!(Bloom::for_words(1).bits(), BLOOM_SIZES[0]);
-        assert_eq!(Bloom::for_words(100).bits(), BLOOM_SIZES[1]);
+        assert_eq!(Bloom::from_bytes(vec![0; 3], &SIZES), None);
+        assert_eq!(Bloom::for_words(1, &SIZES).bits(), SIZES[0]);
+        assert_eq!(Bloom::for_words(100, &SIZES).bits(), SIZES[1]);
+        assert_eq!(Bloom::for_words(100_000, &SIZES).bits(), SIZES[2]);
     }
 
     #[test]

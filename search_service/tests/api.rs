@@ -683,11 +683,10 @@ async fn the_main_query_shapes_are_served_by_indexes() {
             );
         }
     }
-    // Words: the blocks of a window by their index, then their logs by `_id`.
+    // Words: the filters of a window by their index, then their blocks' logs by `_id`.
     let now = Utc::now();
-    let positions: Vec<i64> = ["payment", "failed"]
-        .iter()
-        .flat_map(|word| logagg::words::bloom_positions(logagg::words::word_hash(word), 1024))
+    let hash = logagg::words::word_hash("payment");
+    let positions: Vec<i64> = logagg::words::bloom_positions(hash, 512)
         .map(i64::from)
         .collect();
     let database = context
@@ -710,19 +709,20 @@ async fn the_main_query_shapes_are_served_by_indexes() {
                 .to_string()
         }
     };
-    let blocks_plan = explain(
+    let filters_plan = explain(
         &context.settings.store.blocks_collection,
         bson::doc! { "filter": {
-            "m": 1024_i64,
+            "p": logagg::store::blocks::partition(hash) as i32,
+            "k": 512_i64,
             "to": { "$gte": bson::DateTime::from_chrono(now - Duration::minutes(1)) },
             "from": { "$lte": bson::DateTime::from_chrono(now) },
-            "bloom": { "$bitsAllSet": positions },
+            "f": { "$bitsAllSet": positions },
         }},
     )
     .await;
     assert!(
-        blocks_plan.contains("\"indexName\": \"m_to\""),
-        "{blocks_plan}"
+        filters_plan.contains("\"indexName\": \"p_k_to\""),
+        "{filters_plan}"
     );
     let logs_plan = explain(
         &context.settings.store.logs_collection,
@@ -1018,5 +1018,149 @@ async fn logs_stored_before_word_blocks_are_found_beside_those_in_blocks() {
     assert_eq!(stats["total"], 41);
     let (_, stats) = get(&app, &format!("/api/v1/stats?q=done&{window}")).await;
     assert_eq!(stats["total"], 10);
+    context.cleanup().await;
+}
+
+/// Stores `records` as a collector of the first block version did: the logs with their
+/// words, and one block holding their ids and one filter over all their words.
+async fn store_in_a_first_version_block(context: &TestContext, records: &[LogRecord]) {
+    use logagg::words::{word_hash, Bloom};
+    let settings = &context.settings.store;
+    let blocks = context
+        .store
+        .client()
+        .database(&settings.database)
+        .collection::<bson::Document>(&settings.blocks_collection);
+    let mut documents = Vec::new();
+    let mut words = BTreeSet::new();
+    for record in records {
+        let all = logagg::words::message_words(&record.message);
+        documents.push(logagg::store::record_to_document(record, Some(&all)));
+        words.extend(all);
+    }
+    let sizes = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
+    let mut bloom = Bloom::for_words(words.len(), &sizes);
+    for word in &words {
+        bloom.insert(word_hash(word));
+    }
+    let stamp = |time: chrono::DateTime<Utc>| bson::DateTime::from_chrono(time);
+    blocks
+        .insert_one(bson::doc! {
+            "_id": format!("v1-{}", records[0].id),
+            "v": 1,
+            "from": stamp(records.iter().map(|record| record.timestamp).min().expect("records")),
+            "to": stamp(records.iter().map(|record| record.timestamp).max().expect("records")),
+            "services": records.iter().map(|record| record.service.clone()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>(),
+            "ids": records.iter().map(|record| record.id.clone()).collect::<Vec<_>>(),
+            "m": i64::from(bloom.bits()),
+            "bloom": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: bloom.bytes().to_vec() },
+        })
+        .await
+        .expect("a first-version block");
+    context
+        .store
+        .logs()
+        .insert_many(documents)
+        .await
+        .expect("logs of a first-version block");
+}
+
+#[tokio::test]
+async fn logs_in_first_version_blocks_stay_searchable_beside_those_in_sliced_blocks() {
+    let context = TestContext::new("search_block_migration").await;
+    let app = app(&context).await;
+    let settings = &context.settings.store;
+    let blocks = context
+        .store
+        .client()
+        .database(&settings.database)
+        .collection::<bson::Document>(&settings.blocks_collection);
+    // What the first block version left: its marker and index, its blocks of logs from two
+    // hours ago, and one an old collector wrote after the upgrade.
+    blocks
+        .insert_one(bson::doc! {
+            "_id": "blocks_since",
+            "since": bson::DateTime::from_chrono(Utc::now() - Duration::hours(3)),
+        })
+        .await
+        .expect("first-version marker");
+    context
+        .store
+        .client()
+        .database(&settings.database)
+        .run_command(bson::doc! {
+            "createIndexes": &settings.blocks_collection,
+            "indexes": [{ "key": { "m": 1, "to": 1 }, "name": "m_to" }],
+        })
+        .await
+        .expect("first-version index");
+    let two_hours_ago = Utc::now() - Duration::hours(2);
+    store_in_a_first_version_block(&context, &worded(0..15, two_hours_ago, "ok")).await;
+    store_in_a_first_version_block(&context, &worded(15..30, two_hours_ago, "ok")).await;
+    store_in_a_first_version_block(&context, &worded(40..42, Utc::now(), "late")).await;
+    context
+        .store
+        .insert_records(&worded(30..40, Utc::now() + Duration::seconds(5), "done"))
+        .await
+        .expect("written in sliced blocks");
+
+    let window = format!(
+        "from={}&to={}",
+        (Utc::now() - Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        (Utc::now() + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    let mut all: Vec<(i64, String)> = (0..42)
+        .map(|n| {
+            let first = match n {
+                0..15 => (two_hours_ago, 0),
+                15..30 => (two_hours_ago, 15),
+                30..40 => (Utc::now() + Duration::seconds(5), 30),
+                _ => (Utc::now(), 40),
+            };
+            (
+                first.0.timestamp() + (n - first.1) as i64,
+                format!("w-{n:03}"),
+            )
+        })
+        .collect();
+    all.sort();
+    let newest_first: Vec<String> = all.into_iter().rev().map(|(_, id)| id).collect();
+    let (status, body) = get(&app, &format!("/api/v1/logs?q=payment&limit=100&{window}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut found = ids(&body);
+    let mut expected = newest_first.clone();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected);
+    // Pages of 15 cross both versions and see each log once.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, body) = get(
+            &app,
+            &format!("/api/v1/logs?q=payment&limit=15&{window}{cursor}"),
+        )
+        .await;
+        paged.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), 42);
+    assert_eq!(paged.iter().collect::<BTreeSet<_>>().len(), 42);
+    for (q, expected) in [
+        ("r007", vec!["w-007"]),
+        ("payment+r022", vec!["w-022"]),
+        ("r035+done", vec!["w-035"]),
+        ("late+r041", vec!["w-041"]),
+        ("ok+done", vec![]),
+    ] {
+        let (_, body) = get(&app, &format!("/api/v1/logs?q={q}&limit=100&{window}")).await;
+        assert_eq!(ids(&body), expected, "q={q}");
+    }
+    let (status, stats) = get(&app, &format!("/api/v1/stats?q=payment&{window}")).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["total"], 42);
     context.cleanup().await;
 }

@@ -1,17 +1,26 @@
-//! Word blocks in MongoDB: one small document per written batch (or part of one) with its
-//! logs' ids, time range, services and a bloom filter of their words (`crate::words`).
+//! Word blocks in MongoDB: per written batch, one document per block of up to
+//! [`MAX_BLOCK_LOGS`] logs of one hour (their ids, time range and services), and beside it one
+//! small *filter* document per slice of the word hashes the block's words fall in
+//! ([`PARTITIONS`]): a bloom filter (`crate::words`) of those words only.
 //!
 //! A writer stores a batch's blocks and its logs together and acks the batch's messages only
 //! once both are stored; if either fails, the batch is written again (a block's `_id`
 //! derives from its logs' ids, so it is the same block). A stored log is thus in a block
 //! from the moment its messages are acked; a block whose logs failed to store only costs a
 //! search a read that finds nothing.
-//! Search asks, per time window, for the blocks whose filter has every bit of every query
-//! word set (`$bitsAllSet`, evaluated by the server), then reads those blocks' logs by `_id`
-//! with the exact `all_words` check. Where too many blocks match (a common word), it scans
-//! the window's logs instead: the words are then dense, and a scan finds a page quickly.
+//!
+//! Search asks, per time window, for the filters of each query word's slice that have all of
+//! its bits set (`$bitsAllSet`, evaluated by the server), keeps the blocks every slice named,
+//! then reads those blocks' logs by `_id` with the exact `all_words` check. Where too many
+//! blocks match (a common word), it scans the window's logs instead: the words are then
+//! dense, and a scan finds a page quickly. The slices are what keep a search cheap: the
+//! server reads one sixteenth of a window's filter bytes per query word, and its cost grows
+//! with the bytes it reads (docs/PERFORMANCE.md).
+//!
+//! Blocks of the first version (one filter over all words in the block document itself,
+//! [`V1_MARKER_ID`]) stay searchable until retention removes them.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use bson::spec::BinarySubtype;
@@ -23,48 +32,72 @@ use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
 
 use super::{fields, Database, StoreError, DUPLICATE_KEY};
-use crate::words::{bloom_positions, word_hash, Bloom, BLOOM_CAPACITY, BLOOM_SIZES};
+use crate::words::{bloom_positions, word_hash, Bloom};
 
-/// Field names of a block document.
+/// Field names of block, filter and marker documents.
 pub mod block_fields {
-    /// Derived from the logs' ids.
+    /// A block's: derived from its logs' ids. A filter's: the block's, `/`, its slice.
     pub const ID: &str = "_id";
-    /// The stored format's version: how words hash into the filter.
+    /// The stored format's version: how words hash into the filters.
     pub const VERSION: &str = "v";
-    /// Earliest and latest timestamp of the block's logs.
+    /// Earliest and latest timestamp of the block's logs (on its filters too).
     pub const FROM: &str = "from";
     pub const TO: &str = "to";
+    /// The block's services (on its filters too).
     pub const SERVICES: &str = "services";
+    /// On blocks: the logs' ids.
     pub const IDS: &str = "ids";
-    /// The filter's size in bits, one of `crate::words::BLOOM_SIZES`.
-    pub const BITS: &str = "m";
-    pub const BLOOM: &str = "bloom";
-    /// On the marker document only: from when every written log is in a block.
+    /// On filters: the block's `_id`.
+    pub const BLOCK: &str = "b";
+    /// On filters: the slice of word hashes it holds, `0..PARTITIONS`.
+    pub const PARTITION: &str = "p";
+    /// On filters: its size in bits, one of `FILTER_SIZES`.
+    pub const FILTER_BITS: &str = "k";
+    pub const FILTER: &str = "f";
+    /// On first-version blocks: their one filter's size and bytes.
+    pub const V1_BITS: &str = "m";
+    pub const V1_BLOOM: &str = "bloom";
+    /// On a marker document: from when writers wrote blocks of its version.
     pub const SINCE: &str = "since";
 }
 
 /// The format [`block_fields::VERSION`] names.
-pub const BLOCK_VERSION: i32 = 1;
-/// Logs one block holds at most. Smaller blocks narrow a search for a word in a few logs
-/// in a hundred (fewer blocks hold it) and cost more block documents to read.
-pub const MAX_BLOCK_LOGS: usize = 100;
+pub const BLOCK_VERSION: i32 = 2;
+/// Logs one block holds at most. Larger blocks mean fewer filter documents for a search to
+/// read; a block that matches costs a read of its logs by `_id`.
+pub const MAX_BLOCK_LOGS: usize = 1_000;
+/// Slices of the word hashes (by their top bits), each with its own filter per block.
+pub const PARTITIONS: usize = 16;
+/// Filter sizes, in bits: a slice's filter has the smallest giving each of its words
+/// `BLOOM_BITS_PER_WORD` bits. Few sizes, because a query asks once per size.
+pub const FILTER_SIZES: [u32; 3] = [1 << 9, 1 << 11, 1 << 13];
+/// Distinct words one slice of a block holds; a block is cut before one would overflow.
+const PARTITION_CAPACITY: usize = Bloom::capacity(FILTER_SIZES[FILTER_SIZES.len() - 1]);
 /// A block's logs all lie in one aligned hour, so a block overlapping `[low, high]` ends
-/// before `high` plus an hour: search's block query is one range on `to`.
+/// before `high` plus an hour: search's filter query is one range on `to`.
 pub const BLOCK_SPAN: chrono::Duration = chrono::Duration::hours(1);
-/// Index serving search's question: blocks of one filter size ending in a time range.
+/// Index serving search's question: the filters of one slice and size ending in a time range.
 /// (SecantusDB bounds only the first range of a compound index well: with `from` in the
 /// index too, a one-minute window's blocks took 30 ms instead of 1.3 ms.)
-pub const INDEX_BLOCKS: &str = "m_to";
-/// `_id` of the marker document recording when the first block was written.
-const MARKER_ID: &str = "blocks_since";
-/// Matching blocks a window reads logs of by `_id`; past it, the window is scanned.
-pub const MAX_CANDIDATE_BLOCKS: usize = 100;
+pub const INDEX_FILTERS: &str = "p_k_to";
+/// `_id` of the marker document recording when the first block of this version was written.
+const MARKER_ID: &str = "filters_since";
+/// `_id` of the first version's marker, and its index and filter sizes.
+const V1_MARKER_ID: &str = "blocks_since";
+const V1_SIZES: [u32; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
+/// Matching blocks a page's window reads logs of by `_id`; past it, the window is scanned.
+pub const MAX_CANDIDATE_BLOCKS: usize = 10;
+
+/// The slice of word hashes `hash` falls in.
+pub fn partition(hash: u64) -> usize {
+    (hash >> 60) as usize
+}
 
 /// Builds a batch's blocks, log by log: one open block per hour its logs are stamped in.
 #[derive(Debug, Default)]
 pub struct BlockBuilder {
     done: Vec<Document>,
-    open: std::collections::BTreeMap<i64, Pending>,
+    open: BTreeMap<i64, Pending>,
 }
 
 #[derive(Debug)]
@@ -74,6 +107,8 @@ struct Pending {
     to: DateTime<Utc>,
     services: BTreeSet<String>,
     hashes: HashSet<u64, BuildHasherDefault<PassThrough>>,
+    /// Distinct words per slice.
+    words: [usize; PARTITIONS],
 }
 
 /// Hashes a word hash to itself: it is well mixed already.
@@ -121,12 +156,11 @@ impl BlockBuilder {
             .timestamp_millis()
             .div_euclid(BLOCK_SPAN.num_milliseconds());
         let full = self.open.get(&hour).is_some_and(|pending| {
-            pending.ids.len() >= MAX_BLOCK_LOGS
-                || pending.hashes.len() + hashes.len() > BLOCK_CAPACITY_WORDS
+            pending.ids.len() >= MAX_BLOCK_LOGS || pending.overflows(hashes)
         });
         if full {
             if let Some(pending) = self.open.remove(&hour) {
-                self.done.push(pending.into_document());
+                self.done.extend(pending.into_documents());
             }
         }
         let pending = self.open.entry(hour).or_insert_with(|| Pending {
@@ -135,6 +169,7 @@ impl BlockBuilder {
             to: timestamp,
             services: BTreeSet::new(),
             hashes: HashSet::default(),
+            words: [0; PARTITIONS],
         });
         pending.ids.push(id.to_owned());
         pending.from = pending.from.min(timestamp);
@@ -142,55 +177,120 @@ impl BlockBuilder {
         if !pending.services.contains(service) {
             pending.services.insert(service.to_owned());
         }
-        pending.hashes.extend(hashes.iter().copied());
+        for hash in hashes {
+            if pending.hashes.insert(*hash) {
+                pending.words[partition(*hash)] += 1;
+            }
+        }
     }
 
-    /// The block documents.
+    /// The block and filter documents.
     pub fn finish(mut self) -> Vec<Document> {
         let open = std::mem::take(&mut self.open);
-        self.done
-            .extend(open.into_values().map(Pending::into_document));
+        for pending in open.into_values() {
+            self.done.extend(pending.into_documents());
+        }
         self.done
     }
 }
 
 impl Pending {
-    fn into_document(self) -> Document {
-        let mut bloom = Bloom::for_words(self.hashes.len());
+    /// Whether a log of `hashes` would take a slice past its capacity.
+    fn overflows(&self, hashes: &[u64]) -> bool {
+        let mut words = self.words;
+        hashes
+            .iter()
+            .filter(|hash| !self.hashes.contains(hash))
+            .any(|hash| {
+                let slice = &mut words[partition(*hash)];
+                *slice += 1;
+                *slice > PARTITION_CAPACITY
+            })
+    }
+
+    /// The block document, then one filter document per slice holding words.
+    fn into_documents(self) -> Vec<Document> {
+        let mut filters: Vec<Option<Bloom>> = self
+            .words
+            .iter()
+            .map(|words| (*words > 0).then(|| Bloom::for_words(*words, &FILTER_SIZES)))
+            .collect();
         for hash in &self.hashes {
-            bloom.insert(*hash);
+            if let Some(filter) = &mut filters[partition(*hash)] {
+                filter.insert(*hash);
+            }
         }
         let mut id_hash = 0xcbf2_9ce4_8422_2325_u64;
         for id in &self.ids {
             id_hash = (id_hash ^ word_hash(id)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        doc! {
-            block_fields::ID: format!("{id_hash:016x}-{}", self.ids.len()),
-            block_fields::VERSION: BLOCK_VERSION,
-            block_fields::FROM: bson::DateTime::from_chrono(self.from),
-            block_fields::TO: bson::DateTime::from_chrono(self.to),
-            block_fields::SERVICES: self.services.into_iter().collect::<Vec<_>>(),
-            block_fields::IDS: self.ids,
-            block_fields::BITS: i64::from(bloom.bits()),
-            block_fields::BLOOM: Binary { subtype: BinarySubtype::Generic, bytes: bloom.bytes().to_vec() },
+        let id = format!("{id_hash:016x}-{}", self.ids.len());
+        let from = bson::DateTime::from_chrono(self.from);
+        let to = bson::DateTime::from_chrono(self.to);
+        let services: Vec<String> = self.services.into_iter().collect();
+        let mut documents = Vec::with_capacity(1 + PARTITIONS);
+        for (slice, filter) in filters.into_iter().enumerate() {
+            let Some(filter) = filter else { continue };
+            documents.push(doc! {
+                block_fields::ID: format!("{id}/{slice}"),
+                block_fields::VERSION: BLOCK_VERSION,
+                block_fields::BLOCK: &id,
+                block_fields::PARTITION: slice as i32,
+                block_fields::FILTER_BITS: i64::from(filter.bits()),
+                block_fields::FROM: from,
+                block_fields::TO: to,
+                block_fields::SERVICES: &services,
+                block_fields::FILTER: Binary { subtype: BinarySubtype::Generic, bytes: filter.bytes().to_vec() },
+            });
         }
+        documents.push(doc! {
+            block_fields::ID: id,
+            block_fields::VERSION: BLOCK_VERSION,
+            block_fields::FROM: from,
+            block_fields::TO: to,
+            block_fields::SERVICES: services,
+            block_fields::IDS: self.ids,
+        });
+        documents
     }
 }
-
-/// Words a block takes before a new one starts: its filter's capacity.
-const BLOCK_CAPACITY_WORDS: usize = BLOOM_CAPACITY;
 
 /// The blocks of a window that may hold a query's words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Candidates {
     /// The ids of the logs of every matching block (none: no log in the window holds them).
     Ids(Vec<String>),
-    /// More than [`MAX_CANDIDATE_BLOCKS`] blocks match: scan the window.
+    /// More than the allowed blocks match: scan the window.
     Scan,
 }
 
+/// From when writers wrote blocks of each version, as their markers say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockEras {
+    pub v1_since: Option<DateTime<Utc>>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl BlockEras {
+    /// Logs stamped up to this time may be in first-version blocks only (a writer of the
+    /// earlier version may have run for up to an hour beside one of this); `None` when no
+    /// first-version block was ever written.
+    pub fn v1_until(&self) -> Option<DateTime<Utc>> {
+        let v1_since = self.v1_since?;
+        Some(match self.since {
+            Some(since) => since.checked_add_signed(BLOCK_SPAN).unwrap_or(since),
+            None => v1_since.max(Utc::now()),
+        })
+    }
+}
+
+/// What the filters say of one slice's words in a window: the blocks that may hold them,
+/// or `None` when more matched than asked for.
+type SliceMatch = Option<HashSet<String>>;
+
 impl Database {
-    /// The blocks' indexes, and the marker saying from when logs are in blocks; idempotent.
+    /// The indexes of blocks and filters, and the marker saying from when logs are in
+    /// blocks of this version; idempotent.
     pub(super) async fn ensure_blocks(&self) -> Result<(), StoreError> {
         let Some(blocks) = &self.blocks else {
             return Ok(());
@@ -198,10 +298,14 @@ impl Database {
         blocks
             .create_index(
                 IndexModel::builder()
-                    .keys(doc! { block_fields::BITS: 1, block_fields::TO: 1 })
+                    .keys(doc! {
+                        block_fields::PARTITION: 1,
+                        block_fields::FILTER_BITS: 1,
+                        block_fields::TO: 1,
+                    })
                     .options(
                         IndexOptions::builder()
-                            .name(INDEX_BLOCKS.to_owned())
+                            .name(INDEX_FILTERS.to_owned())
                             .build(),
                     )
                     .build(),
@@ -219,22 +323,42 @@ impl Database {
         }
     }
 
-    /// When the first writer with word blocks started: logs stamped before may be stored
-    /// the earlier way only. `None` before any did (then every log may be).
-    pub async fn blocks_since(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// From when writers wrote blocks of each version.
+    pub async fn block_eras(&self) -> Result<BlockEras, StoreError> {
         let Some(blocks) = &self.blocks else {
-            return Ok(None);
+            return Ok(BlockEras::default());
         };
-        let marker = blocks
-            .find_one(doc! { block_fields::ID: MARKER_ID })
+        let markers: Vec<Document> = blocks
+            .find(doc! { block_fields::ID: { "$in": [MARKER_ID, V1_MARKER_ID] } })
+            .await
+            .map_err(StoreError::Unavailable)?
+            .try_collect()
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(marker
-            .and_then(|marker| marker.get_datetime(block_fields::SINCE).ok().copied())
-            .map(bson::DateTime::to_chrono))
+        let since = |id: &str| {
+            markers
+                .iter()
+                .find(|marker| marker.get_str(block_fields::ID) == Ok(id))
+                .and_then(|marker| marker.get_datetime(block_fields::SINCE).ok().copied())
+                .map(bson::DateTime::to_chrono)
+        };
+        Ok(BlockEras {
+            v1_since: since(V1_MARKER_ID),
+            since: since(MARKER_ID),
+        })
     }
 
-    /// Writes blocks; one already written (the same logs) is not written again.
+    /// When the first writer with word blocks (of any version) started: logs stamped before
+    /// may be stored the earlier way only. `None` before any did (then every log may be).
+    pub async fn blocks_since(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let eras = self.block_eras().await?;
+        Ok(match (eras.v1_since, eras.since) {
+            (Some(v1), Some(since)) => Some(v1.min(since)),
+            (v1, since) => v1.or(since),
+        })
+    }
+
+    /// Writes blocks and filters; one already written (the same logs) is not written again.
     pub(super) async fn insert_blocks(&self, documents: Vec<Document>) -> Result<(), StoreError> {
         let Some(blocks) = &self.blocks else {
             return Ok(());
@@ -274,21 +398,137 @@ impl Database {
             return Ok(Candidates::Scan);
         };
         let hashes: Vec<u64> = words.iter().map(|word| word_hash(word)).collect();
-        let queries = BLOOM_SIZES.map(|bits| {
-            let mut positions: Vec<u32> = hashes
-                .iter()
-                .flat_map(|hash| bloom_positions(*hash, bits))
-                .collect();
-            positions.sort_unstable();
-            positions.dedup();
+        let eras = self.block_eras().await?;
+        let v1_ids = match eras.v1_until() {
+            Some(until) if until >= from => {
+                match self
+                    .v1_candidates(&hashes, services, from, to.min(until), max_blocks)
+                    .await?
+                {
+                    Candidates::Scan => return Ok(Candidates::Scan),
+                    Candidates::Ids(ids) => ids,
+                }
+            }
+            _ => Vec::new(),
+        };
+        let mut slices: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+        for hash in &hashes {
+            slices.entry(partition(*hash)).or_default().push(*hash);
+        }
+        let queries = slices.into_iter().map(|(slice, hashes)| {
+            self.slice_match(blocks, slice, hashes, services, from, to, max_blocks)
+        });
+        let matches: Vec<SliceMatch> = futures::stream::iter(queries)
+            .buffer_unordered(PARTITIONS)
+            .try_collect()
+            .await?;
+        // Every block a slice's filters name may hold every word only if every slice names
+        // it: the smallest complete answer bounds the rest.
+        let mut complete: Vec<HashSet<String>> = matches.into_iter().flatten().collect();
+        complete.sort_by_key(HashSet::len);
+        let Some((smallest, others)) = complete.split_first() else {
+            return Ok(Candidates::Scan);
+        };
+        let matching: Vec<&String> = smallest
+            .iter()
+            .filter(|block| others.iter().all(|other| other.contains(*block)))
+            .collect();
+        if matching.len() > max_blocks {
+            return Ok(Candidates::Scan);
+        }
+        let mut ids = v1_ids;
+        if !matching.is_empty() {
+            let found: Vec<Document> = blocks
+                .find(doc! { block_fields::ID: { "$in": matching } })
+                .projection(doc! { block_fields::IDS: 1 })
+                .await
+                .map_err(StoreError::Unavailable)?
+                .try_collect()
+                .await
+                .map_err(StoreError::Unavailable)?;
+            ids.extend(
+                found
+                    .iter()
+                    .filter_map(|block| block.get_array(block_fields::IDS).ok())
+                    .flatten()
+                    .filter_map(|id| id.as_str().map(str::to_owned)),
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(Candidates::Ids(ids))
+    }
+
+    /// The blocks overlapping `[from, to]` whose filter of `slice` has every bit of
+    /// `hashes` set, one query per filter size; `None` past `max_blocks`.
+    #[allow(clippy::too_many_arguments)]
+    async fn slice_match(
+        &self,
+        blocks: &mongodb::Collection<Document>,
+        slice: usize,
+        hashes: Vec<u64>,
+        services: Option<&[Bson]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_blocks: usize,
+    ) -> Result<SliceMatch, StoreError> {
+        let queries = FILTER_SIZES.map(|bits| {
             let mut filter = doc! {
-                block_fields::BITS: i64::from(bits),
-                block_fields::TO: {
-                    "$gte": bson::DateTime::from_chrono(from),
-                    "$lt": bson::DateTime::from_chrono(to.checked_add_signed(BLOCK_SPAN).unwrap_or(to)),
-                },
+                block_fields::PARTITION: slice as i32,
+                block_fields::FILTER_BITS: i64::from(bits),
+                block_fields::TO: window_ends(from, to),
                 block_fields::FROM: { "$lte": bson::DateTime::from_chrono(to) },
-                block_fields::BLOOM: { "$bitsAllSet": positions.into_iter().map(i64::from).collect::<Vec<_>>() },
+                block_fields::FILTER: { "$bitsAllSet": positions(&hashes, bits) },
+            };
+            if let Some(services) = services {
+                filter.insert(block_fields::SERVICES, doc! { "$in": services });
+            }
+            async move {
+                blocks
+                    .find(filter)
+                    .projection(doc! { block_fields::ID: 0, block_fields::BLOCK: 1 })
+                    .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
+                    .await
+                    .map_err(StoreError::Unavailable)?
+                    .try_collect::<Vec<Document>>()
+                    .await
+                    .map_err(StoreError::Unavailable)
+            }
+        });
+        let found: Vec<Vec<Document>> = futures::stream::iter(queries)
+            .buffer_unordered(FILTER_SIZES.len())
+            .try_collect()
+            .await?;
+        if found.iter().any(|filters| filters.len() > max_blocks) {
+            return Ok(None);
+        }
+        let matching: HashSet<String> = found
+            .iter()
+            .flatten()
+            .filter_map(|filter| filter.get_str(block_fields::BLOCK).ok().map(str::to_owned))
+            .collect();
+        Ok((matching.len() <= max_blocks).then_some(matching))
+    }
+
+    /// [`block_candidates`](Self::block_candidates) among first-version blocks: one filter
+    /// over all a block's words, in the block document.
+    async fn v1_candidates(
+        &self,
+        hashes: &[u64],
+        services: Option<&[Bson]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_blocks: usize,
+    ) -> Result<Candidates, StoreError> {
+        let Some(blocks) = &self.blocks else {
+            return Ok(Candidates::Scan);
+        };
+        let queries = V1_SIZES.map(|bits| {
+            let mut filter = doc! {
+                block_fields::V1_BITS: i64::from(bits),
+                block_fields::TO: window_ends(from, to),
+                block_fields::FROM: { "$lte": bson::DateTime::from_chrono(to) },
+                block_fields::V1_BLOOM: { "$bitsAllSet": positions(hashes, bits) },
             };
             if let Some(services) = services {
                 filter.insert(block_fields::SERVICES, doc! { "$in": services });
@@ -306,26 +546,25 @@ impl Database {
             }
         });
         let found: Vec<Vec<Document>> = futures::stream::iter(queries)
-            .buffer_unordered(BLOOM_SIZES.len())
+            .buffer_unordered(V1_SIZES.len())
             .try_collect()
             .await?;
         let matching: Vec<Document> = found.into_iter().flatten().collect();
         if matching.len() > max_blocks {
             return Ok(Candidates::Scan);
         }
-        let mut ids: Vec<String> = matching
-            .iter()
-            .filter_map(|block| block.get_array(block_fields::IDS).ok())
-            .flatten()
-            .filter_map(|id| id.as_str().map(str::to_owned))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(Candidates::Ids(ids))
+        Ok(Candidates::Ids(
+            matching
+                .iter()
+                .filter_map(|block| block.get_array(block_fields::IDS).ok())
+                .flatten()
+                .filter_map(|id| id.as_str().map(str::to_owned))
+                .collect(),
+        ))
     }
 
-    /// Deletes the blocks all of whose logs are older than the oldest stored log: what
-    /// retention's purge leaves behind. Returns how many went.
+    /// Deletes the blocks (and their filters) all of whose logs are older than the oldest
+    /// stored log: what retention's purge leaves behind. Returns how many blocks went.
     pub async fn purge_blocks(&self) -> Result<u64, StoreError> {
         let Some(blocks) = &self.blocks else {
             return Ok(0);
@@ -339,15 +578,42 @@ impl Database {
             .map_err(StoreError::Unavailable)?
             .and_then(|log| log.get_datetime(fields::TIMESTAMP).ok().copied());
         let before = oldest.unwrap_or_else(|| bson::DateTime::from_chrono(Utc::now()));
+        // Filters first: a filter without its block costs a search nothing but a read.
         blocks
             .delete_many(doc! {
-                block_fields::BITS: { "$exists": true },
+                block_fields::PARTITION: { "$exists": true },
+                block_fields::TO: { "$lt": before },
+            })
+            .await
+            .map_err(StoreError::Unavailable)?;
+        blocks
+            .delete_many(doc! {
+                block_fields::IDS: { "$exists": true },
                 block_fields::TO: { "$lt": before },
             })
             .await
             .map(|result| result.deleted_count)
             .map_err(StoreError::Unavailable)
     }
+}
+
+/// The `to` of blocks overlapping `[from, to]`: their logs lie in one aligned hour.
+fn window_ends(from: DateTime<Utc>, to: DateTime<Utc>) -> Document {
+    doc! {
+        "$gte": bson::DateTime::from_chrono(from),
+        "$lt": bson::DateTime::from_chrono(to.checked_add_signed(BLOCK_SPAN).unwrap_or(to)),
+    }
+}
+
+/// The bit positions of every one of `hashes` in a filter of `bits` bits, sorted, once each.
+fn positions(hashes: &[u64], bits: u32) -> Vec<i64> {
+    let mut positions: Vec<u32> = hashes
+        .iter()
+        .flat_map(|hash| bloom_positions(*hash, bits))
+        .collect();
+    positions.sort_unstable();
+    positions.dedup();
+    positions.into_iter().map(i64::from).collect()
 }
 
 #[cfg(test)]
@@ -358,14 +624,45 @@ mod tests {
         DateTime::<Utc>::from_timestamp_millis(ms).unwrap()
     }
 
+    /// The block documents among `documents` (not their filters).
+    fn blocks_of(documents: &[Document]) -> Vec<&Document> {
+        documents
+            .iter()
+            .filter(|document| document.contains_key(block_fields::IDS))
+            .collect()
+    }
+
+    fn filter_of(documents: &[Document], block: &str, slice: usize) -> Option<Bloom> {
+        let filter = documents.iter().find(|document| {
+            document.get_str(block_fields::ID) == Ok(&format!("{block}/{slice}"))
+        })?;
+        assert_eq!(filter.get_str(block_fields::BLOCK), Ok(block));
+        assert_eq!(filter.get_i32(block_fields::PARTITION), Ok(slice as i32));
+        let bloom = Bloom::from_bytes(
+            filter
+                .get_binary_generic(block_fields::FILTER)
+                .unwrap()
+                .clone(),
+            &FILTER_SIZES,
+        )
+        .unwrap();
+        assert_eq!(
+            filter.get_i64(block_fields::FILTER_BITS).unwrap(),
+            i64::from(bloom.bits())
+        );
+        Some(bloom)
+    }
+
     #[test]
-    fn a_batch_becomes_blocks_cut_at_their_capacity() {
+    fn a_block_has_a_filter_for_each_slice_its_words_fall_in() {
         let mut builder = BlockBuilder::default();
         builder.push("a", at(20), "web", ["alpha", "beta"]);
         builder.push("b", at(10), "api", ["beta"]);
-        let blocks = builder.finish();
+        let documents = builder.finish();
+        let blocks = blocks_of(&documents);
         assert_eq!(blocks.len(), 1);
-        let block = &blocks[0];
+        let block = blocks[0];
+        let id = block.get_str(block_fields::ID).unwrap();
         assert_eq!(
             block
                 .get_datetime(block_fields::FROM)
@@ -384,23 +681,24 @@ mod tests {
             block.get_array(block_fields::SERVICES).unwrap(),
             &vec![Bson::from("api"), Bson::from("web")]
         );
-        let bloom = Bloom::from_bytes(
-            block
-                .get_binary_generic(block_fields::BLOOM)
-                .unwrap()
-                .clone(),
-        )
-        .unwrap();
-        assert!(bloom.may_contain(word_hash("alpha")) && bloom.may_contain(word_hash("beta")));
-        assert_eq!(
-            block.get_i64(block_fields::BITS).unwrap(),
-            i64::from(bloom.bits())
-        );
+        let slices: BTreeSet<usize> = ["alpha", "beta"]
+            .iter()
+            .map(|word| partition(word_hash(word)))
+            .collect();
+        assert_eq!(documents.len(), 1 + slices.len());
+        for word in ["alpha", "beta"] {
+            let hash = word_hash(word);
+            let filter = filter_of(&documents, id, partition(hash)).expect("a filter");
+            assert!(filter.may_contain(hash));
+        }
+    }
 
+    #[test]
+    fn a_block_is_cut_before_a_slice_overflows() {
         let mut builder = BlockBuilder::default();
-        let words: Vec<String> = (0..100).map(|n| format!("w{n}")).collect();
-        for log in 0..(BLOCK_CAPACITY_WORDS / 100 + 1) {
-            let unique: Vec<String> = words.iter().map(|word| format!("{word}-{log}")).collect();
+        let logs = PARTITION_CAPACITY * PARTITIONS / 100 + 1;
+        for log in 0..logs {
+            let unique: Vec<String> = (0..100).map(|n| format!("w{n}-{log}")).collect();
             builder.push(
                 &log.to_string(),
                 at(0),
@@ -408,9 +706,26 @@ mod tests {
                 unique.iter().map(String::as_str),
             );
         }
-        let blocks = builder.finish();
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(blocks[1].get_array(block_fields::IDS).unwrap().len(), 1);
+        let documents = builder.finish();
+        let blocks = blocks_of(&documents);
+        assert!(blocks.len() >= 2, "{} blocks", blocks.len());
+        let stored: usize = blocks
+            .iter()
+            .map(|block| block.get_array(block_fields::IDS).unwrap().len())
+            .sum();
+        assert_eq!(stored, logs);
+        // Every word is in its slice's filter of its block, none past capacity.
+        for block in blocks {
+            let id = block.get_str(block_fields::ID).unwrap();
+            for log in block.get_array(block_fields::IDS).unwrap() {
+                let log = log.as_str().unwrap();
+                for n in 0..100 {
+                    let hash = word_hash(&format!("w{n}-{log}"));
+                    let filter = filter_of(&documents, id, partition(hash)).expect("a filter");
+                    assert!(filter.may_contain(hash));
+                }
+            }
+        }
     }
 
     #[test]
@@ -423,7 +738,8 @@ mod tests {
         for n in 0..MAX_BLOCK_LOGS + 1 {
             builder.push(&format!("n{n}"), at(hour + 10), "web", ["y"]);
         }
-        let blocks = builder.finish();
+        let documents = builder.finish();
+        let blocks = blocks_of(&documents);
         let sizes: Vec<usize> = blocks
             .iter()
             .map(|block| block.get_array(block_fields::IDS).unwrap().len())
@@ -449,12 +765,28 @@ mod tests {
             for id in ids {
                 builder.push(id, at(0), "web", ["x"]);
             }
-            builder.finish()[0]
+            let documents = builder.finish();
+            blocks_of(&documents)[0]
                 .get_str(block_fields::ID)
                 .unwrap()
                 .to_owned()
         };
         assert_eq!(block(&["a", "b"]), block(&["a", "b"]));
         assert_ne!(block(&["a", "b"]), block(&["a", "c"]));
+    }
+
+    #[test]
+    fn first_version_blocks_are_read_up_to_an_hour_past_this_versions_start() {
+        let start = at(1_000_000);
+        let eras = BlockEras {
+            v1_since: Some(at(0)),
+            since: Some(start),
+        };
+        assert_eq!(eras.v1_until(), Some(start + BLOCK_SPAN));
+        let fresh = BlockEras {
+            v1_since: None,
+            since: Some(start),
+        };
+        assert_eq!(fresh.v1_until(), None);
     }
 }

@@ -25,7 +25,7 @@ const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 /// Records at one millisecond a page read fetches whole to find those past its cursor.
 const MAX_TIES: usize = 10_000;
 /// Blocks a scan for stats reads logs of by `_id`; past it, the range is scanned.
-const MAX_SCAN_BLOCKS: usize = 2_000;
+const MAX_SCAN_BLOCKS: usize = 200;
 /// Ids per `$in` query when reading blocks' logs for a scan.
 const IDS_PER_QUERY: usize = 10_000;
 /// Server code for a query stopped by `maxTimeMS`.
