@@ -218,6 +218,54 @@ impl Database {
         } else {
             request.to
         };
+        // Words in few blocks of the whole range (a rare token): one read of their logs.
+        if let Some(words) = words {
+            if page.len() < request.limit && in_range(edge, far_end, newest_first) {
+                let (low, high) = if newest_first {
+                    (
+                        Bound {
+                            time: far_end,
+                            inclusive: true,
+                        },
+                        edge,
+                    )
+                } else {
+                    (
+                        edge,
+                        Bound {
+                            time: far_end,
+                            inclusive: true,
+                        },
+                    )
+                };
+                let services = request.filter.get(fields::SERVICE).and_then(values_of);
+                if let Candidates::Ids(ids) = self
+                    .block_candidates(
+                        words,
+                        services.as_deref(),
+                        low.time,
+                        high.time,
+                        MAX_CANDIDATE_BLOCKS,
+                    )
+                    .await?
+                {
+                    if !ids.is_empty() {
+                        let mut range = request.filter.clone();
+                        range.insert(fields::TIMESTAMP, time_condition(low, high));
+                        page.extend(
+                            self.find_sorted_once(
+                                by_ids(&ids, range),
+                                sort_of(request.order),
+                                request.limit - page.len(),
+                                request.max_time,
+                            )
+                            .await?,
+                        );
+                    }
+                    return Ok(page);
+                }
+            }
+        }
         let mut width = FIRST_WINDOW;
         while page.len() < request.limit && in_range(edge, far_end, newest_first) {
             let (low, high, next_edge) = if newest_first {
@@ -282,9 +330,8 @@ impl Database {
                 ),
                 Candidates::Ids(ids) if ids.is_empty() => {}
                 Candidates::Ids(ids) => {
-                    window.insert(fields::ID, doc! { "$in": ids });
                     page.extend(
-                        self.find_sorted_once(window, sort, wanted, request.max_time)
+                        self.find_sorted_once(by_ids(&ids, window), sort, wanted, request.max_time)
                             .await?,
                     );
                 }
@@ -401,11 +448,15 @@ impl Database {
             Candidates::Ids(ids) => {
                 let mut logs = Vec::new();
                 for chunk in ids.chunks(IDS_PER_QUERY) {
-                    let mut by_id = blocked.clone();
-                    by_id.insert(fields::ID, doc! { "$in": chunk });
                     logs.extend(
-                        self.scan_span(by_id, from, to, projection.clone(), max_time)
-                            .await?,
+                        self.scan_span(
+                            by_ids(chunk, blocked.clone()),
+                            from,
+                            to,
+                            projection.clone(),
+                            max_time,
+                        )
+                        .await?,
                     );
                 }
                 logs
@@ -574,6 +625,15 @@ fn values_of(condition: &Bson) -> Option<Vec<Bson>> {
         }
         _ => None,
     }
+}
+
+/// `filter` restricted to the logs of `ids`, the `_id` condition first: SecantusDB reads the
+/// ids through `_id_` either way, but with the time range before them it took 1-1.6 s
+/// instead of 7 ms for one block's 1,000 ids in a ten-hour window of 1M logs.
+fn by_ids(ids: &[String], filter: Document) -> Document {
+    let mut restricted = doc! { fields::ID: { "$in": ids } };
+    restricted.extend(filter);
+    restricted
 }
 
 /// Orders documents as `sort` (fields with 1 or -1) would.
