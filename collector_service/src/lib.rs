@@ -64,6 +64,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         runtime::run_with_reconnect(&settings.broker, names, &health, &shutdown, &mut session)
             .await;
     }
+    // Blocks left open stay searchable, but every search overlapping them reads them whole.
+    match store.seal_open_blocks().await {
+        Ok(0) => {}
+        Ok(left) => tracing::warn!(left, "word blocks left open at shutdown"),
+        Err(error) => tracing::warn!(%error, "word blocks left open at shutdown"),
+    }
     store.shutdown().await;
     info!("collector stopped");
     let _ = admin_task.await;

@@ -1164,3 +1164,61 @@ async fn logs_in_first_version_blocks_stay_searchable_beside_those_in_sliced_blo
     assert_eq!(stats["total"], 42);
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn small_batches_share_one_block_and_each_is_found_as_soon_as_it_is_stored() {
+    let context = TestContext::new("search_open_blocks").await;
+    let app = app(&context).await;
+    let blocks = context.store.blocks().expect("word search on").clone();
+    let start = Utc::now() - Duration::minutes(5);
+    // Thirty batches of three, as a collector writes at a low rate: each is searchable by
+    // word the moment its write returns (when the collector would ack it).
+    for batch in 0..30 {
+        let records = worded(
+            batch * 3..batch * 3 + 3,
+            start + Duration::seconds(batch as i64 * 3),
+            "open",
+        );
+        context
+            .store
+            .insert_records(&records)
+            .await
+            .expect("stored");
+        let (status, body) = get(
+            &app,
+            &format!("/api/v1/logs?q=r{:03}&limit=10", batch * 3 + 1),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ids(&body), [format!("w-{:03}", batch * 3 + 1)]);
+    }
+    let block_documents = |filter: bson::Document| {
+        let blocks = blocks.clone();
+        async move { blocks.count_documents(filter).await.expect("count blocks") }
+    };
+    // One open block (its logs all in one hour) holds them all, and no filter yet.
+    let hours: BTreeSet<i64> = (0..90)
+        .map(|n| (start + Duration::seconds(n)).timestamp() / 3600)
+        .collect();
+    assert_eq!(
+        block_documents(bson::doc! { "ids": { "$exists": true } }).await,
+        hours.len() as u64
+    );
+    assert_eq!(block_documents(bson::doc! { "p": { "$gte": 0 } }).await, 0);
+    let (_, body) = get(&app, "/api/v1/logs?q=payment+open&limit=100").await;
+    assert_eq!(ids(&body).len(), 90);
+
+    // Sealed (as at shutdown), the same logs are found through the filters.
+    assert_eq!(context.store.seal_open_blocks().await.expect("sealed"), 0);
+    assert_eq!(block_documents(bson::doc! { "p": -1 }).await, 0);
+    assert!(block_documents(bson::doc! { "p": { "$gte": 0 } }).await > 0);
+    let (_, body) = get(&app, "/api/v1/logs?q=payment+open&limit=100").await;
+    assert_eq!(ids(&body).len(), 90);
+    for n in [0, 44, 89] {
+        let (_, body) = get(&app, &format!("/api/v1/logs?q=r{n:03}&limit=10")).await;
+        assert_eq!(ids(&body), [format!("w-{n:03}")]);
+    }
+    let (_, stats) = get(&app, "/api/v1/stats?q=open&from=1h").await;
+    assert_eq!(stats["total"], 90);
+    context.cleanup().await;
+}

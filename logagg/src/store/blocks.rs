@@ -3,11 +3,15 @@
 //! small *filter* document per slice of the word hashes the block's words fall in
 //! ([`PARTITIONS`]): a bloom filter (`crate::words`) of those words only.
 //!
-//! A writer stores a batch's blocks and its logs together and acks the batch's messages only
-//! once both are stored; if either fails, the batch is written again (a block's `_id`
-//! derives from its logs' ids, so it is the same block). A stored log is thus in a block
-//! from the moment its messages are acked; a block whose logs failed to store only costs a
-//! search a read that finds nothing.
+//! A collector keeps one block per hour *open* across its batches ([`OpenBlocks`]): each
+//! batch appends its logs' ids to the open block's document, stored with the logs, and the
+//! batch's messages are acked only once both are; if either fails, the batch is written
+//! again. Search reads every open block overlapping a window as a candidate. A block is
+//! *sealed* once full or a minute old: its filters are written, then its document replaced
+//! by the sealed one. A stored log is thus in a block from the moment its messages are
+//! acked; a block whose logs failed to store only costs a search a read that finds nothing.
+//! One-off writers (`retention restore`) seal their blocks at once ([`BlockBuilder`]; a
+//! block's `_id` then derives from its logs' ids, so a batch written again is the same block).
 //!
 //! Search asks, per time window, for the filters of each query word's slice that have all of
 //! its bits set (`$bitsAllSet`, evaluated by the server), keeps the blocks every slice named,
@@ -163,25 +167,10 @@ impl BlockBuilder {
                 self.done.extend(pending.into_documents());
             }
         }
-        let pending = self.open.entry(hour).or_insert_with(|| Pending {
-            ids: Vec::new(),
-            from: timestamp,
-            to: timestamp,
-            services: BTreeSet::new(),
-            hashes: HashSet::default(),
-            words: [0; PARTITIONS],
-        });
-        pending.ids.push(id.to_owned());
-        pending.from = pending.from.min(timestamp);
-        pending.to = pending.to.max(timestamp);
-        if !pending.services.contains(service) {
-            pending.services.insert(service.to_owned());
-        }
-        for hash in hashes {
-            if pending.hashes.insert(*hash) {
-                pending.words[partition(*hash)] += 1;
-            }
-        }
+        self.open
+            .entry(hour)
+            .or_insert_with(|| Pending::new(timestamp))
+            .add(id, timestamp, service, hashes);
     }
 
     /// The block and filter documents.
@@ -195,6 +184,37 @@ impl BlockBuilder {
 }
 
 impl Pending {
+    fn new(timestamp: DateTime<Utc>) -> Pending {
+        Pending {
+            ids: Vec::new(),
+            from: timestamp,
+            to: timestamp,
+            services: BTreeSet::new(),
+            hashes: HashSet::default(),
+            words: [0; PARTITIONS],
+        }
+    }
+
+    fn add(&mut self, id: &str, timestamp: DateTime<Utc>, service: &str, hashes: &[u64]) {
+        self.ids.push(id.to_owned());
+        self.from = self.from.min(timestamp);
+        self.to = self.to.max(timestamp);
+        if !self.services.contains(service) {
+            self.services.insert(service.to_owned());
+        }
+        for hash in hashes {
+            if self.hashes.insert(*hash) {
+                self.words[partition(*hash)] += 1;
+            }
+        }
+    }
+
+    /// Whether the block takes no log of `hashes`: it holds [`MAX_BLOCK_LOGS`], or a slice
+    /// would pass its capacity.
+    fn full_for(&self, hashes: &[u64]) -> bool {
+        self.ids.len() >= MAX_BLOCK_LOGS || self.overflows(hashes)
+    }
+
     /// Whether a log of `hashes` would take a slice past its capacity.
     fn overflows(&self, hashes: &[u64]) -> bool {
         let mut words = self.words;
@@ -208,8 +228,18 @@ impl Pending {
             })
     }
 
-    /// The block document, then one filter document per slice holding words.
+    /// The block document (last), named by its logs' ids, and its filters.
     fn into_documents(self) -> Vec<Document> {
+        let mut id_hash = 0xcbf2_9ce4_8422_2325_u64;
+        for id in &self.ids {
+            id_hash = (id_hash ^ word_hash(id)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let id = format!("{id_hash:016x}-{}", self.ids.len());
+        self.into_named_documents(&id)
+    }
+
+    /// One filter document per slice holding words, then the block document, named `id`.
+    fn into_named_documents(self, id: &str) -> Vec<Document> {
         let mut filters: Vec<Option<Bloom>> = self
             .words
             .iter()
@@ -220,11 +250,6 @@ impl Pending {
                 filter.insert(*hash);
             }
         }
-        let mut id_hash = 0xcbf2_9ce4_8422_2325_u64;
-        for id in &self.ids {
-            id_hash = (id_hash ^ word_hash(id)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        let id = format!("{id_hash:016x}-{}", self.ids.len());
         let from = bson::DateTime::from_chrono(self.from);
         let to = bson::DateTime::from_chrono(self.to);
         let services: Vec<String> = self.services.into_iter().collect();
@@ -234,7 +259,7 @@ impl Pending {
             documents.push(doc! {
                 block_fields::ID: format!("{id}/{slice}"),
                 block_fields::VERSION: BLOCK_VERSION,
-                block_fields::BLOCK: &id,
+                block_fields::BLOCK: id,
                 block_fields::PARTITION: slice as i32,
                 block_fields::FILTER_BITS: i64::from(filter.bits()),
                 block_fields::FROM: from,
@@ -252,6 +277,173 @@ impl Pending {
             block_fields::IDS: self.ids,
         });
         documents
+    }
+}
+
+/// How long a writer keeps a block open across its batches before sealing it: at a low
+/// rate a batch (closed after 200 ms) holds a few logs, and a block per batch would make a
+/// day of logs hundreds of thousands of blocks for every search to read.
+pub const BLOCK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Open blocks a writer keeps at most (one per hour its logs are stamped in); past it, the
+/// oldest is sealed.
+const MAX_OPEN_BLOCKS: usize = 24;
+/// [`block_fields::PARTITION`] of an open block's document: search reads every open block
+/// overlapping a window as a candidate, through the filters' index.
+const OPEN: i32 = -1;
+
+/// A writer's blocks kept open across batches, one per hour (the collector's; see
+/// docs/search.md). Each batch appends its logs' ids to their open block's document, which
+/// search reads whole as a candidate; a block full ([`MAX_BLOCK_LOGS`], or a slice at
+/// capacity) or older than [`BLOCK_MAX_AGE`] is sealed: its filters are written, then its
+/// document replaced by a sealed one. Every write commutes with the others, so batches
+/// in flight at once may land in any order: an acked log is in an open block, or in a
+/// sealed one whose filters hold its words.
+#[derive(Debug)]
+pub struct OpenBlocks {
+    /// Names this writer's blocks: random per process.
+    writer: String,
+    sequence: u64,
+    open: BTreeMap<i64, Open>,
+    /// Sealed blocks whose writes failed, written again with the next batch.
+    unsealed: Vec<Sealed>,
+}
+
+#[derive(Debug)]
+struct Open {
+    id: String,
+    opened: std::time::Instant,
+    pending: Pending,
+}
+
+/// A sealed block's documents: its filters, then its block document.
+#[derive(Debug)]
+pub struct Sealed {
+    filters: Vec<Document>,
+    block: Document,
+}
+
+/// What one batch writes to blocks: appends to open blocks, and blocks it sealed.
+#[derive(Debug, Default)]
+pub struct BlockWrites {
+    appends: BTreeMap<String, Append>,
+    sealed: Vec<Sealed>,
+}
+
+#[derive(Debug)]
+struct Append {
+    ids: Vec<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    services: BTreeSet<String>,
+}
+
+impl Default for OpenBlocks {
+    fn default() -> Self {
+        OpenBlocks {
+            writer: format!("{:016x}", rand::random::<u64>()),
+            sequence: 0,
+            open: BTreeMap::new(),
+            unsealed: Vec::new(),
+        }
+    }
+}
+
+impl OpenBlocks {
+    /// Adds one log with the [`word_hash`]es of its distinct words to its hour's open block,
+    /// sealing that block first if it is full.
+    pub fn push_hashed(
+        &mut self,
+        writes: &mut BlockWrites,
+        id: &str,
+        timestamp: DateTime<Utc>,
+        service: &str,
+        hashes: &[u64],
+    ) {
+        let hour = timestamp
+            .timestamp_millis()
+            .div_euclid(BLOCK_SPAN.num_milliseconds());
+        if self
+            .open
+            .get(&hour)
+            .is_some_and(|open| open.pending.full_for(hashes))
+        {
+            if let Some(open) = self.open.remove(&hour) {
+                writes.sealed.push(open.seal());
+            }
+        }
+        if !self.open.contains_key(&hour) && self.open.len() >= MAX_OPEN_BLOCKS {
+            if let Some((&oldest, _)) = self.open.iter().min_by_key(|(_, open)| open.opened) {
+                if let Some(open) = self.open.remove(&oldest) {
+                    writes.sealed.push(open.seal());
+                }
+            }
+        }
+        let open = match self.open.entry(hour) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                self.sequence += 1;
+                entry.insert(Open {
+                    id: format!("{}-{}", self.writer, self.sequence),
+                    opened: std::time::Instant::now(),
+                    pending: Pending::new(timestamp),
+                })
+            }
+        };
+        open.pending.add(id, timestamp, service, hashes);
+        let append = writes
+            .appends
+            .entry(open.id.clone())
+            .or_insert_with(|| Append {
+                ids: Vec::new(),
+                from: timestamp,
+                to: timestamp,
+                services: BTreeSet::new(),
+            });
+        append.ids.push(id.to_owned());
+        append.from = append.from.min(timestamp);
+        append.to = append.to.max(timestamp);
+        if !append.services.contains(service) {
+            append.services.insert(service.to_owned());
+        }
+    }
+
+    /// Seals the blocks open longer than `max_age` (all of them with zero), and adds them,
+    /// with any whose sealing failed before, to `writes`.
+    pub fn seal_aged(&mut self, writes: &mut BlockWrites, max_age: std::time::Duration) {
+        let aged: Vec<i64> = self
+            .open
+            .iter()
+            .filter(|(_, open)| open.opened.elapsed() >= max_age)
+            .map(|(hour, _)| *hour)
+            .collect();
+        for hour in aged {
+            if let Some(open) = self.open.remove(&hour) {
+                writes.sealed.push(open.seal());
+            }
+        }
+        writes.sealed.append(&mut self.unsealed);
+    }
+
+    /// Keeps sealed blocks whose writes failed, to be written with the next batch.
+    pub fn retry(&mut self, sealed: Vec<Sealed>) {
+        self.unsealed.extend(sealed);
+    }
+}
+
+impl Open {
+    fn seal(self) -> Sealed {
+        let mut documents = self.pending.into_named_documents(&self.id);
+        let block = documents.pop().unwrap_or_default();
+        Sealed {
+            filters: documents,
+            block,
+        }
+    }
+}
+
+impl BlockWrites {
+    pub fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.sealed.is_empty()
     }
 }
 
@@ -384,6 +576,79 @@ impl Database {
         }
     }
 
+    /// Writes one batch's block writes: its appends to open blocks (each an upsert of the
+    /// ids, time range and services, all commuting), and the blocks it sealed (filters
+    /// first, then the sealed block document, so a block is never out of search's sight).
+    /// `Err` if an append failed: the batch must be written again. A seal that fails is
+    /// kept for the next batch; its block stays open, and found, meanwhile.
+    pub(super) async fn write_blocks(&self, writes: BlockWrites) -> Result<(), StoreError> {
+        let Some(blocks) = &self.blocks else {
+            return Ok(());
+        };
+        let appends = writes.appends.into_iter().map(|(id, append)| {
+            let update = doc! {
+                "$push": { block_fields::IDS: { "$each": append.ids } },
+                "$min": { block_fields::FROM: bson::DateTime::from_chrono(append.from) },
+                "$max": { block_fields::TO: bson::DateTime::from_chrono(append.to) },
+                "$addToSet": { block_fields::SERVICES: { "$each": append.services.into_iter().collect::<Vec<_>>() } },
+                "$setOnInsert": {
+                    block_fields::VERSION: BLOCK_VERSION,
+                    block_fields::PARTITION: OPEN,
+                    block_fields::FILTER_BITS: 0_i64,
+                },
+            };
+            async move {
+                blocks
+                    .update_one(doc! { block_fields::ID: id }, update)
+                    .upsert(true)
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::Unavailable)
+            }
+        });
+        let appended = futures::future::try_join_all(appends);
+        let seals = async {
+            let mut failed = Vec::new();
+            for sealed in writes.sealed {
+                if let Err(error) = self.write_sealed(blocks, &sealed).await {
+                    tracing::warn!(%error, "sealing a word block failed; it stays open and is sealed with the next batch");
+                    failed.push(sealed);
+                }
+            }
+            failed
+        };
+        let (appended, failed) = futures::join!(appended, seals);
+        if !failed.is_empty() {
+            super::lock(&self.open_blocks).retry(failed);
+        }
+        appended.map(|_| ())
+    }
+
+    async fn write_sealed(
+        &self,
+        blocks: &mongodb::Collection<Document>,
+        sealed: &Sealed,
+    ) -> Result<(), StoreError> {
+        self.insert_blocks(sealed.filters.clone()).await?;
+        let id = sealed.block.get_str(block_fields::ID).unwrap_or_default();
+        blocks
+            .replace_one(doc! { block_fields::ID: id }, &sealed.block)
+            .upsert(true)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::Unavailable)
+    }
+
+    /// Seals every block this handle's writer keeps open (at shutdown). Returns how many
+    /// could not be: a block left open stays searchable, read whole by every search
+    /// overlapping it.
+    pub async fn seal_open_blocks(&self) -> Result<usize, StoreError> {
+        let mut writes = BlockWrites::default();
+        super::lock(&self.open_blocks).seal_aged(&mut writes, std::time::Duration::ZERO);
+        self.write_blocks(writes).await?;
+        Ok(super::lock(&self.open_blocks).unsealed.len())
+    }
+
     /// The logs of the blocks overlapping `[from, to]` that may hold every one of `words`,
     /// and, with `services`, one of them; [`Candidates::Scan`] past `max_blocks` blocks.
     pub async fn block_candidates(
@@ -418,10 +683,14 @@ impl Database {
         let queries = slices.into_iter().map(|(slice, hashes)| {
             self.slice_match(blocks, slice, hashes, services, from, to, max_blocks)
         });
-        let matches: Vec<SliceMatch> = futures::stream::iter(queries)
+        let sliced = futures::stream::iter(queries)
             .buffer_unordered(PARTITIONS)
-            .try_collect()
-            .await?;
+            .try_collect::<Vec<SliceMatch>>();
+        let (matches, open) = futures::join!(
+            sliced,
+            self.open_blocks_in(blocks, services, from, to, max_blocks)
+        );
+        let (matches, open) = (matches?, open?);
         // Every block a slice's filters name may hold every word only if every slice names
         // it: the smallest complete answer bounds the rest.
         let mut complete: Vec<HashSet<String>> = matches.into_iter().flatten().collect();
@@ -433,10 +702,11 @@ impl Database {
             .iter()
             .filter(|block| others.iter().all(|other| other.contains(*block)))
             .collect();
-        if matching.len() > max_blocks {
+        if matching.len() + open.len() > max_blocks {
             return Ok(Candidates::Scan);
         }
         let mut ids = v1_ids;
+        ids.extend(ids_of(&open));
         if !matching.is_empty() {
             let found: Vec<Document> = blocks
                 .find(doc! { block_fields::ID: { "$in": matching } })
@@ -446,17 +716,41 @@ impl Database {
                 .try_collect()
                 .await
                 .map_err(StoreError::Unavailable)?;
-            ids.extend(
-                found
-                    .iter()
-                    .filter_map(|block| block.get_array(block_fields::IDS).ok())
-                    .flatten()
-                    .filter_map(|id| id.as_str().map(str::to_owned)),
-            );
+            ids.extend(ids_of(&found));
         }
         ids.sort_unstable();
         ids.dedup();
         Ok(Candidates::Ids(ids))
+    }
+
+    /// The open blocks overlapping `[from, to]` (with `services`, of one of them): all
+    /// candidates, having no filters yet; past `max_blocks`, `max_blocks + 1` of them.
+    async fn open_blocks_in(
+        &self,
+        blocks: &mongodb::Collection<Document>,
+        services: Option<&[Bson]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_blocks: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut filter = doc! {
+            block_fields::PARTITION: OPEN,
+            block_fields::FILTER_BITS: 0_i64,
+            block_fields::TO: window_ends(from, to),
+            block_fields::FROM: { "$lte": bson::DateTime::from_chrono(to) },
+        };
+        if let Some(services) = services {
+            filter.insert(block_fields::SERVICES, doc! { "$in": services });
+        }
+        blocks
+            .find(filter)
+            .projection(doc! { block_fields::IDS: 1 })
+            .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
+            .await
+            .map_err(StoreError::Unavailable)?
+            .try_collect()
+            .await
+            .map_err(StoreError::Unavailable)
     }
 
     /// The blocks overlapping `[from, to]` whose filter of `slice` has every bit of
@@ -553,14 +847,7 @@ impl Database {
         if matching.len() > max_blocks {
             return Ok(Candidates::Scan);
         }
-        Ok(Candidates::Ids(
-            matching
-                .iter()
-                .filter_map(|block| block.get_array(block_fields::IDS).ok())
-                .flatten()
-                .filter_map(|id| id.as_str().map(str::to_owned))
-                .collect(),
-        ))
+        Ok(Candidates::Ids(ids_of(&matching).collect()))
     }
 
     /// Deletes the blocks (and their filters) all of whose logs are older than the oldest
@@ -581,7 +868,7 @@ impl Database {
         // Filters first: a filter without its block costs a search nothing but a read.
         blocks
             .delete_many(doc! {
-                block_fields::PARTITION: { "$exists": true },
+                block_fields::PARTITION: { "$gte": 0 },
                 block_fields::TO: { "$lt": before },
             })
             .await
@@ -595,6 +882,15 @@ impl Database {
             .map(|result| result.deleted_count)
             .map_err(StoreError::Unavailable)
     }
+}
+
+/// The log ids of block documents.
+fn ids_of(blocks: &[Document]) -> impl Iterator<Item = String> + '_ {
+    blocks
+        .iter()
+        .filter_map(|block| block.get_array(block_fields::IDS).ok())
+        .flatten()
+        .filter_map(|id| id.as_str().map(str::to_owned))
 }
 
 /// The `to` of blocks overlapping `[from, to]`: their logs lie in one aligned hour.
@@ -788,5 +1084,99 @@ mod tests {
             since: Some(start),
         };
         assert_eq!(fresh.v1_until(), None);
+    }
+
+    fn batch(open: &mut OpenBlocks, ids: std::ops::Range<usize>, hour: i64) -> BlockWrites {
+        let mut writes = BlockWrites::default();
+        for n in ids {
+            let word = format!("w{n}");
+            open.push_hashed(
+                &mut writes,
+                &n.to_string(),
+                at(hour * BLOCK_SPAN.num_milliseconds() + n as i64),
+                "web",
+                &[word_hash(&word), word_hash("shared")],
+            );
+        }
+        writes
+    }
+
+    fn sealed_ids(sealed: &Sealed) -> Vec<String> {
+        sealed
+            .block
+            .get_array(block_fields::IDS)
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn batches_append_to_one_open_block_until_it_fills() {
+        let mut open = OpenBlocks::default();
+        let first = batch(&mut open, 0..600, 5);
+        let second = batch(&mut open, 600..1_100, 5);
+        assert!(first.sealed.is_empty());
+        assert_eq!(first.appends.len(), 1);
+        let block = first.appends.keys().next().unwrap().clone();
+        // The second batch fills the block: its first 400 logs are appended to it, and it is
+        // sealed with all 1,000; the other 100 open the next block.
+        assert_eq!(second.appends[&block].ids.len(), 400);
+        assert_eq!(second.appends.len(), 2);
+        assert_eq!(second.sealed.len(), 1);
+        let sealed = &second.sealed[0];
+        assert_eq!(sealed.block.get_str(block_fields::ID).unwrap(), block);
+        let expected: Vec<String> = (0..1_000).map(|n| n.to_string()).collect();
+        assert_eq!(sealed_ids(sealed), expected);
+        assert!(!sealed.block.contains_key(block_fields::PARTITION));
+        // Its filters hold every word of both batches.
+        for n in [0, 599, 600, 999] {
+            let hash = word_hash(&format!("w{n}"));
+            let filter = filter_of(&sealed.filters, &block, partition(hash)).expect("a filter");
+            assert!(filter.may_contain(hash));
+        }
+    }
+
+    #[test]
+    fn open_blocks_are_sealed_when_aged_and_kept_when_their_seal_fails() {
+        let mut open = OpenBlocks::default();
+        let _ = batch(&mut open, 0..10, 1);
+        let _ = batch(&mut open, 10..20, 2);
+        let mut young = BlockWrites::default();
+        open.seal_aged(&mut young, BLOCK_MAX_AGE);
+        assert!(young.is_empty());
+        let mut all = BlockWrites::default();
+        open.seal_aged(&mut all, std::time::Duration::ZERO);
+        assert_eq!(all.sealed.len(), 2, "one block per hour");
+        open.retry(all.sealed);
+        let mut again = BlockWrites::default();
+        open.seal_aged(&mut again, BLOCK_MAX_AGE);
+        assert_eq!(
+            again.sealed.len(),
+            2,
+            "failed seals come back with the next batch"
+        );
+        let mut after = BlockWrites::default();
+        open.seal_aged(&mut after, std::time::Duration::ZERO);
+        assert!(after.is_empty());
+        // A new batch opens a new block, never one sealed before.
+        let next = batch(&mut open, 20..21, 1);
+        let sealed: BTreeSet<String> = again
+            .sealed
+            .iter()
+            .map(|sealed| sealed.block.get_str(block_fields::ID).unwrap().to_owned())
+            .collect();
+        assert!(next.appends.keys().all(|id| !sealed.contains(id)));
+    }
+
+    #[test]
+    fn a_writer_keeps_at_most_its_share_of_open_blocks() {
+        let mut open = OpenBlocks::default();
+        let mut sealed = 0;
+        for hour in 0..(MAX_OPEN_BLOCKS as i64 + 3) {
+            sealed += batch(&mut open, 0..1, hour).sealed.len();
+        }
+        assert_eq!(sealed, 3);
+        assert_eq!(open.open.len(), MAX_OPEN_BLOCKS);
     }
 }

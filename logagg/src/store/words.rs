@@ -72,7 +72,7 @@ impl Database {
         let Some(state) = &self.legacy_words else {
             return Ok(Arc::default());
         };
-        if let Some((read_at, words)) = &*lock(&state.read) {
+        if let Some((read_at, words)) = &*super::lock(&state.read) {
             if read_at.elapsed() < state.refresh {
                 return Ok(words.clone());
             }
@@ -91,7 +91,7 @@ impl Database {
             let since = document.get_datetime(common_fields::SINCE).ok()?;
             Some((word.to_owned(), since.to_chrono()))
         })));
-        *lock(&state.read) = Some((Instant::now(), words.clone()));
+        *super::lock(&state.read) = Some((Instant::now(), words.clone()));
         Ok(words)
     }
 
@@ -105,7 +105,7 @@ impl Database {
         let Some(state) = &self.legacy_words else {
             return Ok(None);
         };
-        let cached = *lock(&state.indexed);
+        let cached = *super::lock(&state.indexed);
         let indexed = match cached {
             Some((read_at, indexed)) if read_at.elapsed() < state.refresh => indexed,
             _ => {
@@ -115,7 +115,7 @@ impl Database {
                     .await
                     .map_err(StoreError::Unavailable)?;
                 let indexed = names.iter().any(|name| name == super::INDEX_WORDS_TIME);
-                *lock(&state.indexed) = Some((Instant::now(), indexed));
+                *super::lock(&state.indexed) = Some((Instant::now(), indexed));
                 indexed
             }
         };
@@ -213,12 +213,6 @@ fn conditions(indexed: &[&String], scanned: &[&String]) -> Document {
         }
     }
     conditions
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
