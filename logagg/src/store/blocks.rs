@@ -320,6 +320,9 @@ struct Open {
 pub struct Sealed {
     filters: Vec<Document>,
     block: Document,
+    /// Whether this batch's ids in the block are written by the seal alone (its append was
+    /// dropped): then the batch is stored only once the seal is.
+    carries_batch: bool,
 }
 
 /// What one batch writes to blocks: appends to open blocks, and blocks it sealed.
@@ -368,13 +371,13 @@ impl OpenBlocks {
             .is_some_and(|open| open.pending.full_for(hashes))
         {
             if let Some(open) = self.open.remove(&hour) {
-                writes.sealed.push(open.seal());
+                writes.seal(open);
             }
         }
         if !self.open.contains_key(&hour) && self.open.len() >= MAX_OPEN_BLOCKS {
             if let Some((&oldest, _)) = self.open.iter().min_by_key(|(_, open)| open.opened) {
                 if let Some(open) = self.open.remove(&oldest) {
-                    writes.sealed.push(open.seal());
+                    writes.seal(open);
                 }
             }
         }
@@ -418,7 +421,7 @@ impl OpenBlocks {
             .collect();
         for hour in aged {
             if let Some(open) = self.open.remove(&hour) {
-                writes.sealed.push(open.seal());
+                writes.seal(open);
             }
         }
         writes.sealed.append(&mut self.unsealed);
@@ -437,11 +440,22 @@ impl Open {
         Sealed {
             filters: documents,
             block,
+            carries_batch: false,
         }
     }
 }
 
 impl BlockWrites {
+    /// Seals `open`. The sealed document holds every id, so this batch's append to it is
+    /// dropped: at a high rate a block fills within a batch or two, and its ids would
+    /// otherwise be written twice.
+    fn seal(&mut self, open: Open) {
+        let carries_batch = self.appends.remove(&open.id).is_some();
+        let mut sealed = open.seal();
+        sealed.carries_batch = carries_batch;
+        self.sealed.push(sealed);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.appends.is_empty() && self.sealed.is_empty()
     }
@@ -579,8 +593,9 @@ impl Database {
     /// Writes one batch's block writes: its appends to open blocks (each an upsert of the
     /// ids, time range and services, all commuting), and the blocks it sealed (filters
     /// first, then the sealed block document, so a block is never out of search's sight).
-    /// `Err` if an append failed: the batch must be written again. A seal that fails is
-    /// kept for the next batch; its block stays open, and found, meanwhile.
+    /// `Err` if an append failed, or the seal of a block holding some of this batch's logs
+    /// without an append: the batch must be written again. Any seal that fails is kept
+    /// for the next batch; its block stays open, and found, meanwhile.
     pub(super) async fn write_blocks(&self, writes: BlockWrites) -> Result<(), StoreError> {
         let Some(blocks) = &self.blocks else {
             return Ok(());
@@ -609,19 +624,27 @@ impl Database {
         let appended = futures::future::try_join_all(appends);
         let seals = async {
             let mut failed = Vec::new();
-            for sealed in writes.sealed {
+            let mut first_error = None;
+            for mut sealed in writes.sealed {
                 if let Err(error) = self.write_sealed(blocks, &sealed).await {
                     tracing::warn!(%error, "sealing a word block failed; it stays open and is sealed with the next batch");
+                    if sealed.carries_batch {
+                        first_error.get_or_insert(error);
+                    }
+                    // Written again later, it no longer answers for this batch, which is
+                    // written again itself.
+                    sealed.carries_batch = false;
                     failed.push(sealed);
                 }
             }
-            failed
+            (failed, first_error)
         };
-        let (appended, failed) = futures::join!(appended, seals);
+        let (appended, (failed, carried_error)) = futures::join!(appended, seals);
         if !failed.is_empty() {
             super::lock(&self.open_blocks).retry(failed);
         }
-        appended.map(|_| ())
+        appended?;
+        carried_error.map_or(Ok(()), Err)
     }
 
     async fn write_sealed(
@@ -1119,12 +1142,14 @@ mod tests {
         assert!(first.sealed.is_empty());
         assert_eq!(first.appends.len(), 1);
         let block = first.appends.keys().next().unwrap().clone();
-        // The second batch fills the block: its first 400 logs are appended to it, and it is
-        // sealed with all 1,000; the other 100 open the next block.
-        assert_eq!(second.appends[&block].ids.len(), 400);
-        assert_eq!(second.appends.len(), 2);
+        // The second batch fills the block: it is sealed with all 1,000 (this batch's first
+        // 400 written by the seal alone), and the other 100 open the next block.
+        assert!(!second.appends.contains_key(&block));
+        assert_eq!(second.appends.len(), 1);
+        assert_eq!(second.appends.values().next().unwrap().ids.len(), 100);
         assert_eq!(second.sealed.len(), 1);
         let sealed = &second.sealed[0];
+        assert!(sealed.carries_batch);
         assert_eq!(sealed.block.get_str(block_fields::ID).unwrap(), block);
         let expected: Vec<String> = (0..1_000).map(|n| n.to_string()).collect();
         assert_eq!(sealed_ids(sealed), expected);
