@@ -32,6 +32,23 @@ pub const SECTIONS: &[Section] = &[
     Section::Collector,
 ];
 
+/// Seals the word blocks kept open longer than `BLOCK_MAX_AGE` when no batch comes to do it
+/// (traffic stopped, an hour ended), until shutdown.
+async fn seal_aged_blocks(store: Database, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(logagg::store::blocks::BLOCK_MAX_AGE / 4);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(error) = store.seal_aged_blocks().await {
+                    tracing::warn!(%error, "sealing aged word blocks failed; they stay open and are tried again");
+                }
+            }
+        }
+    }
+}
+
 /// Runs the collector until `shutdown` is cancelled: admin server, indexes, then the consume
 /// loop, reconnecting with backoff whenever the broker connection is lost.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -61,8 +78,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             connection_name: SERVICE_NAME,
             reconnects_metric: metrics::RECONNECTS,
         };
+        let sealing = tokio::spawn(seal_aged_blocks(store.clone(), shutdown.clone()));
         runtime::run_with_reconnect(&settings.broker, names, &health, &shutdown, &mut session)
             .await;
+        let _ = sealing.await;
     }
     // Blocks left open stay searchable, but every search overlapping them reads them whole.
     match store.seal_open_blocks().await {

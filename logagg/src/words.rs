@@ -157,6 +157,19 @@ pub fn word_hash(word: &str) -> u64 {
     hash ^ (hash >> 31)
 }
 
+/// A log's *signature*: 128 bits, two set per distinct word of its message. Stored per log
+/// in a sealed block, it lets search read only those of a candidate block's logs that may
+/// hold every query word (about 8 % of logs pass for a word they lack, 0.7 % for two).
+pub type Signature = u128;
+
+/// The signature bits of a word of `hash`: from bits the filters' positions do not use
+/// (they read the low 13 bits of each 32-bit half; slices the top 4).
+pub fn signature_of(hash: u64) -> Signature {
+    let first = (hash >> 45) & 127;
+    let second = (hash >> 52) & 127;
+    (1_u128 << first) | (1_u128 << second)
+}
+
 /// The bit positions of a word of `hash` in a filter of `bits` bits (a power of two), by
 /// double hashing. Bit `p` is bit `p % 8` (least significant first) of byte `p / 8`: what
 /// MongoDB's `$bitsAllSet` on binary data reads.
@@ -273,6 +286,18 @@ mod tests {
         assert_eq!(Bloom::for_words(1, &SIZES).bits(), SIZES[0]);
         assert_eq!(Bloom::for_words(100, &SIZES).bits(), SIZES[1]);
         assert_eq!(Bloom::for_words(100_000, &SIZES).bits(), SIZES[2]);
+    }
+
+    #[test]
+    fn a_signature_sets_one_or_two_bits_a_word() {
+        for word in ["error", "timeout", "9032e22e849785de"] {
+            let signature = signature_of(word_hash(word));
+            assert!((1..=2).contains(&signature.count_ones()), "{word}");
+        }
+        assert_eq!(
+            signature_of(word_hash("error")),
+            signature_of(word_hash("error"))
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
 
 use super::{fields, Database, StoreError, DUPLICATE_KEY};
-use crate::words::{bloom_positions, word_hash, Bloom};
+use crate::words::{bloom_positions, signature_of, word_hash, Bloom, Signature};
 
 /// Field names of block, filter and marker documents.
 pub mod block_fields {
@@ -51,6 +51,10 @@ pub mod block_fields {
     pub const SERVICES: &str = "services";
     /// On blocks: the logs' ids.
     pub const IDS: &str = "ids";
+    /// On sealed blocks: the logs' signatures (`crate::words::signature_of`), 16 bytes each
+    /// (little-endian), in the order of their ids. Ids past them (appended after the seal
+    /// by a batch in flight) have none.
+    pub const SIGNATURES: &str = "sigs";
     /// On filters: the block's `_id`.
     pub const BLOCK: &str = "b";
     /// On filters: the slice of word hashes it holds, `0..PARTITIONS`.
@@ -89,8 +93,9 @@ const MARKER_ID: &str = "filters_since";
 /// `_id` of the first version's marker, and its index and filter sizes.
 const V1_MARKER_ID: &str = "blocks_since";
 const V1_SIZES: [u32; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
-/// Matching blocks a page's window reads logs of by `_id`; past it, the window is scanned.
-pub const MAX_CANDIDATE_BLOCKS: usize = 10;
+/// Matching blocks a page's window reads (their ids and signatures, then the logs whose
+/// signature may hold the words, by `_id`); past it, the window is scanned.
+pub const MAX_CANDIDATE_BLOCKS: usize = 40;
 
 /// The slice of word hashes `hash` falls in.
 pub fn partition(hash: u64) -> usize {
@@ -113,6 +118,8 @@ struct Pending {
     hashes: HashSet<u64, BuildHasherDefault<PassThrough>>,
     /// Distinct words per slice.
     words: [usize; PARTITIONS],
+    /// Each log's signature, in the order of `ids`.
+    signatures: Vec<Signature>,
 }
 
 /// Hashes a word hash to itself: it is well mixed already.
@@ -192,11 +199,17 @@ impl Pending {
             services: BTreeSet::new(),
             hashes: HashSet::default(),
             words: [0; PARTITIONS],
+            signatures: Vec::new(),
         }
     }
 
     fn add(&mut self, id: &str, timestamp: DateTime<Utc>, service: &str, hashes: &[u64]) {
         self.ids.push(id.to_owned());
+        self.signatures.push(
+            hashes
+                .iter()
+                .fold(0, |signature, hash| signature | signature_of(*hash)),
+        );
         self.from = self.from.min(timestamp);
         self.to = self.to.max(timestamp);
         if !self.services.contains(service) {
@@ -268,6 +281,11 @@ impl Pending {
                 block_fields::FILTER: Binary { subtype: BinarySubtype::Generic, bytes: filter.bytes().to_vec() },
             });
         }
+        let signatures: Vec<u8> = self
+            .signatures
+            .iter()
+            .flat_map(|signature| signature.to_le_bytes())
+            .collect();
         documents.push(doc! {
             block_fields::ID: id,
             block_fields::VERSION: BLOCK_VERSION,
@@ -275,6 +293,7 @@ impl Pending {
             block_fields::TO: to,
             block_fields::SERVICES: services,
             block_fields::IDS: self.ids,
+            block_fields::SIGNATURES: Binary { subtype: BinarySubtype::Generic, bytes: signatures },
         });
         documents
     }
@@ -662,12 +681,25 @@ impl Database {
             .map_err(StoreError::Unavailable)
     }
 
-    /// Seals every block this handle's writer keeps open (at shutdown). Returns how many
-    /// could not be: a block left open stays searchable, read whole by every search
-    /// overlapping it.
+    /// Seals every block this handle's writer keeps open (at shutdown, after a seed).
+    /// Returns how many could not be: a block left open stays searchable, read whole by
+    /// every search overlapping it.
     pub async fn seal_open_blocks(&self) -> Result<usize, StoreError> {
+        self.seal_blocks_older_than(std::time::Duration::ZERO).await
+    }
+
+    /// Seals the blocks open longer than [`BLOCK_MAX_AGE`] (when no batch comes to do it);
+    /// returns how many could not be.
+    pub async fn seal_aged_blocks(&self) -> Result<usize, StoreError> {
+        self.seal_blocks_older_than(BLOCK_MAX_AGE).await
+    }
+
+    async fn seal_blocks_older_than(&self, age: std::time::Duration) -> Result<usize, StoreError> {
         let mut writes = BlockWrites::default();
-        super::lock(&self.open_blocks).seal_aged(&mut writes, std::time::Duration::ZERO);
+        super::lock(&self.open_blocks).seal_aged(&mut writes, age);
+        if writes.is_empty() {
+            return Ok(0);
+        }
         self.write_blocks(writes).await?;
         Ok(super::lock(&self.open_blocks).unsealed.len())
     }
@@ -733,13 +765,18 @@ impl Database {
         if !matching.is_empty() {
             let found: Vec<Document> = blocks
                 .find(doc! { block_fields::ID: { "$in": matching } })
-                .projection(doc! { block_fields::IDS: 1 })
+                .projection(doc! { block_fields::IDS: 1, block_fields::SIGNATURES: 1 })
                 .await
                 .map_err(StoreError::Unavailable)?
                 .try_collect()
                 .await
                 .map_err(StoreError::Unavailable)?;
-            ids.extend(ids_of(&found));
+            let wanted = hashes
+                .iter()
+                .fold(0, |mask, hash| mask | signature_of(*hash));
+            for block in &found {
+                ids.extend(signed_ids(block, wanted));
+            }
         }
         ids.sort_unstable();
         ids.dedup();
@@ -906,6 +943,33 @@ impl Database {
             .map_err(StoreError::Unavailable)
     }
 }
+
+/// The ids of a block's logs whose signature has every bit of `wanted`, and those with
+/// none (appended after its seal, or all of an open block's).
+fn signed_ids(block: &Document, wanted: Signature) -> impl Iterator<Item = String> + '_ {
+    let signatures = block
+        .get_binary_generic(block_fields::SIGNATURES)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    block
+        .get_array(block_fields::IDS)
+        .map(|ids| ids.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter(move |(index, _)| {
+            let signature = index
+                .checked_mul(SIGNATURE_BYTES)
+                .and_then(|start| signatures.get(start..start + SIGNATURE_BYTES))
+                .and_then(|bytes| <[u8; SIGNATURE_BYTES]>::try_from(bytes).ok())
+                .map(Signature::from_le_bytes);
+            signature.is_none_or(|signature| signature & wanted == wanted)
+        })
+        .filter_map(|(_, id)| id.as_str().map(str::to_owned))
+}
+
+/// Bytes of one stored signature.
+const SIGNATURE_BYTES: usize = std::mem::size_of::<Signature>();
 
 /// The log ids of block documents.
 fn ids_of(blocks: &[Document]) -> impl Iterator<Item = String> + '_ {
@@ -1203,5 +1267,57 @@ mod tests {
         }
         assert_eq!(sealed, 3);
         assert_eq!(open.open.len(), MAX_OPEN_BLOCKS);
+    }
+
+    #[test]
+    fn a_sealed_block_reads_only_logs_whose_signature_may_hold_the_words() {
+        let mut builder = BlockBuilder::default();
+        for n in 0..200 {
+            let words = [
+                format!("w{n}"),
+                format!("pair{}", n % 10),
+                "common".to_owned(),
+            ];
+            builder.push(
+                &format!("l{n}"),
+                at(n),
+                "web",
+                words.iter().map(String::as_str),
+            );
+        }
+        let documents = builder.finish();
+        let mut block = blocks_of(&documents)[0].clone();
+        assert_eq!(
+            block
+                .get_binary_generic(block_fields::SIGNATURES)
+                .unwrap()
+                .len(),
+            200 * SIGNATURE_BYTES
+        );
+        let wanted = |words: &[&str]| {
+            words
+                .iter()
+                .fold(0, |mask, word| mask | signature_of(word_hash(word)))
+        };
+        let read = |block: &Document, words: &[&str]| -> Vec<String> {
+            signed_ids(block, wanted(words)).collect()
+        };
+        // Never a log that holds the words left out; few that do not read.
+        let one = read(&block, &["w7"]);
+        assert!(one.contains(&"l7".to_owned()));
+        assert!(one.len() < 40, "{} of 200 read", one.len());
+        let pair = read(&block, &["pair3", "common"]);
+        for n in (3..200).step_by(10) {
+            assert!(pair.contains(&format!("l{n}")), "l{n}");
+        }
+        assert_eq!(read(&block, &["common"]).len(), 200);
+        // Ids appended after the seal have no signature: always read.
+        let mut ids = block.get_array(block_fields::IDS).unwrap().clone();
+        ids.push(Bson::from("late"));
+        block.insert(block_fields::IDS, ids);
+        assert!(read(&block, &["w7"]).contains(&"late".to_owned()));
+        // An open block (no signatures) is read whole.
+        block.remove(block_fields::SIGNATURES);
+        assert_eq!(read(&block, &["w7"]).len(), 201);
     }
 }
