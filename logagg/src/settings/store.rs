@@ -53,12 +53,14 @@ pub struct StoreSettings {
     /// Collection of log records.
     pub logs_collection: String,
     /// Store each message's words so search's `q` works: all of them in the log's
-    /// unindexed `all_words`, and per written batch one block (`blocks_collection`) with a
-    /// bloom filter of its words, which search reads to find the batches that may hold a
-    /// query's words. Off, `q` is refused and inserts are cheapest (docs/PERFORMANCE.md).
+    /// unindexed `all_words`, and word blocks (`blocks_collection`) of up to 1,000 logs with
+    /// bloom filters of their words, which search reads to find the logs that may hold a
+    /// query's words (docs/search.md). Off, `q` is refused and inserts are cheapest
+    /// (docs/PERFORMANCE.md).
     pub word_index: bool,
-    /// Collection of the word blocks: per written batch, its logs' ids, time range,
-    /// services and a bloom filter of their words (`crate::store::blocks`).
+    /// Collection of the word blocks: per block, its logs' ids, time range, services and
+    /// signatures, and one small bloom filter document per slice of its words' hashes
+    /// (`crate::store::blocks`).
     pub blocks_collection: String,
     /// Collection of the words an earlier version found common (`crate::store::words`):
     /// read only to search logs written before word blocks, under the `words` index.
