@@ -138,6 +138,8 @@ pub struct Database {
     legacy_words: Option<std::sync::Arc<words::LegacyWords>>,
     /// The word blocks this process's writes keep open across batches (`blocks`).
     open_blocks: std::sync::Arc<std::sync::Mutex<blocks::OpenBlocks>>,
+    /// The block markers as last read, and when (`Database::block_eras`).
+    block_eras: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, blocks::BlockEras)>>>,
 }
 
 /// Locks a mutex whose holder cannot leave its data half-changed: a poisoned lock is taken.
@@ -185,6 +187,7 @@ impl Database {
                 ))
             }),
             open_blocks: std::sync::Arc::default(),
+            block_eras: std::sync::Arc::default(),
             client,
         })
     }

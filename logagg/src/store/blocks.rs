@@ -93,6 +93,8 @@ const MARKER_ID: &str = "filters_since";
 /// `_id` of the first version's marker, and its index and filter sizes.
 const V1_MARKER_ID: &str = "blocks_since";
 const V1_SIZES: [u32; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
+/// How long the block markers read are trusted before they are read again.
+const ERAS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 /// Matching blocks a page's window reads (their ids and signatures, then the logs whose
 /// signature may hold the words, by `_id`); past it, the window is scanned.
 pub const MAX_CANDIDATE_BLOCKS: usize = 40;
@@ -549,10 +551,18 @@ impl Database {
     }
 
     /// From when writers wrote blocks of each version.
+    /// Read once a minute at most, and once for good when both markers exist (a marker
+    /// never changes once written): every search window asks.
     pub async fn block_eras(&self) -> Result<BlockEras, StoreError> {
         let Some(blocks) = &self.blocks else {
             return Ok(BlockEras::default());
         };
+        if let Some((read_at, eras)) = *super::lock(&self.block_eras) {
+            let settled = eras.v1_since.is_some() && eras.since.is_some();
+            if settled || read_at.elapsed() < ERAS_REFRESH {
+                return Ok(eras);
+            }
+        }
         let markers: Vec<Document> = blocks
             .find(doc! { block_fields::ID: { "$in": [MARKER_ID, V1_MARKER_ID] } })
             .await
@@ -567,10 +577,12 @@ impl Database {
                 .and_then(|marker| marker.get_datetime(block_fields::SINCE).ok().copied())
                 .map(bson::DateTime::to_chrono)
         };
-        Ok(BlockEras {
+        let eras = BlockEras {
             v1_since: since(V1_MARKER_ID),
             since: since(MARKER_ID),
-        })
+        };
+        *super::lock(&self.block_eras) = Some((std::time::Instant::now(), eras));
+        Ok(eras)
     }
 
     /// When the first writer with word blocks (of any version) started: logs stamped before
@@ -718,12 +730,20 @@ impl Database {
             return Ok(Candidates::Scan);
         };
         let hashes: Vec<u64> = words.iter().map(|word| word_hash(word)).collect();
+        let window = Overlapping { from, to, services };
         let eras = self.block_eras().await?;
         let v1_ids = match eras.v1_until() {
             Some(until) if until >= from => {
-                match self
-                    .v1_candidates(&hashes, services, from, to.min(until), max_blocks)
-                    .await?
+                match v1_candidates(
+                    blocks,
+                    &hashes,
+                    Overlapping {
+                        to: to.min(until),
+                        ..window
+                    },
+                    max_blocks,
+                )
+                .await?
                 {
                     Candidates::Scan => return Ok(Candidates::Scan),
                     Candidates::Ids(ids) => ids,
@@ -735,15 +755,23 @@ impl Database {
         for hash in &hashes {
             slices.entry(partition(*hash)).or_default().push(*hash);
         }
-        let queries = slices.into_iter().map(|(slice, hashes)| {
-            self.slice_match(blocks, slice, hashes, services, from, to, max_blocks)
-        });
+        let queries = slices
+            .into_iter()
+            .map(|(slice, hashes)| slice_match(blocks, slice, hashes, window, max_blocks));
         let sliced = futures::stream::iter(queries)
             .buffer_unordered(PARTITIONS)
             .try_collect::<Vec<SliceMatch>>();
         let (matches, open) = futures::join!(
             sliced,
-            self.open_blocks_in(blocks, services, from, to, max_blocks)
+            find_up_to(
+                blocks,
+                window.filter(
+                    doc! { block_fields::PARTITION: OPEN, block_fields::FILTER_BITS: 0_i64 },
+                    doc! {},
+                ),
+                doc! { block_fields::IDS: 1 },
+                max_blocks,
+            )
         );
         let (matches, open) = (matches?, open?);
         // Every block a slice's filters name may hold every word only if every slice names
@@ -783,133 +811,6 @@ impl Database {
         Ok(Candidates::Ids(ids))
     }
 
-    /// The open blocks overlapping `[from, to]` (with `services`, of one of them): all
-    /// candidates, having no filters yet; past `max_blocks`, `max_blocks + 1` of them.
-    async fn open_blocks_in(
-        &self,
-        blocks: &mongodb::Collection<Document>,
-        services: Option<&[Bson]>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        max_blocks: usize,
-    ) -> Result<Vec<Document>, StoreError> {
-        let mut filter = doc! {
-            block_fields::PARTITION: OPEN,
-            block_fields::FILTER_BITS: 0_i64,
-            block_fields::TO: window_ends(from, to),
-            block_fields::FROM: { "$lte": bson::DateTime::from_chrono(to) },
-        };
-        if let Some(services) = services {
-            filter.insert(block_fields::SERVICES, doc! { "$in": services });
-        }
-        blocks
-            .find(filter)
-            .projection(doc! { block_fields::IDS: 1 })
-            .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
-            .await
-            .map_err(StoreError::Unavailable)?
-            .try_collect()
-            .await
-            .map_err(StoreError::Unavailable)
-    }
-
-    /// The blocks overlapping `[from, to]` whose filter of `slice` has every bit of
-    /// `hashes` set, one query per filter size; `None` past `max_blocks`.
-    #[allow(clippy::too_many_arguments)]
-    async fn slice_match(
-        &self,
-        blocks: &mongodb::Collection<Document>,
-        slice: usize,
-        hashes: Vec<u64>,
-        services: Option<&[Bson]>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        max_blocks: usize,
-    ) -> Result<SliceMatch, StoreError> {
-        let queries = FILTER_SIZES.map(|bits| {
-            let mut filter = doc! {
-                block_fields::PARTITION: slice as i32,
-                block_fields::FILTER_BITS: i64::from(bits),
-                block_fields::TO: window_ends(from, to),
-                block_fields::FROM: { "$lte": bson::DateTime::from_chrono(to) },
-                block_fields::FILTER: { "$bitsAllSet": positions(&hashes, bits) },
-            };
-            if let Some(services) = services {
-                filter.insert(block_fields::SERVICES, doc! { "$in": services });
-            }
-            async move {
-                blocks
-                    .find(filter)
-                    .projection(doc! { block_fields::ID: 0, block_fields::BLOCK: 1 })
-                    .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
-                    .await
-                    .map_err(StoreError::Unavailable)?
-                    .try_collect::<Vec<Document>>()
-                    .await
-                    .map_err(StoreError::Unavailable)
-            }
-        });
-        let found: Vec<Vec<Document>> = futures::stream::iter(queries)
-            .buffer_unordered(FILTER_SIZES.len())
-            .try_collect()
-            .await?;
-        if found.iter().any(|filters| filters.len() > max_blocks) {
-            return Ok(None);
-        }
-        let matching: HashSet<String> = found
-            .iter()
-            .flatten()
-            .filter_map(|filter| filter.get_str(block_fields::BLOCK).ok().map(str::to_owned))
-            .collect();
-        Ok((matching.len() <= max_blocks).then_some(matching))
-    }
-
-    /// [`block_candidates`](Self::block_candidates) among first-version blocks: one filter
-    /// over all a block's words, in the block document.
-    async fn v1_candidates(
-        &self,
-        hashes: &[u64],
-        services: Option<&[Bson]>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        max_blocks: usize,
-    ) -> Result<Candidates, StoreError> {
-        let Some(blocks) = &self.blocks else {
-            return Ok(Candidates::Scan);
-        };
-        let queries = V1_SIZES.map(|bits| {
-            let mut filter = doc! {
-                block_fields::V1_BITS: i64::from(bits),
-                block_fields::TO: window_ends(from, to),
-                block_fields::FROM: { "$lte": bson::DateTime::from_chrono(to) },
-                block_fields::V1_BLOOM: { "$bitsAllSet": positions(hashes, bits) },
-            };
-            if let Some(services) = services {
-                filter.insert(block_fields::SERVICES, doc! { "$in": services });
-            }
-            async move {
-                blocks
-                    .find(filter)
-                    .projection(doc! { block_fields::IDS: 1 })
-                    .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
-                    .await
-                    .map_err(StoreError::Unavailable)?
-                    .try_collect::<Vec<Document>>()
-                    .await
-                    .map_err(StoreError::Unavailable)
-            }
-        });
-        let found: Vec<Vec<Document>> = futures::stream::iter(queries)
-            .buffer_unordered(V1_SIZES.len())
-            .try_collect()
-            .await?;
-        let matching: Vec<Document> = found.into_iter().flatten().collect();
-        if matching.len() > max_blocks {
-            return Ok(Candidates::Scan);
-        }
-        Ok(Candidates::Ids(ids_of(&matching).collect()))
-    }
-
     /// Deletes the blocks (and their filters) all of whose logs are older than the oldest
     /// stored log: what retention's purge leaves behind. Returns how many blocks went.
     pub async fn purge_blocks(&self) -> Result<u64, StoreError> {
@@ -942,6 +843,113 @@ impl Database {
             .map(|result| result.deleted_count)
             .map_err(StoreError::Unavailable)
     }
+}
+
+/// The blocks a query asks of: those overlapping `[from, to]`, and with `services`, holding
+/// one of them.
+#[derive(Debug, Clone, Copy)]
+struct Overlapping<'a> {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    services: Option<&'a [Bson]>,
+}
+
+impl Overlapping<'_> {
+    /// A filter of `leading` (the index's equalities, first), the time range, `trailing`,
+    /// and the services.
+    fn filter(&self, leading: Document, trailing: Document) -> Document {
+        let mut filter = leading;
+        filter.insert(block_fields::TO, window_ends(self.from, self.to));
+        filter.insert(
+            block_fields::FROM,
+            doc! { "$lte": bson::DateTime::from_chrono(self.to) },
+        );
+        filter.extend(trailing);
+        if let Some(services) = self.services {
+            filter.insert(block_fields::SERVICES, doc! { "$in": services });
+        }
+        filter
+    }
+}
+
+/// Up to `max_blocks + 1` documents of `filter`, with only `projection`'s fields: one more
+/// than allowed tells that too many match.
+async fn find_up_to(
+    blocks: &mongodb::Collection<Document>,
+    filter: Document,
+    projection: Document,
+    max_blocks: usize,
+) -> Result<Vec<Document>, StoreError> {
+    blocks
+        .find(filter)
+        .projection(projection)
+        .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
+        .await
+        .map_err(StoreError::Unavailable)?
+        .try_collect()
+        .await
+        .map_err(StoreError::Unavailable)
+}
+
+/// The blocks of `window` whose filter of `slice` has every bit of `hashes` set, one query
+/// per filter size; `None` past `max_blocks`.
+async fn slice_match(
+    blocks: &mongodb::Collection<Document>,
+    slice: usize,
+    hashes: Vec<u64>,
+    window: Overlapping<'_>,
+    max_blocks: usize,
+) -> Result<SliceMatch, StoreError> {
+    let queries = FILTER_SIZES.map(|bits| {
+        let filter = window.filter(
+            doc! {
+                block_fields::PARTITION: slice as i32,
+                block_fields::FILTER_BITS: i64::from(bits),
+            },
+            doc! { block_fields::FILTER: { "$bitsAllSet": positions(&hashes, bits) } },
+        );
+        let projection = doc! { block_fields::ID: 0, block_fields::BLOCK: 1 };
+        find_up_to(blocks, filter, projection, max_blocks)
+    });
+    let found: Vec<Vec<Document>> = futures::stream::iter(queries)
+        .buffer_unordered(FILTER_SIZES.len())
+        .try_collect()
+        .await?;
+    if found.iter().any(|filters| filters.len() > max_blocks) {
+        return Ok(None);
+    }
+    let matching: HashSet<String> = found
+        .iter()
+        .flatten()
+        .filter_map(|filter| filter.get_str(block_fields::BLOCK).ok().map(str::to_owned))
+        .collect();
+    Ok((matching.len() <= max_blocks).then_some(matching))
+}
+
+/// [`Database::block_candidates`] among first-version blocks: one filter
+/// over all a block's words, in the block document.
+async fn v1_candidates(
+    blocks: &mongodb::Collection<Document>,
+    hashes: &[u64],
+    window: Overlapping<'_>,
+    max_blocks: usize,
+) -> Result<Candidates, StoreError> {
+    let queries = V1_SIZES.map(|bits| {
+        let filter = window.filter(
+            doc! { block_fields::V1_BITS: i64::from(bits) },
+            doc! { block_fields::V1_BLOOM: { "$bitsAllSet": positions(hashes, bits) } },
+        );
+        find_up_to(blocks, filter, doc! { block_fields::IDS: 1 }, max_blocks)
+    });
+    let found: Vec<Vec<Document>> = futures::stream::iter(queries)
+        .buffer_unordered(V1_SIZES.len())
+        .try_collect()
+        .await?;
+    let matching: Vec<Document> = found.into_iter().flatten().collect();
+    if matching.len() > max_blocks {
+        return Ok(Candidates::Scan);
+    }
+    Ok(Candidates::Ids(ids_of(&matching).collect()))
 }
 
 /// The ids of a block's logs whose signature has every bit of `wanted`, and those with
