@@ -238,30 +238,11 @@ impl Database {
                         },
                     )
                 };
-                let services = request.filter.get(fields::SERVICE).and_then(values_of);
-                if let Candidates::Ids(ids) = self
-                    .block_candidates(
-                        words,
-                        services.as_deref(),
-                        low.time,
-                        high.time,
-                        MAX_CANDIDATE_BLOCKS,
-                    )
+                if let Some(found) = self
+                    .read_candidates(request, words, low, high, request.limit - page.len())
                     .await?
                 {
-                    if !ids.is_empty() {
-                        let mut range = request.filter.clone();
-                        range.insert(fields::TIMESTAMP, time_condition(low, high));
-                        page.extend(
-                            self.find_sorted_once(
-                                by_ids(&ids, range),
-                                sort_of(request.order),
-                                request.limit - page.len(),
-                                request.max_time,
-                            )
-                            .await?,
-                        );
-                    }
+                    page.extend(found);
                     return Ok(page);
                 }
             }
@@ -309,32 +290,19 @@ impl Database {
             window.insert(fields::TIMESTAMP, time_condition(low, high));
             let wanted = request.limit - page.len();
             let sort = sort_of(request.order);
-            let candidates = match words {
-                None => Candidates::Scan,
+            let from_blocks = match words {
+                None => None,
                 Some(words) => {
-                    let services = request.filter.get(fields::SERVICE).and_then(values_of);
-                    self.block_candidates(
-                        words,
-                        services.as_deref(),
-                        low.time,
-                        high.time,
-                        MAX_CANDIDATE_BLOCKS,
-                    )
-                    .await?
+                    self.read_candidates(request, words, low, high, wanted)
+                        .await?
                 }
             };
-            match candidates {
-                Candidates::Scan => page.extend(
+            match from_blocks {
+                Some(found) => page.extend(found),
+                None => page.extend(
                     self.find_sorted(window, sort, wanted, request.max_time)
                         .await?,
                 ),
-                Candidates::Ids(ids) if ids.is_empty() => {}
-                Candidates::Ids(ids) => {
-                    page.extend(
-                        self.find_sorted_once(by_ids(&ids, window), sort, wanted, request.max_time)
-                            .await?,
-                    );
-                }
             }
             let reached_far_end = if newest_first {
                 low.time <= far_end
@@ -348,6 +316,44 @@ impl Database {
             width = width * 4;
         }
         Ok(page)
+    }
+
+    /// Up to `wanted` logs of `[low, high]` matching `request` and holding every one of
+    /// `words`, in its order, read from the blocks that may hold them; `None` when too many
+    /// blocks may and the range is to be scanned instead.
+    async fn read_candidates(
+        &self,
+        request: &PageRequest,
+        words: &[String],
+        low: Bound,
+        high: Bound,
+        wanted: usize,
+    ) -> Result<Option<Vec<Document>>, StoreError> {
+        let services = request.filter.get(fields::SERVICE).and_then(values_of);
+        let candidates = self
+            .block_candidates(
+                words,
+                services.as_deref(),
+                low.time,
+                high.time,
+                MAX_CANDIDATE_BLOCKS,
+            )
+            .await?;
+        let ids = match candidates {
+            Candidates::Scan => return Ok(None),
+            Candidates::Ids(ids) if ids.is_empty() => return Ok(Some(Vec::new())),
+            Candidates::Ids(ids) => ids,
+        };
+        let mut range = request.filter.clone();
+        range.insert(fields::TIMESTAMP, time_condition(low, high));
+        self.find_sorted_once(
+            by_ids(&ids, range),
+            sort_of(request.order),
+            wanted,
+            request.max_time,
+        )
+        .await
+        .map(Some)
     }
 
     /// The records at exactly the cursor's time with an id past the cursor's, in order.
