@@ -72,6 +72,22 @@ async fn app(context: &TestContext) -> axum::Router {
     ))
 }
 
+/// The ids of every page of `uri` (a logs query without a cursor), following `next_cursor`
+/// until there is none; each page must answer 200.
+async fn every_page(app: &axum::Router, uri: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) = get(app, &format!("{uri}{cursor}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return seen,
+        }
+    }
+}
+
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
     let response = app
         .clone()
@@ -157,25 +173,16 @@ async fn paging_sees_each_record_exactly_once_while_inserts_continue() {
             }
         }
     });
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
     let to = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    loop {
-        let mut uri = format!(
-            "/api/v1/logs?limit=700&from=8d&to={}",
-            to.replace('+', "%2B")
-        );
-        if let Some(cursor) = &cursor {
-            uri.push_str(&format!("&cursor={cursor}"));
-        }
-        let (status, body) = get(&app, &uri).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        seen.extend(ids(&body).into_iter().filter(|id| id.starts_with("p-")));
-        match body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let uri = format!(
+        "/api/v1/logs?limit=700&from=8d&to={}",
+        to.replace('+', "%2B")
+    );
+    let seen: Vec<String> = every_page(&app, &uri)
+        .await
+        .into_iter()
+        .filter(|id| id.starts_with("p-"))
+        .collect();
     writer.await.expect("writer");
     let distinct: BTreeSet<&String> = seen.iter().collect();
     assert_eq!(distinct.len(), seen.len(), "a record appeared twice");
@@ -764,21 +771,7 @@ async fn paging_a_service_across_severities_sees_each_record_once_in_order() {
         let mut expected: Vec<&LogRecord> = records.iter().filter(|r| keep(r)).collect();
         expected.sort_by(|a, b| (b.timestamp, &b.id).cmp(&(a.timestamp, &a.id)));
         let expected: Vec<String> = expected.iter().map(|r| r.id.clone()).collect();
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut uri = format!("/api/v1/logs?{query}&limit=37&from=1h");
-            if let Some(cursor) = &cursor {
-                uri.push_str(&format!("&cursor={cursor}"));
-            }
-            let (status, body) = get(&app, &uri).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            seen.extend(ids(&body));
-            match body["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => break,
-            }
-        }
+        let seen = every_page(&app, &format!("/api/v1/logs?{query}&limit=37&from=1h")).await;
         assert_eq!(seen, expected, "{query}");
     }
     context.cleanup().await;
@@ -984,20 +977,7 @@ async fn logs_stored_before_word_blocks_are_found_beside_those_in_blocks() {
     .await;
     assert_eq!(ids(&body), all.iter().rev().cloned().collect::<Vec<_>>());
     // Pages of 15 cross both cuts (common word, blocks) and see each log once, in order.
-    let mut paged = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (_, body) = get(
-            &app,
-            &format!("/api/v1/logs?q=PAYMENT&limit=15&{window}{cursor}"),
-        )
-        .await;
-        paged.extend(ids(&body));
-        match body["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let paged = every_page(&app, &format!("/api/v1/logs?q=PAYMENT&limit=15&{window}")).await;
     assert_eq!(paged, all);
     let earlier: Vec<String> = all[11..].to_vec();
     for (q, expected) in [
@@ -1133,20 +1113,7 @@ async fn logs_in_first_version_blocks_stay_searchable_beside_those_in_sliced_blo
     expected.sort();
     assert_eq!(found, expected);
     // Pages of 15 cross both versions and see each log once.
-    let mut paged = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (_, body) = get(
-            &app,
-            &format!("/api/v1/logs?q=payment&limit=15&{window}{cursor}"),
-        )
-        .await;
-        paged.extend(ids(&body));
-        match body["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let paged = every_page(&app, &format!("/api/v1/logs?q=payment&limit=15&{window}")).await;
     assert_eq!(paged.len(), 42);
     assert_eq!(paged.iter().collect::<BTreeSet<_>>().len(), 42);
     for (q, expected) in [
