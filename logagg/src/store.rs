@@ -312,52 +312,53 @@ impl Database {
         records: &[LogRecord],
     ) -> (Vec<RawDocumentBuf>, blocks::BlockWrites) {
         let mut writes = blocks::BlockWrites::default();
-        if !self.word_index() {
-            let documents = records
-                .iter()
-                .map(|record| record_to_raw::<&str>(record, None))
-                .collect();
-            return (documents, writes);
-        }
-        let mut open = lock(&self.open_blocks);
-        let documents = records
-            .iter()
-            .map(|record| {
-                let words = crate::words::hashed_words(&record.message);
+        let (documents, hashes) = self.encode(records);
+        if let Some(hashes) = hashes {
+            // Encoded first: the lock is held only to add the logs to their blocks.
+            let mut open = lock(&self.open_blocks);
+            for (record, hashes) in records.iter().zip(&hashes) {
                 open.push_hashed(
                     &mut writes,
                     &record.id,
                     record.timestamp,
                     &record.service,
-                    &words.hashes,
+                    hashes,
                 );
-                record_to_raw(record, Some(&words.words))
-            })
-            .collect();
-        open.seal_aged(&mut writes, blocks::BLOCK_MAX_AGE);
+            }
+            open.seal_aged(&mut writes, blocks::BLOCK_MAX_AGE);
+        }
         (documents, writes)
     }
 
     /// The stored form of `records`, and with word search on, their word blocks as one
     /// writer of one batch would seal them (what benchmarks measure the encoding with).
     pub fn log_documents(&self, records: &[LogRecord]) -> (Vec<RawDocumentBuf>, Vec<Document>) {
+        let (documents, hashes) = self.encode(records);
+        let mut blocks = blocks::BlockBuilder::default();
+        for (record, hashes) in records.iter().zip(hashes.iter().flatten()) {
+            blocks.push_hashed(&record.id, record.timestamp, &record.service, hashes);
+        }
+        (documents, blocks.finish())
+    }
+
+    /// The stored form of `records`, and with word search on, each one's word hashes
+    /// (`crate::words::hashed_words`), in order.
+    fn encode(&self, records: &[LogRecord]) -> (Vec<RawDocumentBuf>, Option<Vec<Vec<u64>>>) {
         if !self.word_index() {
             let documents = records
                 .iter()
                 .map(|record| record_to_raw::<&str>(record, None))
                 .collect();
-            return (documents, Vec::new());
+            return (documents, None);
         }
-        let mut blocks = blocks::BlockBuilder::default();
-        let documents = records
+        let (documents, hashes) = records
             .iter()
             .map(|record| {
                 let words = crate::words::hashed_words(&record.message);
-                blocks.push_hashed(&record.id, record.timestamp, &record.service, &words.hashes);
-                record_to_raw(record, Some(&words.words))
+                (record_to_raw(record, Some(&words.words)), words.hashes)
             })
-            .collect();
-        (documents, blocks.finish())
+            .unzip();
+        (documents, Some(hashes))
     }
 
     /// Writes stored-form documents (as read back from an archive) the same way: their word

@@ -286,10 +286,7 @@ impl Database {
                     },
                 )
             };
-            let mut window = request.filter.clone();
-            window.insert(fields::TIMESTAMP, time_condition(low, high));
             let wanted = request.limit - page.len();
-            let sort = sort_of(request.order);
             let from_blocks = match words {
                 None => None,
                 Some(words) => {
@@ -299,10 +296,14 @@ impl Database {
             };
             match from_blocks {
                 Some(found) => page.extend(found),
-                None => page.extend(
-                    self.find_sorted(window, sort, wanted, request.max_time)
-                        .await?,
-                ),
+                None => {
+                    let mut window = request.filter.clone();
+                    window.insert(fields::TIMESTAMP, time_condition(low, high));
+                    page.extend(
+                        self.find_sorted(window, sort_of(request.order), wanted, request.max_time)
+                            .await?,
+                    );
+                }
             }
             let reached_far_end = if newest_first {
                 low.time <= far_end
