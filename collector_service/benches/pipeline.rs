@@ -433,7 +433,7 @@ fn decode_cost(count: u64) -> (f64, f64) {
     for record in &decoded.records {
         let words = logagg::words::hashed_words(&record.message);
         blocks.push_hashed(&record.id, record.timestamp, &record.service, &words.hashes);
-        let document = record_to_raw(record, Some(&words.words));
+        let document = record_to_raw::<&str>(record, None);
         encoded_bytes += document.as_bytes().len();
     }
     for block in blocks.finish() {

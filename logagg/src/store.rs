@@ -35,8 +35,8 @@ pub mod fields {
     /// Logs written before word blocks only: the message's uncommon words, indexed
     /// (`store::words`).
     pub const WORDS: &str = "words";
-    /// All the message's distinct lower-cased words (`crate::words`), unindexed: the exact
-    /// check of word search.
+    /// Logs written by earlier versions only: all the message's distinct lower-cased words
+    /// (`crate::words`), unindexed, which search checks on the server for them.
     pub const ALL_WORDS: &str = "all_words";
     pub const HOST: &str = "host";
     pub const ATTRIBUTES: &str = "attrs";
@@ -342,28 +342,25 @@ impl Database {
     }
 
     /// The stored form of `records`, and with word search on, each one's word hashes
-    /// (`crate::words::hashed_words`), in order.
+    /// (`crate::words::hashed_words`), in order. The words themselves are not stored: search
+    /// checks them on the message.
     fn encode(&self, records: &[LogRecord]) -> (Vec<RawDocumentBuf>, Option<Vec<Vec<u64>>>) {
-        if !self.word_index() {
-            let documents = records
-                .iter()
-                .map(|record| record_to_raw::<&str>(record, None))
-                .collect();
-            return (documents, None);
-        }
-        let (documents, hashes) = records
+        let documents = records
             .iter()
-            .map(|record| {
-                let words = crate::words::hashed_words(&record.message);
-                (record_to_raw(record, Some(&words.words)), words.hashes)
-            })
-            .unzip();
-        (documents, Some(hashes))
+            .map(|record| record_to_raw::<&str>(record, None))
+            .collect();
+        let hashes = self.word_index().then(|| {
+            records
+                .iter()
+                .map(|record| crate::words::hashed_words(&record.message).hashes)
+                .collect()
+        });
+        (documents, hashes)
     }
 
     /// Writes stored-form documents (as read back from an archive) the same way: their word
-    /// blocks, from the `all_words` they carry, then one unordered insert, existing `_id`s
-    /// counted as duplicates.
+    /// blocks, from their messages' words, then one unordered insert, existing `_id`s
+    /// counted as duplicates. (Documents archived with their words, `all_words`, keep them.)
     pub async fn insert_documents(
         &self,
         documents: Vec<Document>,
@@ -378,11 +375,9 @@ impl Database {
                 ) else {
                     continue;
                 };
-                let words = document
-                    .get_array(fields::ALL_WORDS)
-                    .map(|words| words.iter().filter_map(Bson::as_str).collect::<Vec<_>>())
-                    .unwrap_or_default();
-                blocks.push(id, timestamp.to_chrono(), service, words);
+                let message = document.get_str(fields::MESSAGE).unwrap_or_default();
+                let words = crate::words::hashed_words(message);
+                blocks.push_hashed(id, timestamp.to_chrono(), service, &words.hashes);
             }
             self.insert_blocks(blocks.finish()).await?;
         }

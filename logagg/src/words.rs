@@ -1,14 +1,16 @@
 //! Words of a log message, for word search without a text index.
 //!
-//! A writer stores each message's distinct lower-cased words in the log's unindexed
-//! `all_words`, and for each batch it writes *blocks* (`crate::store::blocks`) of up to a
-//! thousand logs, each with bloom filters of its words ([`Bloom`]), one per slice of the
-//! word hashes. Search asks the blocks of a time window which may hold every query word, then reads only those blocks' logs with an exact
-//! `all_words` check: a filter's false positive costs a read, never a wrong answer. No index
-//! entry is written per word, so word search costs ingest little however many distinct
-//! words real logs carry (ids, addresses, numbers).
+//! A writer hashes each message's distinct lower-cased words and, for each batch, writes
+//! *blocks* (`crate::store::blocks`) of up to a thousand logs, each with bloom filters of
+//! its words ([`Bloom`]), one per slice of the word hashes, and a signature per log. Search
+//! asks the blocks of a range which may hold every query word, then reads only those
+//! blocks' logs and checks each message's words exactly ([`holds_all`]): a filter's false
+//! positive costs a read, never a wrong answer. Neither the words nor an index entry per
+//! word is stored, so word search costs ingest little however many distinct words real logs
+//! carry (ids, addresses, numbers).
 //!
-//! Logs written before blocks (an earlier version) carry an indexed `words` array too, and
+//! Logs written by earlier versions carry their words in an unindexed `all_words`; those
+//! written before blocks carry an indexed `words` array too, and
 //! words that version found common ([`CommonWords`]) were left out of it from a time
 //! `since`: search still reads those logs that way (`crate::store::words`).
 
@@ -72,6 +74,16 @@ pub fn hashed_words(text: &str) -> HashedWords<'_> {
         }
     }
     HashedWords { words, hashes }
+}
+
+/// Whether `message`'s words, as a writer takes them ([`hashed_words`]: at most
+/// [`MAX_WORDS_PER_MESSAGE`], none longer than [`MAX_WORD_BYTES`]), hold every one of
+/// `words` (a query's, [`query_words`]): word search's exact check.
+pub fn holds_all(message: &str, words: &[String]) -> bool {
+    let stored = hashed_words(message).words;
+    words
+        .iter()
+        .all(|word| stored.iter().any(|stored| stored == word))
 }
 
 /// The words of a search query, split and normalised exactly as messages are; words too
@@ -261,6 +273,23 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         message_words(text)
+    }
+
+    #[test]
+    fn the_exact_check_finds_the_words_a_writer_would_have_stored_and_no_others() {
+        let query = query_words;
+        let message = "Payment FAILED for order-42: card_declined";
+        assert!(holds_all(message, &query("payment failed")));
+        assert!(holds_all(message, &query("ORDER 42 declined card")));
+        assert!(holds_all(message, &[]));
+        assert!(!holds_all(message, &query("payment refused")));
+        assert!(!holds_all(message, &query("pay")));
+        // Past the words a writer keeps, as in its blocks: not found.
+        let many: String = (0..500).map(|n| format!("w{n} ")).collect();
+        assert!(holds_all(&many, &query("w0 w127")));
+        assert!(!holds_all(&many, &query("w128")));
+        let long = "a".repeat(MAX_WORD_BYTES + 1);
+        assert!(!holds_all(&format!("id {long}"), &query(&long)));
     }
 
     #[test]

@@ -396,6 +396,11 @@ async fn run() {
         })
         .await;
     }
+    measure(&app, "stats over 24 h with q (2 words)", 5, |index| {
+        let (first, second) = pairs[index];
+        format!("/api/v1/stats?from=24h&q={first}+{second}")
+    })
+    .await;
     if !rare.is_empty() {
         measure(&app, "rare token over 24 h (q, 1 id)", requests, |index| {
             format!("/api/v1/logs?q={}&limit=100", rare[index % rare.len()])

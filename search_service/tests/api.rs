@@ -736,15 +736,31 @@ async fn the_main_query_shapes_are_served_by_indexes() {
         bson::doc! {
             "filter": {
                 "_id": { "$in": ["x-1", "x-2"] },
-                "all_words": { "$all": ["payment", "failed"] },
                 "ts": { "$gte": bson::DateTime::from_chrono(now - Duration::minutes(1)) },
             },
             "sort": { "ts": -1, "_id": -1 },
-            "limit": 100,
         },
     )
     .await;
     assert!(logs_plan.contains("\"indexName\": \"_id_\""), "{logs_plan}");
+    // Too many blocks to read at once: sealed blocks newest first, by the same index.
+    let walk_plan = explain(
+        &context.settings.store.blocks_collection,
+        bson::doc! {
+            "filter": {
+                "p": -2,
+                "k": 0_i64,
+                "to": { "$gte": bson::DateTime::from_chrono(now - Duration::hours(24)) },
+                "from": { "$lte": bson::DateTime::from_chrono(now) },
+            },
+            "sort": { "to": -1 },
+        },
+    )
+    .await;
+    assert!(
+        walk_plan.contains("\"indexName\": \"p_k_to\""),
+        "{walk_plan}"
+    );
     context.cleanup().await;
 }
 
@@ -949,17 +965,17 @@ async fn logs_stored_before_word_blocks_are_found_beside_those_in_blocks() {
         "",
     )
     .await;
-    // Logs written now go into blocks, with no `words`.
+    // Logs written now go into blocks, with no `words` nor `all_words`: search checks
+    // their words on the message.
     context
         .store
         .insert_records(&worded(30..40, Utc::now() + Duration::seconds(1), "done"))
         .await
         .expect("written in blocks");
     assert!(stored_words(&context, "w-033", "words").await.is_empty());
-    assert_eq!(
-        stored_words(&context, "w-033", "all_words").await,
-        ["payment", "r033", "done"]
-    );
+    assert!(stored_words(&context, "w-033", "all_words")
+        .await
+        .is_empty());
 
     let window = format!(
         "from={}&to={}",
@@ -1187,5 +1203,158 @@ async fn small_batches_share_one_block_and_each_is_found_as_soon_as_it_is_stored
     }
     let (_, stats) = get(&app, "/api/v1/stats?q=open&from=1h").await;
     assert_eq!(stats["total"], 90);
+    context.cleanup().await;
+}
+
+/// Stores `records` as a collector of the second block version did: the logs with their
+/// words (`all_words`), in one sealed block whose document has no place in the blocks'
+/// time order (`p`, `k`).
+async fn store_in_a_second_version_block(context: &TestContext, records: &[LogRecord]) {
+    let (_, blocks) = context.store.log_documents(records);
+    let blocks: Vec<bson::Document> = blocks
+        .into_iter()
+        .map(|mut block| {
+            if block.contains_key("ids") {
+                block.remove("p");
+                block.remove("k");
+            }
+            block
+        })
+        .collect();
+    context
+        .store
+        .blocks()
+        .expect("word search on")
+        .insert_many(blocks)
+        .await
+        .expect("a second-version block");
+    let documents: Vec<bson::Document> = records
+        .iter()
+        .map(|record| {
+            let all = logagg::words::message_words(&record.message);
+            logagg::store::record_to_document(record, Some(&all))
+        })
+        .collect();
+    context
+        .store
+        .logs()
+        .insert_many(documents)
+        .await
+        .expect("logs of a second-version block");
+}
+
+#[tokio::test]
+async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_their_words() {
+    let context = TestContext::new("search_block_walk").await;
+    let blocks = context.store.blocks().expect("word search on").clone();
+    // A second-version deployment upgraded now: its marker three hours back, its logs
+    // (with their words, in blocks not in time order) two hours back.
+    let three_hours_ago = Utc::now() - Duration::hours(3);
+    blocks
+        .update_one(
+            bson::doc! { "_id": "filters_since" },
+            bson::doc! { "$set": { "since": bson::DateTime::from_chrono(three_hours_ago) } },
+        )
+        .upsert(true)
+        .await
+        .expect("an earlier version's marker");
+    let two_hours_ago = Utc::now() - Duration::hours(2);
+    store_in_a_second_version_block(&context, &worded(0..10, two_hours_ago, "listed")).await;
+    // 45 sealed blocks of two logs, more than a page reads at once, their time ranges
+    // overlapping (log n at base + n s, its block's other at base + 140 - n s), and one
+    // open block of five.
+    let base = Utc::now() - Duration::minutes(30);
+    let mut expected: Vec<(i64, String)> = Vec::new();
+    for n in 10..55 {
+        let mut pair = worded(n..n + 1, base + Duration::seconds(n as i64), "walked");
+        let mut partner = worded(
+            n + 100..n + 101,
+            base + Duration::seconds(140 - n as i64),
+            "walked",
+        );
+        pair.append(&mut partner);
+        let (documents, sealed) = context.store.log_documents(&pair);
+        blocks.insert_many(sealed).await.expect("sealed blocks");
+        let documents: Vec<bson::Document> = documents
+            .iter()
+            .map(|raw| raw.to_document().expect("a stored-form log"))
+            .collect();
+        context
+            .store
+            .logs()
+            .insert_many(documents)
+            .await
+            .expect("their logs");
+        for record in &pair {
+            expected.push((record.timestamp.timestamp_millis(), record.id.clone()));
+        }
+    }
+    let open = worded(200..205, Utc::now() - Duration::minutes(1), "walked");
+    context
+        .store
+        .insert_records(&open)
+        .await
+        .expect("an open block");
+    for record in &open {
+        expected.push((record.timestamp.timestamp_millis(), record.id.clone()));
+    }
+    for record in worded(0..10, two_hours_ago, "listed") {
+        expected.push((record.timestamp.timestamp_millis(), record.id));
+    }
+    expected.sort();
+    let oldest_first: Vec<String> = expected.iter().map(|(_, id)| id.clone()).collect();
+    let newest_first: Vec<String> = oldest_first.iter().rev().cloned().collect();
+    assert_eq!(newest_first.len(), 105);
+
+    let app = app(&context).await;
+    let window = format!(
+        "from={}",
+        (Utc::now() - Duration::hours(4)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    assert_eq!(
+        every_page(&app, &format!("/api/v1/logs?q=payment&limit=7&{window}")).await,
+        newest_first
+    );
+    assert_eq!(
+        every_page(
+            &app,
+            &format!("/api/v1/logs?q=payment&limit=7&order=oldest&{window}")
+        )
+        .await,
+        oldest_first
+    );
+    let walked: Vec<String> = newest_first
+        .iter()
+        .filter(|id| !id.starts_with("w-00"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        every_page(
+            &app,
+            &format!("/api/v1/logs?q=walked+payment&limit=10&{window}")
+        )
+        .await,
+        walked
+    );
+    for (q, expected) in [
+        ("r042+walked", vec!["w-042"]),
+        ("r003+listed", vec!["w-003"]),
+        ("r142", vec!["w-142"]),
+        ("listed+walked", vec![]),
+    ] {
+        let (status, body) = get(&app, &format!("/api/v1/logs?q={q}&limit=100&{window}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ids(&body), expected, "q={q}");
+    }
+    for (q, total) in [
+        ("payment", 105),
+        ("walked", 95),
+        ("listed", 10),
+        ("listed+walked", 0),
+    ] {
+        let (status, stats) = get(&app, &format!("/api/v1/stats?q={q}&{window}")).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        assert_eq!(stats["total"], total, "q={q}");
+    }
     context.cleanup().await;
 }

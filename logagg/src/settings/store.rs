@@ -52,10 +52,10 @@ pub struct StoreSettings {
     pub database: String,
     /// Collection of log records.
     pub logs_collection: String,
-    /// Store each message's words so search's `q` works: all of them in the log's
-    /// unindexed `all_words`, and word blocks (`blocks_collection`) of up to 1,000 logs with
-    /// bloom filters of their words, which search reads to find the logs that may hold a
-    /// query's words (docs/search.md). Off, `q` is refused and inserts are cheapest
+    /// Write word blocks so search's `q` works: blocks (`blocks_collection`) of up to 1,000
+    /// logs with bloom filters of their words and a signature of each log's, which search
+    /// reads to find the logs that may hold a query's words, then checks those logs'
+    /// messages (docs/search.md). Off, `q` is refused and inserts are cheapest
     /// (docs/PERFORMANCE.md).
     pub word_index: bool,
     /// Collection of the word blocks: per block, its logs' ids, time range, services and

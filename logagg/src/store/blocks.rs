@@ -13,16 +13,17 @@
 //! One-off writers (`retention restore`) seal their blocks at once ([`BlockBuilder`]; a
 //! block's `_id` then derives from its logs' ids, so a batch written again is the same block).
 //!
-//! Search asks, per time window, for the filters of each query word's slice that have all of
+//! Search asks, over its range, for the filters of each query word's slice that have all of
 //! its bits set (`$bitsAllSet`, evaluated by the server), keeps the blocks every slice named,
-//! then reads those blocks' logs by `_id` with the exact `all_words` check. Where too many
-//! blocks match (a common word), it scans the window's logs instead: the words are then
-//! dense, and a scan finds a page quickly. The slices are what keep a search cheap: the
-//! server reads one sixteenth of a window's filter bytes per query word, and its cost grows
-//! with the bytes it reads (docs/PERFORMANCE.md).
+//! then reads those blocks' logs whose signature may hold the words by `_id`, and checks
+//! each one's message. Where too many blocks match (a common word), it walks the range's
+//! blocks in time order instead ([`Database::walk_blocks`]), until a page is found. The
+//! slices are what keep a search cheap: the server reads one sixteenth of a range's filter
+//! bytes per query word, and its cost grows with the bytes it reads (docs/PERFORMANCE.md).
 //!
 //! Blocks of the first version (one filter over all words in the block document itself,
-//! [`V1_MARKER_ID`]) stay searchable until retention removes them.
+//! [`V1_MARKER_ID`]), and the second's logs stored with their words (`all_words`, before
+//! [`CHECKED_MARKER_ID`]), stay searchable until retention removes them.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -57,9 +58,11 @@ pub mod block_fields {
     pub const SIGNATURES: &str = "sigs";
     /// On filters: the block's `_id`.
     pub const BLOCK: &str = "b";
-    /// On filters: the slice of word hashes it holds, `0..PARTITIONS`.
+    /// On filters: the slice of word hashes it holds, `0..PARTITIONS`; on blocks, `OPEN`
+    /// or `SEALED` (sealed blocks of the second version, written before
+    /// [`CHECKED_MARKER_ID`], have none).
     pub const PARTITION: &str = "p";
-    /// On filters: its size in bits, one of `FILTER_SIZES`.
+    /// On filters: its size in bits, one of `FILTER_SIZES`; on blocks, 0.
     pub const FILTER_BITS: &str = "k";
     pub const FILTER: &str = "f";
     /// On first-version blocks: their one filter's size and bytes.
@@ -90,6 +93,10 @@ pub const BLOCK_SPAN: chrono::Duration = chrono::Duration::hours(1);
 pub const INDEX_FILTERS: &str = "p_k_to";
 /// `_id` of the marker document recording when the first block of this version was written.
 const MARKER_ID: &str = "filters_since";
+/// `_id` of the marker recording from when writers store logs without their words
+/// (`all_words`) and seal blocks as [`SEALED`]: search checks those logs' words on their
+/// message, and reads sealed blocks in time order where too many match to read at once.
+const CHECKED_MARKER_ID: &str = "checked_since";
 /// `_id` of the first version's marker, and its index and filter sizes.
 const V1_MARKER_ID: &str = "blocks_since";
 const V1_SIZES: [u32; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
@@ -165,9 +172,7 @@ impl BlockBuilder {
         service: &str,
         hashes: &[u64],
     ) {
-        let hour = timestamp
-            .timestamp_millis()
-            .div_euclid(BLOCK_SPAN.num_milliseconds());
+        let hour = hour_number(timestamp);
         let full = self.open.get(&hour).is_some_and(|pending| {
             pending.ids.len() >= MAX_BLOCK_LOGS || pending.overflows(hashes)
         });
@@ -291,6 +296,8 @@ impl Pending {
         documents.push(doc! {
             block_fields::ID: id,
             block_fields::VERSION: BLOCK_VERSION,
+            block_fields::PARTITION: SEALED,
+            block_fields::FILTER_BITS: 0_i64,
             block_fields::FROM: from,
             block_fields::TO: to,
             block_fields::SERVICES: services,
@@ -311,6 +318,9 @@ const MAX_OPEN_BLOCKS: usize = 24;
 /// [`block_fields::PARTITION`] of an open block's document: search reads every open block
 /// overlapping a window as a candidate, through the filters' index.
 const OPEN: i32 = -1;
+/// [`block_fields::PARTITION`] of a sealed block: with [`OPEN`], what lets search read
+/// blocks in time order through [`INDEX_FILTERS`].
+const SEALED: i32 = -2;
 
 /// A writer's blocks kept open across batches, one per hour (the collector's; see
 /// docs/search.md). Each batch appends its logs' ids to their open block's document, which
@@ -383,9 +393,7 @@ impl OpenBlocks {
         service: &str,
         hashes: &[u64],
     ) {
-        let hour = timestamp
-            .timestamp_millis()
-            .div_euclid(BLOCK_SPAN.num_milliseconds());
+        let hour = hour_number(timestamp);
         if self
             .open
             .get(&hour)
@@ -496,6 +504,7 @@ pub enum Candidates {
 pub struct BlockEras {
     pub v1_since: Option<DateTime<Utc>>,
     pub since: Option<DateTime<Utc>>,
+    pub checked_since: Option<DateTime<Utc>>,
 }
 
 impl BlockEras {
@@ -507,6 +516,27 @@ impl BlockEras {
         Some(match self.since {
             Some(since) => since.checked_add_signed(BLOCK_SPAN).unwrap_or(since),
             None => v1_since.max(Utc::now()),
+        })
+    }
+
+    /// Logs stamped up to this time may carry their words (`all_words`) and be in blocks
+    /// search cannot read in time order (a writer of an earlier version may have run for up
+    /// to an hour beside one of this); `None` when no earlier writer of blocks ever ran.
+    pub fn listed_until(&self) -> Option<DateTime<Utc>> {
+        let earlier = match (self.v1_since, self.since, self.checked_since) {
+            (Some(_), _, _) => true,
+            (None, Some(since), Some(checked)) => since < checked,
+            (None, Some(_), None) => true,
+            (None, None, _) => false,
+        };
+        if !earlier {
+            return None;
+        }
+        Some(match self.checked_since {
+            Some(checked) => checked.checked_add_signed(BLOCK_SPAN).unwrap_or(checked),
+            None => Utc::now()
+                .checked_add_signed(BLOCK_SPAN)
+                .unwrap_or_else(Utc::now),
         })
     }
 }
@@ -539,15 +569,17 @@ impl Database {
             )
             .await
             .map_err(StoreError::Unavailable)?;
-        let marker = doc! {
-            block_fields::ID: MARKER_ID,
-            block_fields::SINCE: bson::DateTime::from_chrono(Utc::now()),
-        };
-        match blocks.insert_one(marker).await {
-            Ok(_) => Ok(()),
-            Err(error) if super::is_duplicate_key(&error) => Ok(()),
-            Err(error) => Err(StoreError::Unavailable(error)),
+        // One time for both markers: equal, they say no writer stored words before.
+        let now = bson::DateTime::from_chrono(Utc::now());
+        for id in [MARKER_ID, CHECKED_MARKER_ID] {
+            let marker = doc! { block_fields::ID: id, block_fields::SINCE: now };
+            match blocks.insert_one(marker).await {
+                Ok(_) => {}
+                Err(error) if super::is_duplicate_key(&error) => {}
+                Err(error) => return Err(StoreError::Unavailable(error)),
+            }
         }
+        Ok(())
     }
 
     /// From when writers wrote blocks of each version.
@@ -558,13 +590,16 @@ impl Database {
             return Ok(BlockEras::default());
         };
         if let Some((read_at, eras)) = *super::lock(&self.block_eras) {
-            let settled = eras.v1_since.is_some() && eras.since.is_some();
+            let settled =
+                eras.v1_since.is_some() && eras.since.is_some() && eras.checked_since.is_some();
             if settled || read_at.elapsed() < ERAS_REFRESH {
                 return Ok(eras);
             }
         }
         let markers: Vec<Document> = blocks
-            .find(doc! { block_fields::ID: { "$in": [MARKER_ID, V1_MARKER_ID] } })
+            .find(
+                doc! { block_fields::ID: { "$in": [MARKER_ID, V1_MARKER_ID, CHECKED_MARKER_ID] } },
+            )
             .await
             .map_err(StoreError::Unavailable)?
             .try_collect()
@@ -580,6 +615,7 @@ impl Database {
         let eras = BlockEras {
             v1_since: since(V1_MARKER_ID),
             since: since(MARKER_ID),
+            checked_since: since(CHECKED_MARKER_ID),
         };
         *super::lock(&self.block_eras) = Some((std::time::Instant::now(), eras));
         Ok(eras)
@@ -811,6 +847,70 @@ impl Database {
         Ok(Candidates::Ids(ids))
     }
 
+    /// The sealed and open blocks overlapping `[from, to]` (with `services`, holding one of
+    /// them), one at a time in time order: what a search reads when too many blocks may
+    /// hold its words to read them at once. Each block yields the ids of its logs whose
+    /// signature may hold every one of `words`.
+    pub async fn walk_blocks(
+        &self,
+        words: &[String],
+        services: Option<&[Bson]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        newest_first: bool,
+        max_time: std::time::Duration,
+    ) -> Result<BlockWalk, StoreError> {
+        let wanted = words
+            .iter()
+            .fold(0, |mask, word| mask | signature_of(word_hash(word)));
+        let mut walk = BlockWalk {
+            sealed: None,
+            peeked: None,
+            open: std::collections::VecDeque::new(),
+            newest_first,
+            wanted,
+        };
+        let Some(blocks) = &self.blocks else {
+            return Ok(walk);
+        };
+        let window = Overlapping { from, to, services };
+        let projection =
+            doc! { block_fields::IDS: 1, block_fields::SIGNATURES: 1, block_fields::TO: 1 };
+        // Open blocks first: one sealed meanwhile is then read twice, never missed.
+        let mut open: Vec<Document> = blocks
+            .find(window.filter(
+                doc! { block_fields::PARTITION: OPEN, block_fields::FILTER_BITS: 0_i64 },
+                doc! {},
+            ))
+            .projection(projection.clone())
+            .max_time(max_time)
+            .await
+            .map_err(super::search::classify_query_error)?
+            .try_collect()
+            .await
+            .map_err(super::search::classify_query_error)?;
+        open.sort_by_key(end_of);
+        if newest_first {
+            open.reverse();
+        }
+        walk.open = open.into();
+        let direction = if newest_first { -1 } else { 1 };
+        walk.sealed = Some(
+            blocks
+                .find(window.filter(
+                    doc! { block_fields::PARTITION: SEALED, block_fields::FILTER_BITS: 0_i64 },
+                    doc! {},
+                ))
+                .sort(doc! { block_fields::TO: direction })
+                .projection(projection)
+                .batch_size(WALK_BATCH)
+                .max_time(max_time)
+                .await
+                .map_err(super::search::classify_query_error)?,
+        );
+        Ok(walk)
+    }
+
     /// Deletes the blocks (and their filters) all of whose logs are older than the oldest
     /// stored log: what retention's purge leaves behind. Returns how many blocks went.
     pub async fn purge_blocks(&self) -> Result<u64, StoreError> {
@@ -843,6 +943,85 @@ impl Database {
             .map(|result| result.deleted_count)
             .map_err(StoreError::Unavailable)
     }
+}
+
+/// Sealed blocks a walk asks the server for at a time (about 60 KB each: ids and signatures).
+const WALK_BATCH: u32 = 16;
+
+/// Blocks in time order ([`Database::walk_blocks`]): open ones merged with sealed ones as
+/// the server yields them.
+pub struct BlockWalk {
+    sealed: Option<mongodb::Cursor<Document>>,
+    peeked: Option<Document>,
+    open: std::collections::VecDeque<Document>,
+    newest_first: bool,
+    wanted: Signature,
+}
+
+impl BlockWalk {
+    /// The next block's ids whose signature may hold the words; `None` once all are read.
+    pub async fn next_ids(&mut self) -> Result<Option<Vec<String>>, StoreError> {
+        self.peek().await?;
+        let take_open = match (self.open.front(), &self.peeked) {
+            (Some(open), Some(sealed)) if self.newest_first => end_of(open) >= end_of(sealed),
+            (Some(open), Some(sealed)) => end_of(open) <= end_of(sealed),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let block = if take_open {
+            self.open.pop_front()
+        } else {
+            self.peeked.take()
+        };
+        Ok(block.map(|block| signed_ids(&block, self.wanted).collect()))
+    }
+
+    /// How far the walk has seen every log: newest first, no block left holds a log newer
+    /// than this; oldest first, none holds one older. `None` once every block is read.
+    pub async fn horizon(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.peek().await?;
+        let ends = [self.open.front(), self.peeked.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(end_of);
+        Ok(if self.newest_first {
+            ends.max()
+        } else {
+            // A block's logs lie in the aligned hour its `to` is in.
+            ends.min().map(hour_of)
+        })
+    }
+
+    async fn peek(&mut self) -> Result<(), StoreError> {
+        if self.peeked.is_none() {
+            if let Some(sealed) = &mut self.sealed {
+                self.peeked = sealed
+                    .try_next()
+                    .await
+                    .map_err(super::search::classify_query_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A block's `to`, the time of its newest log.
+fn end_of(block: &Document) -> DateTime<Utc> {
+    block
+        .get_datetime(block_fields::TO)
+        .map_or(DateTime::<Utc>::MIN_UTC, |to| to.to_chrono())
+}
+
+/// The number of the aligned hour ([`BLOCK_SPAN`]) `time` is in: a block's logs share one.
+fn hour_number(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+        .div_euclid(BLOCK_SPAN.num_milliseconds())
+}
+
+/// The start of the aligned hour `time` is in.
+fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(hour_number(time) * BLOCK_SPAN.num_milliseconds())
+        .unwrap_or(time)
 }
 
 /// The blocks a query asks of: those overlapping `[from, to]`, and with `services`, holding
@@ -1172,13 +1351,42 @@ mod tests {
         let eras = BlockEras {
             v1_since: Some(at(0)),
             since: Some(start),
+            checked_since: Some(start),
         };
         assert_eq!(eras.v1_until(), Some(start + BLOCK_SPAN));
         let fresh = BlockEras {
             v1_since: None,
             since: Some(start),
+            checked_since: Some(start),
         };
         assert_eq!(fresh.v1_until(), None);
+    }
+
+    #[test]
+    fn logs_with_their_words_are_looked_for_up_to_an_hour_past_the_checked_versions_start() {
+        let (earlier, start) = (at(0), at(1_000_000));
+        let upgraded = BlockEras {
+            v1_since: None,
+            since: Some(earlier),
+            checked_since: Some(start),
+        };
+        assert_eq!(upgraded.listed_until(), Some(start + BLOCK_SPAN));
+        let from_the_first_version = BlockEras {
+            v1_since: Some(earlier),
+            since: Some(start),
+            checked_since: Some(start),
+        };
+        assert_eq!(
+            from_the_first_version.listed_until(),
+            Some(start + BLOCK_SPAN)
+        );
+        let fresh = BlockEras {
+            v1_since: None,
+            since: Some(start),
+            checked_since: Some(start),
+        };
+        assert_eq!(fresh.listed_until(), None);
+        assert_eq!(BlockEras::default().listed_until(), None);
     }
 
     fn batch(open: &mut OpenBlocks, ids: std::ops::Range<usize>, hour: i64) -> BlockWrites {
@@ -1225,7 +1433,7 @@ mod tests {
         assert_eq!(sealed.block.get_str(block_fields::ID).unwrap(), block);
         let expected: Vec<String> = (0..1_000).map(|n| n.to_string()).collect();
         assert_eq!(sealed_ids(sealed), expected);
-        assert!(!sealed.block.contains_key(block_fields::PARTITION));
+        assert_eq!(sealed.block.get_i32(block_fields::PARTITION), Ok(SEALED));
         // Its filters hold every word of both batches.
         for n in [0, 599, 600, 999] {
             let hash = word_hash(&format!("w{n}"));

@@ -109,38 +109,181 @@ struct Bound {
 }
 
 impl Database {
-    /// A page of log documents for `request`, in its order. With words: window by window,
-    /// from the logs of the blocks that may hold them (`store::blocks`), merged with the
-    /// logs stored before blocks, read the earlier way (`store::words`).
+    /// A page of log documents for `request`, in its order. With words: from the logs of
+    /// the blocks that may hold them (`store::blocks`), their words checked on the message;
+    /// merged with the logs stored with their words (`all_words`, before
+    /// `BlockEras::listed_until`), read window by window with the server's check, and with
+    /// those stored before blocks, read the earlier way (`store::words`).
     pub async fn find_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
         if request.words.is_empty() || !self.word_index() {
             return self.find_page_by_spans(request).await;
         }
-        let mut filter = request.filter.clone();
-        filter.insert(fields::ALL_WORDS, all_words(&request.words));
-        let blocked = PageRequest {
-            filter,
-            ..request.clone()
-        };
-        let page = self.find_page_in(&blocked, Some(&request.words)).await?;
-        let Some(until) = self.legacy_until(request.to).await? else {
-            return Ok(page);
-        };
-        if until < request.from {
-            return Ok(page);
-        }
-        let older = self
-            .find_page_by_spans(&PageRequest {
-                to: until,
+        let mut pages = vec![self.find_checked_page(request).await?];
+        let listed_until = self.block_eras().await?.listed_until();
+        if let Some(until) = listed_until.filter(|until| *until >= request.from) {
+            let mut filter = request.filter.clone();
+            filter.insert(fields::ALL_WORDS, all_words(&request.words));
+            let listed = PageRequest {
+                filter,
+                to: until.min(request.to),
                 ..request.clone()
-            })
-            .await?;
+            };
+            pages.push(self.find_page_in(&listed, Some(&request.words)).await?);
+        }
+        if let Some(until) = self.legacy_until(request.to).await? {
+            if until >= request.from {
+                let older = PageRequest {
+                    to: until,
+                    ..request.clone()
+                };
+                pages.push(self.find_page_by_spans(&older).await?);
+            }
+        }
+        if pages.len() == 1 {
+            return Ok(pages.pop().unwrap_or_default());
+        }
         let sort = sort_of(request.order);
-        let mut merged: Vec<Document> = page.into_iter().chain(older).collect();
+        let mut merged: Vec<Document> = pages.into_iter().flatten().collect();
         merged.sort_by(|left, right| compare_by(&sort, left, right));
         merged.dedup_by(|later, earlier| later.get(fields::ID) == earlier.get(fields::ID));
         merged.truncate(request.limit);
         Ok(merged)
+    }
+
+    /// A page of the logs whose message holds `request.words`, from the blocks that may
+    /// hold them: read at once when few blocks of the range may
+    /// ([`MAX_CANDIDATE_BLOCKS`]), else walked in time order ([`Database::walk_blocks`])
+    /// until the page is full and no block left could hold a log that goes before.
+    async fn find_checked_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
+        let newest_first = request.order == Order::NewestFirst;
+        let (mut low, mut high) = (request.from, request.to);
+        if let Some(cursor) = &request.after {
+            if let Some(time) = DateTime::<Utc>::from_timestamp_millis(cursor.timestamp_ms) {
+                if newest_first {
+                    high = high.min(time);
+                } else {
+                    low = low.max(time);
+                }
+            }
+        }
+        if low > high {
+            return Ok(Vec::new());
+        }
+        let past_cursor = |document: &Document| {
+            request
+                .after
+                .as_ref()
+                .is_none_or(|cursor| is_past(document, cursor, request.order))
+        };
+        let check = Checked::new(
+            within(request.filter.clone(), low, high),
+            &request.words,
+            None,
+            request.max_time,
+        );
+        let services = request.filter.get(fields::SERVICE).and_then(values_of);
+        let sort = sort_of(request.order);
+        let candidates = self
+            .block_candidates(
+                &request.words,
+                services.as_deref(),
+                low,
+                high,
+                MAX_CANDIDATE_BLOCKS,
+            )
+            .await?;
+        let mut page = match candidates {
+            Candidates::Ids(ids) => {
+                self.read_checked(&check, &ids, Some((&sort, request.limit)), &past_cursor)
+                    .await?
+            }
+            Candidates::Scan => {
+                let mut walk = self
+                    .walk_blocks(
+                        &request.words,
+                        services.as_deref(),
+                        low,
+                        high,
+                        newest_first,
+                        request.max_time,
+                    )
+                    .await?;
+                let mut found: Vec<Document> = Vec::new();
+                // Twice the page first: a page's words may pass most signatures.
+                let mut ids_per_read = request.limit.saturating_mul(2).max(1);
+                loop {
+                    let ids = next_walk_ids(&mut walk, ids_per_read).await?;
+                    found.extend(self.read_checked(&check, &ids, None, &past_cursor).await?);
+                    ids_per_read = (ids_per_read * 2).min(IDS_PER_QUERY);
+                    // Logs past the horizon are all found: once a page of them is, no block
+                    // left holds one going before.
+                    let Some(horizon) = walk.horizon().await? else {
+                        break;
+                    };
+                    let settled = found
+                        .iter()
+                        .filter(|log| {
+                            log.get_datetime(fields::TIMESTAMP).is_ok_and(|time| {
+                                let time = time.to_chrono();
+                                if newest_first {
+                                    time > horizon
+                                } else {
+                                    time < horizon
+                                }
+                            })
+                        })
+                        .count();
+                    if settled >= request.limit {
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        page.sort_by(|left, right| compare_by(&sort, left, right));
+        page.dedup_by(|later, earlier| later.get(fields::ID) == earlier.get(fields::ID));
+        page.truncate(request.limit);
+        Ok(page)
+    }
+
+    /// The logs of `ids` that `check` keeps and `keep` does too; with `first`, only the
+    /// first so many in its sort (read in that order when the ids fit one query).
+    async fn read_checked(
+        &self,
+        check: &Checked<'_>,
+        ids: &[String],
+        first: Option<(&Document, usize)>,
+        keep: &(dyn Fn(&Document) -> bool + Sync),
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut kept = Vec::new();
+        if ids.is_empty() {
+            return Ok(kept);
+        }
+        let in_one = first.filter(|_| ids.len() <= IDS_PER_QUERY);
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let mut find = self
+                .logs
+                .find(by_ids(chunk, check.filter.clone()))
+                .batch_size(u32::try_from(IDS_PER_QUERY).unwrap_or(u32::MAX))
+                .max_time(check.max_time);
+            if let Some(projection) = &check.read {
+                find = find.projection(projection.clone());
+            }
+            if let Some((sort, _)) = in_one {
+                find = find.sort(sort.clone());
+            }
+            let mut cursor = find.await.map_err(classify_query_error)?;
+            while let Some(document) = cursor.try_next().await.map_err(classify_query_error)? {
+                if !check.holds(&document) || !keep(&document) {
+                    continue;
+                }
+                kept.push(check.trimmed(document));
+                if in_one.is_some_and(|(_, wanted)| kept.len() >= wanted) {
+                    return Ok(kept);
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// A page the earlier way: span by span where its words leave the `words` index
@@ -418,9 +561,10 @@ impl Database {
 
     /// Every log matching `filter` and holding all `words` in `[from, to]`, only the
     /// `projection` fields, unsorted: what stats fold over when rollups cannot answer. With
-    /// words, the logs of the blocks that may hold them (or the whole range, when too many
-    /// blocks may), and those stored before blocks the earlier way. Bounded by `max_time`
-    /// for each query.
+    /// words, the logs of the blocks that may hold them (all blocks of the range when too
+    /// many may), their words checked on the message; those stored with their words
+    /// (`all_words`) read with the server's check; and those stored before blocks, the
+    /// earlier way. Bounded by `max_time` for each query.
     pub async fn scan_logs(
         &self,
         filter: &Document,
@@ -435,16 +579,99 @@ impl Database {
                 .scan_by_spans(filter, words, from, to, projection, max_time)
                 .await;
         }
-        let until = self.legacy_until(to).await?.filter(|until| *until >= from);
+        let listed_until = self
+            .block_eras()
+            .await?
+            .listed_until()
+            .filter(|until| *until >= from);
+        let legacy_until = self.legacy_until(to).await?.filter(|until| *until >= from);
         let mut projection = projection;
-        if until.is_some() {
-            // Both ways may find a log: keep `_id` to tell.
-            projection.insert(fields::ID, 1);
+        // More than one way may find a log: keep `_id` to tell.
+        projection.insert(fields::ID, 1);
+        let mut logs = self
+            .scan_checked(filter, words, from, to, &projection, max_time)
+            .await?;
+        if let Some(until) = listed_until {
+            logs.extend(
+                self.scan_listed(filter, words, from, until.min(to), &projection, max_time)
+                    .await?,
+            );
         }
+        if let Some(until) = legacy_until {
+            logs.extend(
+                self.scan_by_spans(filter, words, from, until.min(to), projection, max_time)
+                    .await?,
+            );
+        }
+        if listed_until.is_some() || legacy_until.is_some() {
+            let mut seen = std::collections::HashSet::new();
+            logs.retain(|log| {
+                log.get_str(fields::ID)
+                    .map_or(true, |id| seen.insert(id.to_owned()))
+            });
+        }
+        Ok(logs)
+    }
+
+    /// [`scan_logs`](Self::scan_logs) among the logs whose words are checked on their
+    /// message: those of the blocks that may hold them, or of every block of the range
+    /// when more than [`MAX_SCAN_BLOCKS`] may.
+    async fn scan_checked(
+        &self,
+        filter: &Document,
+        words: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        projection: &Document,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
+        let check = Checked::new(
+            within(filter.clone(), from, to),
+            words,
+            Some(projection.clone()),
+            max_time,
+        );
+        let services = filter.get(fields::SERVICE).and_then(values_of);
+        let keep_all = |_: &Document| true;
+        match self
+            .block_candidates(words, services.as_deref(), from, to, MAX_SCAN_BLOCKS)
+            .await?
+        {
+            Candidates::Ids(ids) => self.read_checked(&check, &ids, None, &keep_all).await,
+            Candidates::Scan => {
+                let mut walk = self
+                    .walk_blocks(words, services.as_deref(), from, to, true, max_time)
+                    .await?;
+                let mut logs = Vec::new();
+                loop {
+                    let ids = next_walk_ids(&mut walk, IDS_PER_QUERY).await?;
+                    if ids.is_empty() {
+                        break;
+                    }
+                    logs.extend(self.read_checked(&check, &ids, None, &keep_all).await?);
+                }
+                Ok(logs)
+            }
+        }
+    }
+
+    /// [`scan_logs`](Self::scan_logs) among the logs stored with their words
+    /// (`all_words`): those of the blocks that may hold them, or the whole range, when more
+    /// than [`MAX_SCAN_BLOCKS`] may.
+    async fn scan_listed(
+        &self,
+        filter: &Document,
+        words: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        projection: &Document,
+        max_time: Duration,
+    ) -> Result<Vec<Document>, StoreError> {
         let mut blocked = filter.clone();
         blocked.insert(fields::ALL_WORDS, all_words(words));
         let services = filter.get(fields::SERVICE).and_then(values_of);
-        let mut logs = match self
+        let projection = projection.clone();
+        let logs = match self
             .block_candidates(words, services.as_deref(), from, to, MAX_SCAN_BLOCKS)
             .await?
         {
@@ -469,19 +696,6 @@ impl Database {
                 logs
             }
         };
-        if let Some(until) = until {
-            let older = self
-                .scan_by_spans(filter, words, from, until.min(to), projection, max_time)
-                .await?;
-            let found: std::collections::HashSet<String> = logs
-                .iter()
-                .filter_map(|log| log.get_str(fields::ID).ok().map(str::to_owned))
-                .collect();
-            logs.extend(older.into_iter().filter(|log| {
-                log.get_str(fields::ID)
-                    .map_or(true, |id| !found.contains(id))
-            }));
-        }
         Ok(logs)
     }
 
@@ -509,28 +723,15 @@ impl Database {
 
     async fn scan_span(
         &self,
-        mut filter: Document,
+        filter: Document,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         projection: Document,
         max_time: Duration,
     ) -> Result<Vec<Document>, StoreError> {
-        filter.insert(
-            fields::TIMESTAMP,
-            time_condition(
-                Bound {
-                    time: from,
-                    inclusive: true,
-                },
-                Bound {
-                    time: to,
-                    inclusive: true,
-                },
-            ),
-        );
         let find = self
             .logs
-            .find(filter)
+            .find(within(filter, from, to))
             .projection(projection)
             .batch_size(10_000)
             .max_time(max_time);
@@ -588,6 +789,104 @@ impl Database {
             .await
             .map_err(classify_query_error)
     }
+}
+
+/// A read whose word check is made here, on each log's message: logs stored without their
+/// words (`all_words`).
+struct Checked<'a> {
+    /// Conditions on the logs, their time range included.
+    filter: Document,
+    words: &'a [String],
+    /// The fields read (the caller's, and the message), or `None` for whole documents.
+    read: Option<Document>,
+    /// Whether the message is read only for the check.
+    drop_message: bool,
+    max_time: Duration,
+}
+
+impl<'a> Checked<'a> {
+    fn new(
+        filter: Document,
+        words: &'a [String],
+        projection: Option<Document>,
+        max_time: Duration,
+    ) -> Self {
+        let drop_message = projection
+            .as_ref()
+            .is_some_and(|projection| !projection.contains_key(fields::MESSAGE));
+        let read = projection.map(|mut projection| {
+            projection.insert(fields::MESSAGE, 1);
+            projection
+        });
+        Checked {
+            filter,
+            words,
+            read,
+            drop_message,
+            max_time,
+        }
+    }
+
+    /// Whether `log`'s message holds every word.
+    fn holds(&self, log: &Document) -> bool {
+        log.get_str(fields::MESSAGE)
+            .is_ok_and(|message| crate::words::holds_all(message, self.words))
+    }
+
+    /// `log` with only the fields the caller asked for.
+    fn trimmed(&self, mut log: Document) -> Document {
+        if self.drop_message {
+            log.remove(fields::MESSAGE);
+        }
+        log
+    }
+}
+
+/// The ids of the walk's next blocks whose signatures may hold the words, at least
+/// `wanted` unless the walk ends first (then fewer, or none once it has).
+async fn next_walk_ids(
+    walk: &mut super::blocks::BlockWalk,
+    wanted: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    while ids.len() < wanted {
+        match walk.next_ids().await? {
+            Some(block) => ids.extend(block),
+            None => break,
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether `log` lies past `cursor` in `order`: after it by `(ts, _id)`.
+fn is_past(log: &Document, cursor: &PageCursor, order: Order) -> bool {
+    let (Ok(time), Ok(id)) = (log.get_datetime(fields::TIMESTAMP), log.get_str(fields::ID)) else {
+        return false;
+    };
+    let position = (time.timestamp_millis(), id);
+    let at = (cursor.timestamp_ms, cursor.id.as_str());
+    match order {
+        Order::NewestFirst => position < at,
+        Order::OldestFirst => position > at,
+    }
+}
+
+/// `filter` restricted to logs stamped in `[from, to]`.
+fn within(mut filter: Document, from: DateTime<Utc>, to: DateTime<Utc>) -> Document {
+    filter.insert(
+        fields::TIMESTAMP,
+        time_condition(
+            Bound {
+                time: from,
+                inclusive: true,
+            },
+            Bound {
+                time: to,
+                inclusive: true,
+            },
+        ),
+    );
+    filter
 }
 
 /// Point queries a split runs at once.
