@@ -1261,17 +1261,28 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
     let two_hours_ago = Utc::now() - Duration::hours(2);
     store_in_a_second_version_block(&context, &worded(0..10, two_hours_ago, "listed")).await;
     // 45 sealed blocks of two logs, more than a page reads at once, their time ranges
-    // overlapping (log n at base + n s, its block's other at base + 140 - n s), and one
-    // open block of five.
+    // overlapping (log n at base + n s, its block's other at base + 140 - n s); newer, 20
+    // ending at one time (more than the walk's first read of blocks); and one open block.
     let base = Utc::now() - Duration::minutes(30);
+    let tie = base + Duration::seconds(200);
     let mut expected: Vec<(i64, String)> = Vec::new();
-    for n in 10..55 {
-        let mut pair = worded(n..n + 1, base + Duration::seconds(n as i64), "walked");
-        let mut partner = worded(
-            n + 100..n + 101,
-            base + Duration::seconds(140 - n as i64),
-            "walked",
-        );
+    let pairs = (10..55).map(|n| {
+        (
+            worded(n..n + 1, base + Duration::seconds(n as i64), "walked"),
+            worded(
+                n + 100..n + 101,
+                base + Duration::seconds(140 - n as i64),
+                "walked",
+            ),
+        )
+    });
+    let tied = (300..320).map(|n| {
+        (
+            worded(n..n + 1, tie - Duration::seconds(n as i64 - 299), "walked"),
+            worded(n + 100..n + 101, tie, "walked"),
+        )
+    });
+    for (mut pair, mut partner) in pairs.chain(tied) {
         pair.append(&mut partner);
         let (documents, sealed) = context.store.log_documents(&pair);
         blocks.insert_many(sealed).await.expect("sealed blocks");
@@ -1304,7 +1315,7 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
     expected.sort();
     let oldest_first: Vec<String> = expected.iter().map(|(_, id)| id.clone()).collect();
     let newest_first: Vec<String> = oldest_first.iter().rev().cloned().collect();
-    assert_eq!(newest_first.len(), 105);
+    assert_eq!(newest_first.len(), 145);
 
     let app = app(&context).await;
     let window = format!(
@@ -1347,8 +1358,8 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
         assert_eq!(ids(&body), expected, "q={q}");
     }
     for (q, total) in [
-        ("payment", 105),
-        ("walked", 95),
+        ("payment", 145),
+        ("walked", 135),
         ("listed", 10),
         ("listed+walked", 0),
     ] {

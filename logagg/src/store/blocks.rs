@@ -25,7 +25,7 @@
 //! [`V1_MARKER_ID`]), and the second's logs stored with their words (`all_words`, before
 //! [`CHECKED_MARKER_ID`]), stay searchable until retention removes them.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use bson::spec::BinarySubtype;
@@ -865,8 +865,8 @@ impl Database {
             .fold(0, |mask, word| mask | signature_of(word_hash(word)));
         let mut walk = BlockWalk {
             sealed: None,
-            peeked: None,
-            open: std::collections::VecDeque::new(),
+            read: VecDeque::new(),
+            open: VecDeque::new(),
             newest_first,
             wanted,
         };
@@ -874,15 +874,13 @@ impl Database {
             return Ok(walk);
         };
         let window = Overlapping { from, to, services };
-        let projection =
-            doc! { block_fields::IDS: 1, block_fields::SIGNATURES: 1, block_fields::TO: 1 };
         // Open blocks first: one sealed meanwhile is then read twice, never missed.
         let mut open: Vec<Document> = blocks
             .find(window.filter(
                 doc! { block_fields::PARTITION: OPEN, block_fields::FILTER_BITS: 0_i64 },
                 doc! {},
             ))
-            .projection(projection.clone())
+            .projection(walked_fields())
             .max_time(max_time)
             .await
             .map_err(super::search::classify_query_error)?
@@ -894,20 +892,19 @@ impl Database {
             open.reverse();
         }
         walk.open = open.into();
-        let direction = if newest_first { -1 } else { 1 };
-        walk.sealed = Some(
-            blocks
-                .find(window.filter(
-                    doc! { block_fields::PARTITION: SEALED, block_fields::FILTER_BITS: 0_i64 },
-                    doc! {},
-                ))
-                .sort(doc! { block_fields::TO: direction })
-                .projection(projection)
-                .batch_size(WALK_BATCH)
-                .max_time(max_time)
-                .await
-                .map_err(super::search::classify_query_error)?,
-        );
+        walk.sealed = Some(SealedPages {
+            blocks: blocks.clone(),
+            filter: window.filter(
+                doc! { block_fields::PARTITION: SEALED, block_fields::FILTER_BITS: 0_i64 },
+                doc! {},
+            ),
+            ends: window_ends(from, to),
+            newest_first,
+            last: None,
+            per_query: WALK_FIRST_BLOCKS,
+            done: false,
+            max_time,
+        });
         Ok(walk)
     }
 
@@ -945,24 +942,101 @@ impl Database {
     }
 }
 
-/// Sealed blocks a walk asks the server for at a time (about 60 KB each: ids and signatures).
-const WALK_BATCH: u32 = 16;
+/// Sealed blocks a walk's first query reads (about 60 KB each: ids and signatures); each
+/// later one reads twice as many, up to [`WALK_MAX_BLOCKS`].
+const WALK_FIRST_BLOCKS: usize = 16;
+const WALK_MAX_BLOCKS: usize = 128;
 
-/// Blocks in time order ([`Database::walk_blocks`]): open ones merged with sealed ones as
-/// the server yields them.
+/// Blocks in time order ([`Database::walk_blocks`]): open ones merged with sealed ones,
+/// read a page at a time.
 pub struct BlockWalk {
-    sealed: Option<mongodb::Cursor<Document>>,
-    peeked: Option<Document>,
-    open: std::collections::VecDeque<Document>,
+    sealed: Option<SealedPages>,
+    /// Sealed blocks read and not yet walked, in order.
+    read: VecDeque<Document>,
+    open: VecDeque<Document>,
     newest_first: bool,
     wanted: Signature,
+}
+
+/// Sealed blocks in time order, a limited query at a time, each starting at the `to` the
+/// last one reached. (SecantusDB reads every document a sorted query matches before its
+/// first batch: 200-660 ms for a day's 1,000 blocks whole, 18 ms for 16 with a limit.)
+struct SealedPages {
+    blocks: mongodb::Collection<Document>,
+    filter: Document,
+    /// The `to` condition of the whole walk.
+    ends: Document,
+    newest_first: bool,
+    /// The `to` the last query reached, and the blocks read with it.
+    last: Option<(bson::DateTime, HashSet<String>)>,
+    per_query: usize,
+    done: bool,
+    max_time: std::time::Duration,
+}
+
+impl SealedPages {
+    /// The next blocks in order; none once all are read.
+    async fn next_page(&mut self) -> Result<Vec<Document>, StoreError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let mut ends = self.ends.clone();
+        let mut skip = 0;
+        if let Some((at, seen)) = &self.last {
+            // From the last `to` on, that `to` included: the blocks read with it are
+            // read again, and skipped.
+            if self.newest_first {
+                ends.remove("$lt");
+                ends.insert("$lte", *at);
+            } else {
+                ends.insert("$gte", *at);
+            }
+            skip = seen.len();
+        }
+        let mut filter = self.filter.clone();
+        filter.insert(block_fields::TO, ends);
+        let limit = self.per_query + skip;
+        let found: Vec<Document> = self
+            .blocks
+            .find(filter)
+            .sort(doc! { block_fields::TO: if self.newest_first { -1 } else { 1 } })
+            .projection(walked_fields())
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .max_time(self.max_time)
+            .await
+            .map_err(super::search::classify_query_error)?
+            .try_collect()
+            .await
+            .map_err(super::search::classify_query_error)?;
+        self.done = found.len() < limit;
+        self.per_query = (self.per_query * 2).min(WALK_MAX_BLOCKS);
+        let mut page = Vec::with_capacity(found.len());
+        for block in found {
+            let (Ok(to), Ok(id)) = (
+                block.get_datetime(block_fields::TO).copied(),
+                block.get_str(block_fields::ID).map(str::to_owned),
+            ) else {
+                continue;
+            };
+            match &mut self.last {
+                Some((at, seen)) if *at == to => {
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                }
+                _ => self.last = Some((to, HashSet::from([id]))),
+            }
+            page.push(block);
+        }
+        Ok(page)
+    }
 }
 
 impl BlockWalk {
     /// The next block's ids whose signature may hold the words; `None` once all are read.
     pub async fn next_ids(&mut self) -> Result<Option<Vec<String>>, StoreError> {
         self.peek().await?;
-        let take_open = match (self.open.front(), &self.peeked) {
+        let take_open = match (self.open.front(), self.read.front()) {
             (Some(open), Some(sealed)) if self.newest_first => end_of(open) >= end_of(sealed),
             (Some(open), Some(sealed)) => end_of(open) <= end_of(sealed),
             (Some(_), None) => true,
@@ -971,7 +1045,7 @@ impl BlockWalk {
         let block = if take_open {
             self.open.pop_front()
         } else {
-            self.peeked.take()
+            self.read.pop_front()
         };
         Ok(block.map(|block| signed_ids(&block, self.wanted).collect()))
     }
@@ -980,7 +1054,7 @@ impl BlockWalk {
     /// than this; oldest first, none holds one older. `None` once every block is read.
     pub async fn horizon(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.peek().await?;
-        let ends = [self.open.front(), self.peeked.as_ref()]
+        let ends = [self.open.front(), self.read.front()]
             .into_iter()
             .flatten()
             .map(end_of);
@@ -992,17 +1066,20 @@ impl BlockWalk {
         })
     }
 
+    /// Reads the next sealed blocks once those read are walked.
     async fn peek(&mut self) -> Result<(), StoreError> {
-        if self.peeked.is_none() {
+        if self.read.is_empty() {
             if let Some(sealed) = &mut self.sealed {
-                self.peeked = sealed
-                    .try_next()
-                    .await
-                    .map_err(super::search::classify_query_error)?;
+                self.read.extend(sealed.next_page().await?);
             }
         }
         Ok(())
     }
+}
+
+/// What a walk reads of a block.
+fn walked_fields() -> Document {
+    doc! { block_fields::IDS: 1, block_fields::SIGNATURES: 1, block_fields::TO: 1 }
 }
 
 /// A block's `to`, the time of its newest log.
