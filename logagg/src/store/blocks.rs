@@ -799,7 +799,7 @@ impl Database {
             .try_collect::<Vec<SliceMatch>>();
         let (matches, open) = futures::join!(
             sliced,
-            find_up_to(
+            window.find_up_to(
                 blocks,
                 window.filter(
                     doc! { block_fields::PARTITION: OPEN, block_fields::FILTER_BITS: 0_i64 },
@@ -887,6 +887,7 @@ impl Database {
             .try_collect()
             .await
             .map_err(super::search::classify_query_error)?;
+        open.retain(|block| window.starts_in_time(block));
         open.sort_by_key(end_of);
         if newest_first {
             open.reverse();
@@ -975,6 +976,8 @@ struct SealedPages {
     near: DateTime<Utc>,
     near_included: bool,
     seen: HashSet<String>,
+    /// The walk's latest log time: blocks starting after it are skipped.
+    until: DateTime<Utc>,
     width: chrono::Duration,
     per_query: usize,
     done: bool,
@@ -1005,6 +1008,7 @@ impl SealedPages {
             near,
             near_included,
             seen: HashSet::new(),
+            until: to,
             width: WALK_FIRST_WIDTH,
             per_query: WALK_FIRST_BLOCKS,
             done: false,
@@ -1080,6 +1084,10 @@ impl SealedPages {
                     self.near_included = true;
                     self.seen = HashSet::from([id]);
                 }
+                // A block of the window's last hour starting after it holds none of its logs.
+                if !starts_by(&block, self.until) {
+                    continue;
+                }
                 page.push(block);
             }
             if full {
@@ -1147,9 +1155,16 @@ impl BlockWalk {
     }
 }
 
+/// Whether `block` (read with its `from`) starts by `time`.
+fn starts_by(block: &Document, time: DateTime<Utc>) -> bool {
+    block
+        .get_datetime(block_fields::FROM)
+        .map_or(true, |from| from.to_chrono() <= time)
+}
+
 /// What a walk reads of a block.
 fn walked_fields() -> Document {
-    doc! { block_fields::IDS: 1, block_fields::SIGNATURES: 1, block_fields::TO: 1 }
+    doc! { block_fields::IDS: 1, block_fields::SIGNATURES: 1, block_fields::FROM: 1, block_fields::TO: 1 }
 }
 
 /// A block's `to`, the time of its newest log.
@@ -1181,40 +1196,53 @@ struct Overlapping<'a> {
 }
 
 impl Overlapping<'_> {
-    /// A filter of `leading` (the index's equalities, first), the time range, `trailing`,
-    /// and the services.
+    /// A filter of `leading` (the index's equalities, first), the range of `to`, `trailing`,
+    /// and the services. Blocks starting after the window's end (in its last hour) pass
+    /// it: see [`Overlapping::starts_in_time`]. (A condition on `from` made SecantusDB take
+    /// 25-33 ms for a query matching nothing, against under 1 ms without.)
     fn filter(&self, leading: Document, trailing: Document) -> Document {
         let mut filter = leading;
         filter.insert(block_fields::TO, window_ends(self.from, self.to));
-        filter.insert(
-            block_fields::FROM,
-            doc! { "$lte": bson::DateTime::from_chrono(self.to) },
-        );
         filter.extend(trailing);
         if let Some(services) = self.services {
             filter.insert(block_fields::SERVICES, doc! { "$in": services });
         }
         filter
     }
-}
 
-/// Up to `max_blocks + 1` documents of `filter`, with only `projection`'s fields: one more
-/// than allowed tells that too many match.
-async fn find_up_to(
-    blocks: &mongodb::Collection<Document>,
-    filter: Document,
-    projection: Document,
-    max_blocks: usize,
-) -> Result<Vec<Document>, StoreError> {
-    blocks
-        .find(filter)
-        .projection(projection)
-        .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
-        .await
-        .map_err(StoreError::Unavailable)?
-        .try_collect()
-        .await
-        .map_err(StoreError::Unavailable)
+    /// Whether `block` (read with its `from`) starts by the window's end.
+    fn starts_in_time(&self, block: &Document) -> bool {
+        starts_by(block, self.to)
+    }
+
+    /// Up to `max_blocks + 1` documents of `filter` overlapping the window, with only
+    /// `projection`'s fields: one more than allowed tells that too many match.
+    async fn find_up_to(
+        &self,
+        blocks: &mongodb::Collection<Document>,
+        filter: Document,
+        mut projection: Document,
+        max_blocks: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        projection.insert(block_fields::FROM, 1);
+        let found: Vec<Document> = blocks
+            .find(filter)
+            .projection(projection)
+            .limit(i64::try_from(max_blocks + 1).unwrap_or(i64::MAX))
+            .await
+            .map_err(StoreError::Unavailable)?
+            .try_collect()
+            .await
+            .map_err(StoreError::Unavailable)?;
+        if found.len() > max_blocks {
+            // Past the limit the answer is incomplete: only its size tells.
+            return Ok(found);
+        }
+        Ok(found
+            .into_iter()
+            .filter(|block| self.starts_in_time(block))
+            .collect())
+    }
 }
 
 /// The blocks of `window` whose filter of `slice` has every bit of `hashes` set, one query
@@ -1235,7 +1263,7 @@ async fn slice_match(
             doc! { block_fields::FILTER: { "$bitsAllSet": positions(&hashes, bits) } },
         );
         let projection = doc! { block_fields::ID: 0, block_fields::BLOCK: 1 };
-        find_up_to(blocks, filter, projection, max_blocks)
+        window.find_up_to(blocks, filter, projection, max_blocks)
     });
     let found: Vec<Vec<Document>> = futures::stream::iter(queries)
         .buffer_unordered(FILTER_SIZES.len())
@@ -1265,7 +1293,7 @@ async fn v1_candidates(
             doc! { block_fields::V1_BITS: i64::from(bits) },
             doc! { block_fields::V1_BLOOM: { "$bitsAllSet": positions(hashes, bits) } },
         );
-        find_up_to(blocks, filter, doc! { block_fields::IDS: 1 }, max_blocks)
+        window.find_up_to(blocks, filter, doc! { block_fields::IDS: 1 }, max_blocks)
     });
     let found: Vec<Vec<Document>> = futures::stream::iter(queries)
         .buffer_unordered(V1_SIZES.len())
