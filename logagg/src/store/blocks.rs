@@ -791,15 +791,10 @@ impl Database {
         for hash in &hashes {
             slices.entry(partition(*hash)).or_default().push(*hash);
         }
-        let queries = slices
-            .into_iter()
-            .map(|(slice, hashes)| slice_match(blocks, slice, hashes, window, max_blocks));
-        let sliced = futures::stream::iter(queries)
-            .buffer_unordered(PARTITIONS)
-            .try_collect::<Vec<SliceMatch>>();
-        let (matches, open) = futures::join!(
-            sliced,
-            window.find_up_to(
+        // Open blocks before the filters: a block sealed in between has its filters written
+        // before its document is replaced, so one of the two queries finds it.
+        let open = window
+            .find_up_to(
                 blocks,
                 window.filter(
                     doc! { block_fields::PARTITION: OPEN, block_fields::FILTER_BITS: 0_i64 },
@@ -808,8 +803,14 @@ impl Database {
                 doc! { block_fields::IDS: 1 },
                 max_blocks,
             )
-        );
-        let (matches, open) = (matches?, open?);
+            .await?;
+        let queries = slices
+            .into_iter()
+            .map(|(slice, hashes)| slice_match(blocks, slice, hashes, window, max_blocks));
+        let matches = futures::stream::iter(queries)
+            .buffer_unordered(PARTITIONS)
+            .try_collect::<Vec<SliceMatch>>()
+            .await?;
         // Every block a slice's filters name may hold every word only if every slice names
         // it: the smallest complete answer bounds the rest.
         let mut complete: Vec<HashSet<String>> = matches.into_iter().flatten().collect();
