@@ -16,7 +16,9 @@ pub struct SearchSettings {
     pub max_limit: u32,
     /// Hours back from now that a request without `from` searches.
     pub default_range_hours: u32,
-    /// Milliseconds MongoDB may spend on one query before it is stopped (`maxTimeMS`).
+    /// Milliseconds MongoDB may spend on one query before it is stopped (`maxTimeMS`), and
+    /// a word search may spend walking blocks in time order (docs/search.md); past it the
+    /// request answers 503.
     #[serde(with = "super::millis")]
     pub query_timeout_ms: std::time::Duration,
     /// Longest `q` or `contains` parameter, characters (as the OpenAPI document's

@@ -155,6 +155,7 @@ impl Database {
     /// ([`MAX_CANDIDATE_BLOCKS`]), else walked in time order ([`Database::walk_blocks`])
     /// until the page is full and no block left could hold a log that goes before.
     async fn find_checked_page(&self, request: &PageRequest) -> Result<Vec<Document>, StoreError> {
+        let deadline = std::time::Instant::now() + request.max_time;
         let newest_first = request.order == Order::NewestFirst;
         let (mut low, mut high) = (request.from, request.to);
         if let Some(cursor) = &request.after {
@@ -215,6 +216,7 @@ impl Database {
                 loop {
                     let ids = next_walk_ids(&mut walk, ids_per_read).await?;
                     found.extend(self.read_checked(&check, &ids, None, &past_cursor).await?);
+                    past_deadline(deadline)?;
                     ids_per_read = (ids_per_read * 2).min(IDS_PER_QUERY);
                     // Logs past the horizon are all found: once a page of them is, no block
                     // left holds one going before.
@@ -626,6 +628,7 @@ impl Database {
         projection: &Document,
         max_time: Duration,
     ) -> Result<Vec<Document>, StoreError> {
+        let deadline = std::time::Instant::now() + max_time;
         let check = Checked::new(
             within(filter.clone(), from, to),
             words,
@@ -650,6 +653,7 @@ impl Database {
                         break;
                     }
                     logs.extend(self.read_checked(&check, &ids, None, &keep_all).await?);
+                    past_deadline(deadline)?;
                 }
                 Ok(logs)
             }
@@ -857,6 +861,15 @@ async fn next_walk_ids(
         }
     }
     Ok(ids)
+}
+
+/// A walk of blocks runs query after query: past the time one query may take, it stops
+/// as one query would (`search.query_timeout_ms`).
+fn past_deadline(deadline: std::time::Instant) -> Result<(), StoreError> {
+    if std::time::Instant::now() >= deadline {
+        return Err(StoreError::QueryTimeout);
+    }
+    Ok(())
 }
 
 /// Whether `log` lies past `cursor` in `order`: after it by `(ts, _id)`.
