@@ -13,6 +13,7 @@ use std::time::Duration;
 use bson::{doc, Document};
 use chrono::{DateTime, Utc};
 use logagg::sketch::LatencySketch;
+use logagg::store::search::ScanRequest;
 use logagg::store::stats::{
     normalise_path, stat_fields, AccessRollup, CountsRollup, RollupDocument, RollupRead, HOUR_MS,
     KIND_COUNTS, MINUTE_MS,
@@ -485,9 +486,15 @@ async fn scan_matching(
     projection: Document,
     max_time: Duration,
 ) -> Result<Vec<Document>, logagg::store::StoreError> {
-    let (from, to) = (query.from, query.to);
     store
-        .scan_logs(filter, &query.words, from, to, projection, max_time)
+        .scan_logs(&ScanRequest {
+            filter: filter.clone(),
+            words: query.words.clone(),
+            from: query.from,
+            to: query.to,
+            projection,
+            max_time,
+        })
         .await
 }
 

@@ -101,6 +101,41 @@ pub struct PageRequest {
     pub max_time: Duration,
 }
 
+/// A scan's request: every log matching it, unsorted ([`Database::scan_logs`]).
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    /// Conditions on anything but time and words, flat.
+    pub filter: Document,
+    /// Words the message must all hold (`crate::words::query_words`).
+    pub words: Vec<String>,
+    pub from: DateTime<Utc>,
+    /// Inclusive.
+    pub to: DateTime<Utc>,
+    /// The fields read.
+    pub projection: Document,
+    /// For each query.
+    pub max_time: Duration,
+}
+
+impl ScanRequest {
+    /// The same request ending at `until` if that comes first.
+    fn until(&self, until: DateTime<Utc>) -> ScanRequest {
+        ScanRequest {
+            to: self.to.min(until),
+            ..self.clone()
+        }
+    }
+}
+
+/// How far a walk of blocks reads ([`Database::read_walk`]).
+#[derive(Debug, Clone, Copy)]
+enum WalkUntil {
+    /// Every block of the range.
+    End,
+    /// A page of `limit` logs lies past every block not yet walked.
+    Page { limit: usize, newest_first: bool },
+}
+
 /// One end of a time window.
 #[derive(Debug, Clone, Copy)]
 struct Bound {
@@ -209,38 +244,15 @@ impl Database {
                         request.max_time,
                     )
                     .await?;
-                let mut found: Vec<Document> = Vec::new();
                 // Four times the page first: about a third of the logs whose signature
                 // passes hold a template's two words (docs/PERFORMANCE.md).
-                let mut ids_per_read = request.limit.saturating_mul(4).max(1);
-                loop {
-                    let ids = next_walk_ids(&mut walk, ids_per_read).await?;
-                    found.extend(self.read_checked(&check, &ids, None, &past_cursor).await?);
-                    past_deadline(deadline)?;
-                    ids_per_read = (ids_per_read * 2).min(IDS_PER_QUERY);
-                    // Logs past the horizon are all found: once a page of them is, no block
-                    // left holds one going before.
-                    let Some(horizon) = walk.horizon().await? else {
-                        break;
-                    };
-                    let settled = found
-                        .iter()
-                        .filter(|log| {
-                            log.get_datetime(fields::TIMESTAMP).is_ok_and(|time| {
-                                let time = time.to_chrono();
-                                if newest_first {
-                                    time > horizon
-                                } else {
-                                    time < horizon
-                                }
-                            })
-                        })
-                        .count();
-                    if settled >= request.limit {
-                        break;
-                    }
-                }
-                found
+                let first_read = request.limit.saturating_mul(4);
+                let until = WalkUntil::Page {
+                    limit: request.limit,
+                    newest_first,
+                };
+                self.read_walk(&mut walk, &check, &past_cursor, first_read, until, deadline)
+                    .await?
             }
         };
         page.sort_by(|left, right| compare_by(&sort, left, right));
@@ -287,6 +299,60 @@ impl Database {
             }
         }
         Ok(kept)
+    }
+
+    /// The logs of the walk's blocks that `check` keeps and `keep` does too, read a few
+    /// blocks at a time (`first_read` ids, doubling up to [`IDS_PER_QUERY`]) until `until`
+    /// holds or the walk ends. Past `deadline`, a query timeout.
+    async fn read_walk(
+        &self,
+        walk: &mut super::blocks::BlockWalk,
+        check: &Checked<'_>,
+        keep: &(dyn Fn(&Document) -> bool + Sync),
+        first_read: usize,
+        until: WalkUntil,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut found: Vec<Document> = Vec::new();
+        let mut ids_per_read = first_read.clamp(1, IDS_PER_QUERY);
+        loop {
+            let ids = next_walk_ids(walk, ids_per_read).await?;
+            if ids.is_empty() {
+                break;
+            }
+            found.extend(self.read_checked(check, &ids, None, keep).await?);
+            past_deadline(deadline)?;
+            ids_per_read = (ids_per_read * 2).min(IDS_PER_QUERY);
+            let WalkUntil::Page {
+                limit,
+                newest_first,
+            } = until
+            else {
+                continue;
+            };
+            // Logs past the horizon are all found: once a page of them is, no block left
+            // holds one going before.
+            let Some(horizon) = walk.horizon().await? else {
+                break;
+            };
+            let settled = found
+                .iter()
+                .filter(|log| {
+                    log.get_datetime(fields::TIMESTAMP).is_ok_and(|time| {
+                        let time = time.to_chrono();
+                        if newest_first {
+                            time > horizon
+                        } else {
+                            time < horizon
+                        }
+                    })
+                })
+                .count();
+            if settled >= limit {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// A page the earlier way: span by span where its words leave the `words` index
@@ -562,49 +628,34 @@ impl Database {
             .map_err(classify_query_error)
     }
 
-    /// Every log matching `filter` and holding all `words` in `[from, to]`, only the
-    /// `projection` fields, unsorted: what stats fold over when rollups cannot answer. With
-    /// words, the logs of the blocks that may hold them (all blocks of the range when too
-    /// many may), their words checked on the message; those stored with their words
+    /// Every log matching `request.filter` and holding all its words in `[from, to]`, only
+    /// the `projection` fields, unsorted: what stats fold over when rollups cannot answer.
+    /// With words, the logs of the blocks that may hold them (all blocks of the range when
+    /// too many may), their words checked on the message; those stored with their words
     /// (`all_words`) read with the server's check; and those stored before blocks, the
-    /// earlier way. Bounded by `max_time` for each query.
-    pub async fn scan_logs(
-        &self,
-        filter: &Document,
-        words: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        projection: Document,
-        max_time: Duration,
-    ) -> Result<Vec<Document>, StoreError> {
-        if words.is_empty() || !self.word_index() {
-            return self
-                .scan_by_spans(filter, words, from, to, projection, max_time)
-                .await;
+    /// earlier way. Bounded by `max_time` for each query, and in all for a walk of blocks.
+    pub async fn scan_logs(&self, request: &ScanRequest) -> Result<Vec<Document>, StoreError> {
+        if request.words.is_empty() || !self.word_index() {
+            return self.scan_by_spans(request).await;
         }
         let listed_until = self
             .block_eras()
             .await?
             .listed_until()
-            .filter(|until| *until >= from);
-        let legacy_until = self.legacy_until(to).await?.filter(|until| *until >= from);
-        let mut projection = projection;
+            .filter(|until| *until >= request.from);
+        let legacy_until = self
+            .legacy_until(request.to)
+            .await?
+            .filter(|until| *until >= request.from);
+        let mut request = request.clone();
         // More than one way may find a log: keep `_id` to tell.
-        projection.insert(fields::ID, 1);
-        let mut logs = self
-            .scan_checked(filter, words, from, to, &projection, max_time)
-            .await?;
+        request.projection.insert(fields::ID, 1);
+        let mut logs = self.scan_checked(&request).await?;
         if let Some(until) = listed_until {
-            logs.extend(
-                self.scan_listed(filter, words, from, until.min(to), &projection, max_time)
-                    .await?,
-            );
+            logs.extend(self.scan_listed(&request.until(until)).await?);
         }
         if let Some(until) = legacy_until {
-            logs.extend(
-                self.scan_by_spans(filter, words, from, until.min(to), projection, max_time)
-                    .await?,
-            );
+            logs.extend(self.scan_by_spans(&request.until(until)).await?);
         }
         if listed_until.is_some() || legacy_until.is_some() {
             let mut seen = std::collections::HashSet::new();
@@ -619,43 +670,42 @@ impl Database {
     /// [`scan_logs`](Self::scan_logs) among the logs whose words are checked on their
     /// message: those of the blocks that may hold them, or of every block of the range
     /// when more than [`MAX_SCAN_BLOCKS`] may.
-    async fn scan_checked(
-        &self,
-        filter: &Document,
-        words: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        projection: &Document,
-        max_time: Duration,
-    ) -> Result<Vec<Document>, StoreError> {
-        let deadline = std::time::Instant::now() + max_time;
+    async fn scan_checked(&self, request: &ScanRequest) -> Result<Vec<Document>, StoreError> {
+        let ScanRequest {
+            filter,
+            words,
+            from,
+            to,
+            projection,
+            max_time,
+        } = request;
+        let deadline = std::time::Instant::now() + *max_time;
         let check = Checked::new(
-            within(filter.clone(), from, to),
+            within(filter.clone(), *from, *to),
             words,
             Some(projection.clone()),
-            max_time,
+            *max_time,
         );
         let services = filter.get(fields::SERVICE).and_then(values_of);
         let keep_all = |_: &Document| true;
         match self
-            .block_candidates(words, services.as_deref(), from, to, MAX_SCAN_BLOCKS)
+            .block_candidates(words, services.as_deref(), *from, *to, MAX_SCAN_BLOCKS)
             .await?
         {
             Candidates::Ids(ids) => self.read_checked(&check, &ids, None, &keep_all).await,
             Candidates::Scan => {
                 let mut walk = self
-                    .walk_blocks(words, services.as_deref(), from, to, true, max_time)
+                    .walk_blocks(words, services.as_deref(), *from, *to, true, *max_time)
                     .await?;
-                let mut logs = Vec::new();
-                loop {
-                    let ids = next_walk_ids(&mut walk, IDS_PER_QUERY).await?;
-                    if ids.is_empty() {
-                        break;
-                    }
-                    logs.extend(self.read_checked(&check, &ids, None, &keep_all).await?);
-                    past_deadline(deadline)?;
-                }
-                Ok(logs)
+                self.read_walk(
+                    &mut walk,
+                    &check,
+                    &keep_all,
+                    IDS_PER_QUERY,
+                    WalkUntil::End,
+                    deadline,
+                )
+                .await
             }
         }
     }
@@ -663,25 +713,24 @@ impl Database {
     /// [`scan_logs`](Self::scan_logs) among the logs stored with their words
     /// (`all_words`): those of the blocks that may hold them, or the whole range, when more
     /// than [`MAX_SCAN_BLOCKS`] may.
-    async fn scan_listed(
-        &self,
-        filter: &Document,
-        words: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        projection: &Document,
-        max_time: Duration,
-    ) -> Result<Vec<Document>, StoreError> {
+    async fn scan_listed(&self, request: &ScanRequest) -> Result<Vec<Document>, StoreError> {
+        let ScanRequest {
+            filter,
+            words,
+            from,
+            to,
+            projection,
+            max_time,
+        } = request;
         let mut blocked = filter.clone();
         blocked.insert(fields::ALL_WORDS, all_words(words));
         let services = filter.get(fields::SERVICE).and_then(values_of);
-        let projection = projection.clone();
         let logs = match self
-            .block_candidates(words, services.as_deref(), from, to, MAX_SCAN_BLOCKS)
+            .block_candidates(words, services.as_deref(), *from, *to, MAX_SCAN_BLOCKS)
             .await?
         {
             Candidates::Scan => {
-                self.scan_span(blocked, from, to, projection.clone(), max_time)
+                self.scan_span(blocked, *from, *to, projection.clone(), *max_time)
                     .await?
             }
             Candidates::Ids(ids) => {
@@ -690,10 +739,10 @@ impl Database {
                     logs.extend(
                         self.scan_span(
                             by_ids(chunk, blocked.clone()),
-                            from,
-                            to,
+                            *from,
+                            *to,
                             projection.clone(),
-                            max_time,
+                            *max_time,
                         )
                         .await?,
                     );
@@ -705,22 +754,23 @@ impl Database {
     }
 
     /// [`scan_logs`](Self::scan_logs) the earlier way, span by span (`store::words`).
-    async fn scan_by_spans(
-        &self,
-        filter: &Document,
-        words: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        projection: Document,
-        max_time: Duration,
-    ) -> Result<Vec<Document>, StoreError> {
+    async fn scan_by_spans(&self, request: &ScanRequest) -> Result<Vec<Document>, StoreError> {
         let mut logs = Vec::new();
-        for span in self.word_spans(words, from, to).await? {
-            let mut filter = filter.clone();
+        for span in self
+            .word_spans(&request.words, request.from, request.to)
+            .await?
+        {
+            let mut filter = request.filter.clone();
             filter.extend(span.conditions);
             logs.extend(
-                self.scan_span(filter, span.from, span.to, projection.clone(), max_time)
-                    .await?,
+                self.scan_span(
+                    filter,
+                    span.from,
+                    span.to,
+                    request.projection.clone(),
+                    request.max_time,
+                )
+                .await?,
             );
         }
         Ok(logs)
