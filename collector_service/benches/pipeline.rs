@@ -5,7 +5,14 @@
 //! (b) the pipeline: simulator → exchange → collector → stored, running together, with an
 //!     auto-ack consumer on the monitoring queue standing in for monitoring_service;
 //! (c) the MongoDB-compatible server's bulk-insert ceiling with the same documents;
-//! (d) the collector binary draining a pre-filled queue, and its peak RSS.
+//! (d) the collector binary draining a pre-filled queue, and its peak RSS;
+//! (e) the collector's CPU per log, on one core: parsing, then encoding and hashing;
+//! (f) (b) with each service its own process (`source_service simulate`, `collector_service`,
+//!     `monitoring_service` with its default rule) and each one's peak RSS. It runs the
+//!     release binaries beside the bench's collector, so build them first:
+//!     `cargo build --release -p source_service -p monitoring_service`. `BENCH_SERVICES`
+//!     (default 20) is how many services the simulator spreads the logs over: the monitor
+//!     keeps windows per service (`BENCH_SERVICES=10000` is the scale).
 //!
 //! Run: `cargo bench -p collector_service --bench pipeline` (services from scripts/setup.sh).
 //! Sizes: `BENCH_MESSAGES` (default 200000); (c) and (d) run `BENCH_REPEAT` times (default 3)
@@ -35,7 +42,7 @@ use logagg::settings::Settings;
 use logagg::settings::{SourceSettings, TrafficProfile};
 use logagg::store::record_to_raw;
 use logagg::telemetry::Health;
-use logagg::testsuite::{metric_in, scrape_metrics, wait_until, TestContext};
+use logagg::testsuite::{bench_setting, metric_in, scrape_metrics, wait_until, TestContext};
 use logagg::LogRecord;
 use source_service::load::simulator::Generator;
 use tokio_util::sync::CancellationToken;
@@ -117,6 +124,9 @@ async fn run() {
         println!(
             "(e) collector CPU per message, one core: parse {decode_us:.2} µs + BSON build and encode {encode_us:.2} µs"
         );
+    }
+    if only("f") {
+        services_as_processes(count).await;
     }
     if !only("d") {
         return;
@@ -403,6 +413,122 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
     assert_eq!(stored(&context).await, count);
     context.cleanup().await;
     (rate, peak_rss_kib)
+}
+
+/// (f): the services as the user runs them, each its own process, the simulator publishing
+/// `count` logs as fast as confirms allow; prints the rate from the simulator's start to the
+/// last log stored and each process's peak RSS.
+async fn services_as_processes(count: u64) {
+    let binary = |name: &str| {
+        std::path::Path::new(env!("CARGO_BIN_EXE_collector_service")).with_file_name(name)
+    };
+    let (source, monitor) = (binary("source_service"), binary("monitoring_service"));
+    if !source.exists() || !monitor.exists() {
+        println!(
+            "(f) skipped: {} or {} is missing; run `cargo build --release -p source_service -p monitoring_service`",
+            source.display(),
+            monitor.display()
+        );
+        return;
+    }
+    let services = bench_setting("BENCH_SERVICES", 20);
+    let context = TestContext::new("bench_services").await;
+    let service_names = (0..services)
+        .map(|index| format!("svc-{index:05}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let spawn = |path: &std::path::Path, admin_port: u16, arguments: &[String]| {
+        Command::new(path)
+            .args(arguments)
+            .envs(context.env_vars())
+            .env(
+                "LOGAGG__TELEMETRY__ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
+            .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
+            .env("LOGAGG__SOURCE__SERVICES", &service_names)
+            .envs(std::env::vars().filter(|(key, _)| key.starts_with("LOGAGG__COLLECTOR__")))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    };
+    let (collector_port, monitor_port, source_port) = (
+        logagg::testsuite::free_port(),
+        logagg::testsuite::free_port(),
+        logagg::testsuite::free_port(),
+    );
+    let mut collector = spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_collector_service")),
+        collector_port,
+        &[],
+    );
+    let mut monitor = spawn(&monitor, monitor_port, &[]);
+    let queues = context.settings.broker.clone();
+    let consuming = wait_until(WAIT, || async {
+        consumed(&context, &queues.storage_queue).await
+            && consumed(&context, &queues.monitoring_queue).await
+    })
+    .await;
+    assert!(consuming, "collector or monitor never consumed");
+    let profile = bench_source(&context.settings).profile;
+    let started = Instant::now();
+    let mut simulator = spawn(
+        &source,
+        source_port,
+        &[
+            "simulate".into(),
+            format!("--count={count}"),
+            "--rate=0".into(),
+            format!("--profile={}", profile.as_str()),
+            format!("--batch={}", batch_records()),
+        ],
+    );
+    let mut source_peak_kib = 0;
+    let published = loop {
+        source_peak_kib = source_peak_kib.max(peak_rss_kib(simulator.id()));
+        if let Some(status) = simulator.try_wait().expect("simulator") {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(published.success(), "simulator failed: {published}");
+    let written = wait_until(WAIT, || async {
+        written_in(&scrape_metrics(collector_port).await) >= count as f64
+    })
+    .await;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    assert!(written, "collector did not store every log");
+    // The monitor takes what its bounded queue holds: done once that queue is empty.
+    let monitored = wait_until(WAIT, || async {
+        context.ready_messages(&queues.monitoring_queue).await == 0
+    })
+    .await;
+    assert!(monitored, "monitor did not empty its queue");
+    let monitor_metrics = scrape_metrics(monitor_port).await;
+    println!(
+        "(f) services as processes, {count} logs over {services} services: {rate:>9.0} logs/s; peak RSS source {:.1} MiB, collector {:.1} MiB, monitor {:.1} MiB ({} logs seen, {} services kept)",
+        source_peak_kib as f64 / 1024.0,
+        peak_rss_kib(collector.id()) as f64 / 1024.0,
+        peak_rss_kib(monitor.id()) as f64 / 1024.0,
+        metric_in(&monitor_metrics, "logagg_monitor_messages_total"),
+        metric_in(&monitor_metrics, "logagg_monitor_services"),
+    );
+    for child in [&mut collector, &mut monitor] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    assert_eq!(stored(&context).await, count);
+    context.cleanup().await;
+}
+
+/// Whether `queue` has a consumer.
+async fn consumed(context: &TestContext, queue: &str) -> bool {
+    context
+        .queue_state(queue)
+        .await
+        .is_some_and(|state| state.consumers > 0)
 }
 
 /// Microseconds per message for the collector's pure work: parsing the delivery, then
