@@ -6,6 +6,10 @@
 //!     `BENCH_INGEST_SECONDS` alone, then as long again while a purge runs (on a fresh backlog
 //!     of 300,000 expired logs), and the ratio of the two; the purge rate under that load too.
 //!
+//! Logs carry the realistic profile's messages over 20 services (their word blocks written
+//! with them, as a collector writes them); `BENCH_PROFILE=simple` gives the earlier one
+//! fixed line.
+//!
 //! Run: `cargo bench -p retention_service --bench purge` (MongoDB-compatible server from
 //! scripts/setup.sh). `BENCH_RECORDS`, `BENCH_INGEST_SECONDS` (default 10),
 //! `BENCH_BATCH_SIZE` and `BENCH_PAUSE_MS` (defaults: the settings' 1000 and 50) change sizes.
@@ -24,6 +28,7 @@ use logagg::{LogRecord, Severity};
 use retention_service::clock::SystemClock;
 use retention_service::metrics;
 use retention_service::purge::{Purger, Trigger};
+use source_service::load::realistic::RealisticMessages;
 use tokio_util::sync::CancellationToken;
 
 fn main() {
@@ -110,14 +115,31 @@ async fn run() {
 /// Expired logs seeded for (b): more than a purge deletes in the ingest window.
 const BACKLOG_DURING_INGEST: u64 = 300_000;
 
-fn log(id: String, age: chrono::Duration) -> LogRecord {
+const SERVICES: usize = 20;
+
+/// The realistic profile's messages unless `BENCH_PROFILE=simple`.
+fn messages() -> Option<RealisticMessages> {
+    let simple = std::env::var("BENCH_PROFILE").is_ok_and(|profile| profile == "simple");
+    (!simple).then(|| RealisticMessages::new(SERVICES, 11))
+}
+
+fn log(
+    id: String,
+    age: chrono::Duration,
+    n: u64,
+    messages: &mut Option<RealisticMessages>,
+) -> LogRecord {
     let timestamp = Utc::now() - age;
+    let service = (n % SERVICES as u64) as usize;
     LogRecord {
-        message: format!("GET /api/orders/{id} returned 200 in 12 ms for a benchmark"),
+        message: match messages {
+            Some(messages) => messages.message(service, Severity::Info),
+            None => format!("GET /api/orders/{id} returned 200 in 12 ms for a benchmark"),
+        },
         id,
         timestamp,
         received_at: timestamp,
-        service: "bench".into(),
+        service: format!("svc-{service:02}"),
         severity: Severity::Info,
         host: Some("bench-host".into()),
         attributes: serde_json::Map::new(),
@@ -130,6 +152,7 @@ async fn seed_expired(store: &Database, count: u64) -> f64 {
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let prefix = uuid::Uuid::now_v7().simple().to_string();
+    let mut messages = messages();
     for first in (0..count).step_by(1_000) {
         if in_flight.len() >= 2 {
             in_flight.next().await;
@@ -138,7 +161,7 @@ async fn seed_expired(store: &Database, count: u64) -> f64 {
             .map(|n| {
                 let age =
                     chrono::Duration::days(11) + chrono::Duration::seconds((n % 777_600) as i64);
-                log(format!("{prefix}-{n}"), age)
+                log(format!("{prefix}-{n}"), age, n, &mut messages)
             })
             .collect();
         let store = store.clone();
@@ -158,13 +181,14 @@ async fn ingest(store: &Database, window: Duration) -> f64 {
     let prefix = uuid::Uuid::now_v7().simple().to_string();
     let mut in_flight = FuturesUnordered::new();
     let mut next = 0_u64;
+    let mut messages = messages();
     while started.elapsed() < window {
         if in_flight.len() >= 2 {
             in_flight.next().await;
             continue;
         }
         let batch: Vec<LogRecord> = (next..next + 1_000)
-            .map(|n| log(format!("{prefix}-{n}"), chrono::Duration::zero()))
+            .map(|n| log(format!("{prefix}-{n}"), chrono::Duration::zero(), n, &mut messages))
             .collect();
         next += 1_000;
         let store = store.clone();
