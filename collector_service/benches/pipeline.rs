@@ -1,7 +1,9 @@
 //! Pipeline benchmark, one run on this machine, printing every figure:
 //!
 //! (a) the raw broker ceiling: persistent messages with confirms into a quorum queue, then
-//!     drained by a consumer that only acks (multiple acks);
+//!     drained by a consumer that only acks (multiple acks); then the same logs published
+//!     through the services' topology (topic exchange, storage and monitoring queues) with
+//!     nothing consuming: the broker's ceiling for what (b) publishes;
 //! (b) the pipeline: simulator → exchange → collector → stored, running together, with an
 //!     auto-ack consumer on the monitoring queue standing in for monitoring_service;
 //! (c) the MongoDB-compatible server's bulk-insert ceiling with the same documents;
@@ -64,7 +66,8 @@ fn main() {
 }
 
 /// `BENCH_ONLY=d` (or `a`, `b`, `c`) runs one measurement; ratios then use the figures
-/// given in `BENCH_PUBLISH_RATE`, `BENCH_DRAIN_RATE` and `BENCH_INSERT_RATE`.
+/// given in `BENCH_PUBLISH_RATE`, `BENCH_DRAIN_RATE`, `BENCH_TOPOLOGY_RATE` and
+/// `BENCH_INSERT_RATE`.
 fn only(part: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.contains(part))
 }
@@ -93,10 +96,14 @@ fn given(name: &str) -> f64 {
 async fn run() {
     let count = messages();
     println!("logagg pipeline benchmark: {count} messages per measurement");
-    let (publish_rate, drain_rate) = if only("a") {
+    let (publish_rate, drain_rate, topology_rate) = if only("a") {
         broker_ceiling(count).await
     } else {
-        (given("BENCH_PUBLISH_RATE"), given("BENCH_DRAIN_RATE"))
+        (
+            given("BENCH_PUBLISH_RATE"),
+            given("BENCH_DRAIN_RATE"),
+            given("BENCH_TOPOLOGY_RATE"),
+        )
     };
     println!("(a) broker ceiling, one quorum queue: publish+confirm {publish_rate:>9.0} msg/s, drain (ack only) {drain_rate:>9.0} msg/s");
     let insert_rate = if only("c") {
@@ -115,8 +122,9 @@ async fn run() {
     if only("b") {
         let pipeline_rate = pipeline(count).await;
         println!(
-        "(b) pipeline source→collector→stored: {pipeline_rate:>9.0} logs/s = {:.0}% of the broker publish ceiling",
-            100.0 * pipeline_rate / publish_rate
+        "(b) pipeline source→collector→stored: {pipeline_rate:>9.0} logs/s = {:.0}% of the broker publish ceiling, {:.0}% of the topology's",
+            100.0 * pipeline_rate / publish_rate,
+            100.0 * pipeline_rate / topology_rate
         );
     }
     if only("e") {
@@ -153,7 +161,9 @@ fn generated(generator: &mut Generator) -> source_service::load::simulator::Gene
     generator.next_log(Utc::now())
 }
 
-async fn broker_ceiling(count: u64) -> (f64, f64) {
+/// (a): publish and drain rates of one quorum queue, and the publish rate through the
+/// services' topology.
+async fn broker_ceiling(count: u64) -> (f64, f64, f64) {
     let context = TestContext::new("bench_broker").await;
     let queue = format!("{}.ceiling", context.settings.broker.storage_queue);
     let channel = broker::confirm_channel(&context.connection)
@@ -225,8 +235,32 @@ async fn broker_ceiling(count: u64) -> (f64, f64) {
     let _ = consumer_channel
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
+
+    // The same logs through the services' topology, nothing consuming: the topic exchange
+    // copies each to the storage quorum queue and the monitoring queue.
+    let exchange = context.settings.broker.exchange.clone();
+    let started = Instant::now();
+    for _ in 0..count {
+        while unconfirmed.len() >= context.settings.source.max_unconfirmed {
+            unconfirmed.next().await;
+        }
+        let log = generated(&mut generator);
+        let properties = broker::log_properties(broker::CONTENT_TYPE_JSON, &log.message_id);
+        unconfirmed.push(broker::publish_owned(
+            channel.clone(),
+            exchange.as_str().into(),
+            log.routing_key,
+            log.body,
+            properties,
+        ));
+    }
+    while unconfirmed.next().await.is_some() {}
+    let topology_rate = count as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "    (a) through the topology (topic exchange → storage quorum queue + monitoring queue), nothing consuming: publish+confirm {topology_rate:>9.0} msg/s"
+    );
     context.cleanup().await;
-    (publish_rate, drain_rate)
+    (publish_rate, drain_rate, topology_rate)
 }
 
 /// Logs per message the simulator sends in (b) and (d): `BENCH_BATCH` (default 1).
@@ -506,7 +540,7 @@ async fn services_as_processes(count: u64) {
     assert!(monitored, "monitor did not empty its queue");
     let monitor_metrics = scrape_metrics(monitor_port).await;
     println!(
-        "(f) services as processes, {count} logs over {services} services: {rate:>9.0} logs/s; peak RSS source {:.1} MiB, collector {:.1} MiB, monitor {:.1} MiB ({} logs seen, {} services kept)",
+        "(f) services as processes, {count} logs over {services} services: {rate:>9.0} logs/s; peak RSS source {:.1} MiB, collector {:.1} MiB, monitor {:.1} MiB (it received {} messages and keeps {} services)",
         source_peak_kib as f64 / 1024.0,
         peak_rss_kib(collector.id()) as f64 / 1024.0,
         peak_rss_kib(monitor.id()) as f64 / 1024.0,

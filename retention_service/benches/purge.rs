@@ -188,7 +188,14 @@ async fn ingest(store: &Database, window: Duration) -> f64 {
             continue;
         }
         let batch: Vec<LogRecord> = (next..next + 1_000)
-            .map(|n| log(format!("{prefix}-{n}"), chrono::Duration::zero(), n, &mut messages))
+            .map(|n| {
+                log(
+                    format!("{prefix}-{n}"),
+                    chrono::Duration::zero(),
+                    n,
+                    &mut messages,
+                )
+            })
             .collect();
         next += 1_000;
         let store = store.clone();
