@@ -183,25 +183,15 @@ async fn broker_ceiling(count: u64) -> (f64, f64, f64) {
         .await
         .expect("declare");
     let mut generator = Generator::new(&bench_source(&context.settings), 1);
-    let mut unconfirmed = FuturesUnordered::new();
-    let started = Instant::now();
-    for _ in 0..count {
-        while unconfirmed.len() >= context.settings.source.max_unconfirmed {
-            unconfirmed.next().await;
-        }
-        let log = generated(&mut generator);
-        let properties = broker::log_properties(broker::CONTENT_TYPE_JSON, &log.message_id);
-        // The default exchange routes straight to the one quorum queue named by the key.
-        unconfirmed.push(broker::publish_owned(
-            channel.clone(),
-            "".into(),
-            queue.clone(),
-            log.body,
-            properties,
-        ));
-    }
-    while unconfirmed.next().await.is_some() {}
-    let publish_rate = count as f64 / started.elapsed().as_secs_f64();
+    // The default exchange routes straight to the one quorum queue named by the key.
+    let publish_rate = publish_confirmed(
+        &context,
+        &channel,
+        &mut generator,
+        count,
+        Route::Queue(&queue),
+    )
+    .await;
 
     let consumer_channel = context.connection.create_channel().await.expect("channel");
     consumer_channel
@@ -238,29 +228,54 @@ async fn broker_ceiling(count: u64) -> (f64, f64, f64) {
 
     // The same logs through the services' topology, nothing consuming: the topic exchange
     // copies each to the storage quorum queue and the monitoring queue.
-    let exchange = context.settings.broker.exchange.clone();
-    let started = Instant::now();
-    for _ in 0..count {
-        while unconfirmed.len() >= context.settings.source.max_unconfirmed {
-            unconfirmed.next().await;
-        }
-        let log = generated(&mut generator);
-        let properties = broker::log_properties(broker::CONTENT_TYPE_JSON, &log.message_id);
-        unconfirmed.push(broker::publish_owned(
-            channel.clone(),
-            exchange.as_str().into(),
-            log.routing_key,
-            log.body,
-            properties,
-        ));
-    }
-    while unconfirmed.next().await.is_some() {}
-    let topology_rate = count as f64 / started.elapsed().as_secs_f64();
+    let topology_rate =
+        publish_confirmed(&context, &channel, &mut generator, count, Route::Exchange).await;
     println!(
         "    (a) through the topology (topic exchange → storage quorum queue + monitoring queue), nothing consuming: publish+confirm {topology_rate:>9.0} msg/s"
     );
     context.cleanup().await;
     (publish_rate, drain_rate, topology_rate)
+}
+
+/// Where (a) publishes.
+enum Route<'a> {
+    /// Through the default exchange to this queue.
+    Queue(&'a str),
+    /// Through the services' exchange, by each log's routing key.
+    Exchange,
+}
+
+/// Publishes `count` generated logs by `route` with confirms, at most the source's
+/// `max_unconfirmed` outstanding; returns messages per second.
+async fn publish_confirmed(
+    context: &TestContext,
+    channel: &lapin::Channel,
+    generator: &mut Generator,
+    count: u64,
+    route: Route<'_>,
+) -> f64 {
+    let mut unconfirmed = FuturesUnordered::new();
+    let started = Instant::now();
+    for _ in 0..count {
+        while unconfirmed.len() >= context.settings.source.max_unconfirmed {
+            unconfirmed.next().await;
+        }
+        let log = generated(generator);
+        let properties = broker::log_properties(broker::CONTENT_TYPE_JSON, &log.message_id);
+        let (exchange, routing_key) = match route {
+            Route::Queue(queue) => ("", queue.to_owned()),
+            Route::Exchange => (context.settings.broker.exchange.as_str(), log.routing_key),
+        };
+        unconfirmed.push(broker::publish_owned(
+            channel.clone(),
+            exchange.into(),
+            routing_key,
+            log.body,
+            properties,
+        ));
+    }
+    while unconfirmed.next().await.is_some() {}
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Logs per message the simulator sends in (b) and (d): `BENCH_BATCH` (default 1).
