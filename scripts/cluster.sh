@@ -65,9 +65,16 @@ prepare() {
   printf '[].\n' >"$base/enabled_plugins"
 }
 
+# Node N's pid while it runs. A killed node whose parent does not reap it (a container's
+# init may not) stays a zombie that `kill -0` still finds: that is not running.
 node_pid() {
-  local file="$DIR/node$1/rabbit.pid"
-  [ -s "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null && cat "$file"
+  local file="$DIR/node$1/rabbit.pid" pid state
+  [ -s "$file" ] || return 1
+  pid="$(cat "$file")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [ "$state" != Z ] || return 1
+  printf '%s\n' "$pid"
 }
 
 ctl() { local n=$1; shift; (node_env "$n"; "$CTL" -n "$(node_name "$n")" -q "$@"); }

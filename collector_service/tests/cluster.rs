@@ -31,13 +31,39 @@ fn cluster(arguments: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Stops the cluster when the test ends, passing or not.
-struct ClusterGuard;
+/// One test at a time owns the cluster (they kill its nodes); it is stopped when the test
+/// ends, passing or not.
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-impl Drop for ClusterGuard {
+struct ClusterGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
+impl ClusterGuard<'_> {
+    async fn start() -> (ClusterGuard<'static>, Vec<String>) {
+        let guard = ClusterGuard(CLUSTER.lock().await);
+        cluster(&["start"]);
+        let urls: Vec<String> = cluster(&["urls"])
+            .trim()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(urls.len(), 3);
+        (guard, urls)
+    }
+}
+
+impl Drop for ClusterGuard<'_> {
     fn drop(&mut self) {
         cluster(&["stop"]);
     }
+}
+
+/// The cluster node (1-3) of `host:port`.
+fn node_number(node: &str) -> usize {
+    node.rsplit(':')
+        .next()
+        .and_then(|port| port.parse::<usize>().ok())
+        .map(|port| port - 5700)
+        .expect("a cluster port")
 }
 
 /// The collector's node as its `/healthz` says (`127.0.0.1:570N`), once connected.
@@ -49,14 +75,7 @@ async fn collector_node(admin_port: u16) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_fails_over_when_its_node_is_killed() {
-    cluster(&["start"]);
-    let _guard = ClusterGuard;
-    let urls: Vec<String> = cluster(&["urls"])
-        .trim()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(urls.len(), 3);
+    let (_guard, urls) = ClusterGuard::start().await;
     let context = TestContext::new("cluster_failover").await;
     let broker_settings = BrokerSettings {
         url: urls[0].clone(),
@@ -80,12 +99,7 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
     .await;
     assert!(connected, "the collector connected to no node");
     let node = collector_node(admin_port).await.expect("node");
-    let killed: usize = node
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse::<usize>().ok())
-        .map(|port| port - 5700)
-        .expect("a cluster port");
+    let killed = node_number(&node);
 
     // The publisher uses another node, with confirms; a nacked or lost publish is sent
     // again under the same id.
@@ -154,15 +168,131 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
         Some(node.as_str()),
         "it moved to another node"
     );
+    let _ = connection.close(200, "done".into()).await;
+    delete_queues(&broker_settings).await;
+    context.cleanup().await;
+}
+
+/// The simulator, given every node, publishes at a steady rate while the collector's node
+/// and then its own node are killed: it reconnects to a live node and sends again what was
+/// not confirmed, under the same ids, so every log is confirmed and stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
+    const COUNT: u64 = 20_000;
+    let (_guard, urls) = ClusterGuard::start().await;
+    let context = TestContext::new("cluster_publisher").await;
+    let mut settings = context.settings.clone();
+    settings.broker.url = urls[0].clone();
+    settings.broker.urls = urls.clone();
+    settings.broker.heartbeat_seconds = 5;
+    settings.source.count = COUNT;
+    settings.source.rate = 1_000;
+
+    let admin_port = free_port();
+    let _collector = KillOnDrop(collector::start_collector_process_with(
+        &context,
+        admin_port,
+        &[
+            ("LOGAGG__BROKER__URL", urls[0].clone()),
+            ("LOGAGG__BROKER__URLS", urls.join(",")),
+            ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
+        ],
+    ));
+    let connected = wait_until(TIMEOUT, || async {
+        collector_node(admin_port).await.is_some()
+    })
+    .await;
+    assert!(connected, "the collector connected to no node");
+    let collector_at = collector_node(admin_port).await.expect("node");
+
+    // The simulator's progress, read from this process's metrics as its /metrics shows it.
+    let metrics = logagg::telemetry::metrics_handle();
+    let confirmed = || {
+        metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix("logagg_source_confirmed_total "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let simulator = tokio::spawn({
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let health = logagg::telemetry::Health::default();
+            source_service::load::simulate(&settings, &health, &shutdown).await
+        }
+    });
+
+    // First fault, a quarter of the way in: the collector's node. It moves on (storing
+    // resumes), then the node is started again and rejoins.
+    let quarter = wait_until(TIMEOUT, || async { confirmed() >= COUNT / 4 }).await;
+    assert!(quarter, "{} confirmed before the first fault", confirmed());
+    let first = node_number(&collector_at);
+    let stored_at_kill = context.stored().await;
+    cluster(&["kill", &first.to_string()]);
+    let resumed = wait_until(TIMEOUT, || async {
+        context.stored().await >= stored_at_kill + 1_000
+    })
+    .await;
+    assert!(resumed, "storing stopped after node {first} was killed");
+    cluster(&["restart", &first.to_string()]);
+
+    // Second fault, past half way: the publisher's own node (this process's last
+    // connection is the simulator's).
+    let half = wait_until(TIMEOUT, || async { confirmed() >= COUNT / 2 }).await;
+    assert!(half, "{} confirmed before the second fault", confirmed());
+    let publisher_at = broker::connected_node().expect("the simulator is connected");
+    let second = node_number(&publisher_at);
+    cluster(&["kill", &second.to_string()]);
+    let report = tokio::time::timeout(TIMEOUT, simulator)
+        .await
+        .expect("the simulator finished")
+        .expect("the simulator task")
+        .expect("the simulator published everything");
+    let all = wait_until(TIMEOUT, || async { context.stored().await >= COUNT }).await;
+    let stored = context.stored().await;
+    println!(
+        "collector on node {first}, killed first; publisher on node {second}, killed second: {report}; {stored} stored"
+    );
+    assert_eq!(report.confirmed, COUNT, "{report}");
+    assert_eq!(report.unroutable, 0, "{report}");
+    assert!(
+        report.resent > 0,
+        "a publish in flight on the killed node was sent again: {report}"
+    );
+    assert!(all, "{stored} of {COUNT} stored");
+    // Record ids are the messages' ids: a re-send under a new id would be stored twice.
+    assert_eq!(stored, COUNT, "each confirmed log exactly once");
+    delete_queues(&settings.broker).await;
+    context.cleanup().await;
+}
+
+/// A child process killed when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Deletes the test's queues on the cluster (its nodes keep their data between runs).
+async fn delete_queues(settings: &BrokerSettings) {
+    let connection = broker::connect(settings, "cluster-test-cleanup")
+        .await
+        .expect("a node to clean up on");
+    let channel = connection.create_channel().await.expect("channel");
     for queue in [
-        &broker_settings.storage_queue,
-        &broker_settings.dead_letter_queue,
-        &broker_settings.monitoring_queue,
+        &settings.storage_queue,
+        &settings.dead_letter_queue,
+        &settings.monitoring_queue,
     ] {
         let _ = channel
             .queue_delete(queue.as_str().into(), Default::default())
             .await;
     }
     let _ = connection.close(200, "done".into()).await;
-    context.cleanup().await;
 }

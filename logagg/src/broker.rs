@@ -257,7 +257,7 @@ pub async fn publish_owned(
 
 /// Mandatory publishing: a message no queue would receive comes back (`basic.return`)
 /// instead of being confirmed and dropped, so "confirmed" always means "queued".
-const MANDATORY: BasicPublishOptions = BasicPublishOptions {
+pub(crate) const MANDATORY: BasicPublishOptions = BasicPublishOptions {
     mandatory: true,
     immediate: false,
 };

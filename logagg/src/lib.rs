@@ -8,6 +8,7 @@ pub mod broker;
 pub mod formats;
 pub mod http_error;
 pub mod parse;
+pub mod publisher;
 pub mod record;
 pub mod runtime;
 pub mod settings;

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
-use lapin::Confirmation;
+use futures::FutureExt;
+use logagg::broker;
+use logagg::publisher::{self, GiveUp, PublishError, Resender, Settled};
+use logagg::runtime::{Declare, LazyChannel};
 use logagg::settings::Settings;
 use logagg::telemetry::{self, Health};
-use logagg::{broker, topology};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -29,15 +28,18 @@ use crate::SERVICE_NAME;
 
 const PUBLISHED: &str = "logagg_source_published_total";
 const CONFIRMED: &str = "logagg_source_confirmed_total";
-const NACKED: &str = "logagg_source_nacked_total";
+const UNROUTABLE: &str = "logagg_source_unroutable_total";
 
 /// What a simulator run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PublishReport {
-    /// Logs published, confirmed and nacked; `messages` carried them (fewer when batched).
+    /// Logs published, confirmed, and returned because no queue took them; `messages`
+    /// carried them (fewer when batched).
     pub published: u64,
     pub confirmed: u64,
-    pub nacked: u64,
+    pub unroutable: u64,
+    /// Messages sent again after their confirm failed (node lost, nack): stored once.
+    pub resent: u64,
     pub messages: u64,
     pub elapsed: Duration,
 }
@@ -53,13 +55,14 @@ impl std::fmt::Display for PublishReport {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             formatter,
-            "published {} confirmed {} nacked {} in {:.2}s: {:.0} logs/s in {} messages",
+            "published {} confirmed {} unroutable {} in {:.2}s: {:.0} logs/s in {} messages ({} re-sent)",
             self.published,
             self.confirmed,
-            self.nacked,
+            self.unroutable,
             self.elapsed.as_secs_f64(),
             self.rate(),
-            self.messages
+            self.messages,
+            self.resent
         )
     }
 }
@@ -142,7 +145,8 @@ pub async fn simulate(
 }
 
 /// Publishes `traffic`, each log at its due time, keeping at most `source.max_unconfirmed`
-/// awaiting the broker's confirm; waits for every confirm before returning.
+/// awaiting the broker's confirm; waits for every confirm before returning. A message whose
+/// confirm fails (its node lost, a nack) is sent again, on another node if need be.
 pub async fn publish(
     settings: &Settings,
     traffic: &mut impl Traffic,
@@ -150,31 +154,31 @@ pub async fn publish(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<PublishReport> {
     let source = &settings.source;
-    let Some(connection) =
-        broker::connect_with_backoff(&settings.broker, SERVICE_NAME, shutdown).await
-    else {
-        return Ok(PublishReport::default());
+    let link = LazyChannel::new(settings.broker.clone(), SERVICE_NAME, Declare::LogTopology);
+    let give_up = GiveUp {
+        deadline: None,
+        shutdown: Some(shutdown.clone()),
     };
-    let channel = broker::confirm_channel(&connection)
-        .await
-        .context("opening a confirm channel")?;
-    if let Err(error) = topology::declare(&channel, &settings.broker).await {
-        let hint = error.hint().unwrap_or_default();
-        return Err(anyhow::Error::new(error).context(format!("declaring the topology. {hint}")));
-    }
-    health.set("broker", true);
-
-    let publisher = Publisher {
-        channel: channel.clone(),
+    let mut publisher = Publisher {
+        resender: Resender::new(&link, give_up),
         exchange: lapin::types::ShortString::from(settings.broker.exchange.as_str()),
         max_unconfirmed: source.max_unconfirmed,
     };
+    match publisher.resender.connect().await {
+        Ok(()) => health.set("broker", true),
+        Err(PublishError::Unreachable { .. } | PublishError::GaveUp { .. }) => {
+            return Ok(PublishReport::default())
+        }
+        Err(PublishError::Broker(error)) => {
+            let hint = error.hint().unwrap_or_default();
+            return Err(anyhow::Error::new(error).context(format!("opening the broker. {hint}")));
+        }
+    }
     let mut batcher = Batcher::new(
         source.batch_records,
         source.batch_linger_ms,
         traffic.content_type(),
     );
-    let mut unconfirmed = FuturesUnordered::new();
     let mut report = PublishReport::default();
     let mut generated = 0u64;
     let started = Instant::now();
@@ -192,7 +196,7 @@ pub async fn publish(
                 .is_some_and(|deadline| deadline <= now)
             {
                 for message in batcher.take_due(now) {
-                    send(&publisher, message, &mut unconfirmed, &mut report).await?;
+                    publisher.send(message, &mut report).await?;
                 }
             }
             let Some(wait) = pacer::wait_until_due(due, now) else {
@@ -202,11 +206,12 @@ pub async fn publish(
                 .next_deadline()
                 .map(|deadline| deadline.saturating_sub(now));
             let wake = tokio::time::Instant::now() + linger.map_or(wait, |linger| linger.min(wait));
+            let unsettled = publisher.resender.unsettled() > 0;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(wake) => {}
-                Some(confirmation) = unconfirmed.next(), if !unconfirmed.is_empty() => {
-                    record_confirmation(confirmation, &mut report)?;
+                Some(settled) = publisher.resender.next(), if unsettled => {
+                    record_settled(settled, &mut report)?;
                 }
             }
         }
@@ -218,7 +223,7 @@ pub async fn publish(
         };
         generated += 1;
         for message in batcher.push(log, started.elapsed()) {
-            send(&publisher, message, &mut unconfirmed, &mut report).await?;
+            publisher.send(message, &mut report).await?;
         }
         if last_progress.elapsed() >= Duration::from_secs(5) {
             last_progress = Instant::now();
@@ -230,75 +235,68 @@ pub async fn publish(
         }
     }
     for message in batcher.take_all() {
-        send(&publisher, message, &mut unconfirmed, &mut report).await?;
+        publisher.send(message, &mut report).await?;
     }
-    while let Some(confirmation) = unconfirmed.next().await {
-        record_confirmation(confirmation, &mut report)?;
+    while let Some(settled) = publisher.resender.next().await {
+        record_settled(settled, &mut report)?;
     }
     report.elapsed = started.elapsed();
-    let _ = channel.close(200, "simulator done".into()).await;
-    let _ = connection.close(200, "simulator done".into()).await;
+    report.resent = publisher.resender.resent();
+    link.reset().await;
     health.set("broker", false);
     info!(%report, "simulator finished");
     Ok(report)
 }
 
-type Confirmed = (Result<Confirmation, broker::BrokerError>, u64);
-
-/// Where the publish loop sends its messages.
-struct Publisher {
-    channel: lapin::Channel,
+/// Where the publish loop sends its messages, each tagged with the logs it carries.
+struct Publisher<'a> {
+    resender: Resender<'a, u64>,
     exchange: lapin::types::ShortString,
     max_unconfirmed: usize,
 }
 
-/// Publishes one message, first waiting while `max_unconfirmed` await their confirm; then
-/// polls once so the publish starts now, collecting the confirms already in.
-async fn send(
-    publisher: &Publisher,
-    message: Outgoing,
-    unconfirmed: &mut FuturesUnordered<BoxFuture<'static, Confirmed>>,
-    report: &mut PublishReport,
-) -> anyhow::Result<()> {
-    while unconfirmed.len() >= publisher.max_unconfirmed {
-        if let Some(confirmation) = unconfirmed.next().await {
-            record_confirmation(confirmation, report)?;
+impl Publisher<'_> {
+    /// Publishes one message, first waiting while `max_unconfirmed` await their confirm;
+    /// then polls once so the publish starts now, collecting the confirms already in.
+    async fn send(&mut self, message: Outgoing, report: &mut PublishReport) -> anyhow::Result<()> {
+        while self.resender.unsettled() >= self.max_unconfirmed {
+            if let Some(settled) = self.resender.next().await {
+                record_settled(settled, report)?;
+            }
         }
+        let records = message.records;
+        let outgoing = publisher::Outgoing {
+            exchange: self.exchange.clone(),
+            routing_key: message.routing_key.into(),
+            properties: broker::log_properties(message.content_type, &message.message_id),
+            body: message.body,
+        };
+        self.resender.send(outgoing, records).await?;
+        report.published += records;
+        report.messages += 1;
+        metrics::counter!(PUBLISHED).increment(records);
+        while let Some(Some(settled)) = self.resender.next().now_or_never() {
+            record_settled(settled, report)?;
+        }
+        Ok(())
     }
-    let properties = broker::log_properties(message.content_type, &message.message_id);
-    let records = message.records;
-    unconfirmed.push(
-        broker::publish_owned(
-            publisher.channel.clone(),
-            publisher.exchange.clone(),
-            message.routing_key,
-            message.body,
-            properties,
-        )
-        .map(move |confirmation| (confirmation, records))
-        .boxed(),
-    );
-    report.published += records;
-    report.messages += 1;
-    metrics::counter!(PUBLISHED).increment(records);
-    while let Some(Some(confirmation)) = unconfirmed.next().now_or_never() {
-        record_confirmation(confirmation, report)?;
-    }
-    Ok(())
 }
 
-fn record_confirmation(
-    (confirmation, records): Confirmed,
+fn record_settled(
+    settled: Result<(Settled, u64), PublishError>,
     report: &mut PublishReport,
 ) -> anyhow::Result<()> {
-    let confirmation = confirmation.context("publishing")?;
-    if !broker::is_queued(&confirmation) {
-        report.nacked += records;
-        metrics::counter!(NACKED).increment(records);
-        warn!(?confirmation, records, "broker did not queue a message");
-    } else {
-        report.confirmed += records;
-        metrics::counter!(CONFIRMED).increment(records);
+    let (settled, records) = settled.context("publishing")?;
+    match settled {
+        Settled::Queued => {
+            report.confirmed += records;
+            metrics::counter!(CONFIRMED).increment(records);
+        }
+        Settled::Unroutable => {
+            report.unroutable += records;
+            metrics::counter!(UNROUTABLE).increment(records);
+            warn!(records, "no queue took a message (unroutable)");
+        }
     }
     Ok(())
 }

@@ -22,13 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{middleware, Json, Router};
 use chrono::Utc;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
-use lapin::Channel;
 use logagg::api_keys::{self, presented_key, ApiKeys};
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::http_error::{error_response, ErrorBody, ErrorCode};
 use logagg::parse::{parse_message, record_body, Envelope};
+use logagg::publisher::{GiveUp, Outgoing, PublishError, Resender, Settled};
 use logagg::record::{positioned_id, request_id};
 use logagg::runtime::{Declare, LazyChannel};
 use logagg::settings::{BrokerSettings, GatewaySettings};
@@ -389,76 +387,84 @@ async fn publish_all(
             reason: "the broker is behind on confirms; retry shortly".into(),
             retry_after: 1,
         })?;
-    let channel = gateway.publisher.channel().await?;
-    let exchange =
-        lapin::types::ShortString::from(gateway.publisher.channel.settings().exchange.as_str());
-    let mut confirms: FuturesUnordered<_> = records
-        .iter()
-        .map(|record| {
-            broker::publish_owned(
-                channel.clone(),
-                exchange.clone(),
-                logagg::parse::routing_key(&record.service, record.severity),
-                record_body(record),
-                broker::log_properties("application/json", &record.id),
-            )
-        })
-        .collect();
-    let deadline = gateway.settings.confirm_timeout_ms;
-    let all_confirmed = tokio::time::timeout(deadline, async {
-        while let Some(confirmation) = confirms.next().await {
-            match confirmation {
-                Ok(confirmation) if broker::is_queued(&confirmation) => {}
-                Ok(_) => return Err("the broker did not queue a record".to_owned()),
-                Err(error) => return Err(error.to_string()),
-            }
-        }
-        Ok(())
-    })
-    .await;
-    match all_confirmed {
-        Ok(Ok(())) => {
-            metrics::counter!(ACCEPTED).increment(report.accepted as u64);
-            Ok(report)
-        }
-        Ok(Err(reason)) => {
-            warn!(%reason, "publishing failed; the client is told to retry");
-            gateway.publisher.reset().await;
-            Err(GatewayError::Unavailable {
-                reason: format!("{reason}; retry (records already queued are not duplicated)"),
-                retry_after: 1,
-            })
-        }
-        Err(_) => Err(GatewayError::Unavailable {
-            reason: "the broker did not confirm in time; retry (records already queued are not duplicated)".into(),
-            retry_after: 1,
-        }),
-    }
+    gateway
+        .publisher
+        .publish(&records, gateway.settings.confirm_timeout_ms)
+        .await?;
+    metrics::counter!(ACCEPTED).increment(report.accepted as u64);
+    Ok(report)
 }
 
-/// The gateway's shared confirm channel, and the `broker` health check it keeps: whether
-/// the last attempt to open a channel (or to publish) succeeded.
+/// The gateway's shared link to RabbitMQ, and the `broker` health check it keeps: whether
+/// the last publish was confirmed.
 struct BrokerLink {
     channel: LazyChannel,
     health: Health,
 }
 
 impl BrokerLink {
-    async fn channel(&self) -> Result<Channel, GatewayError> {
-        let opened = self.channel.channel().await;
-        self.health.set("broker", opened.is_ok());
-        opened.map_err(|error| {
-            warn!(%error, "gateway cannot reach RabbitMQ");
-            GatewayError::Unavailable {
-                reason: "RabbitMQ is unavailable; retry later".into(),
-                retry_after: 5,
+    /// Publishes `records` and waits until the broker queued every one. A record whose
+    /// confirm fails (its node lost, a nack) is sent again, on another node if need be,
+    /// until `confirm_timeout`; then the client is told to retry (503), and records already
+    /// queued are not duplicated by its retry (their ids are kept).
+    async fn publish(
+        &self,
+        records: &[LogRecord],
+        confirm_timeout: std::time::Duration,
+    ) -> Result<(), GatewayError> {
+        let give_up = GiveUp {
+            deadline: Some(tokio::time::Instant::now() + confirm_timeout),
+            shutdown: None,
+        };
+        let mut resender = Resender::new(&self.channel, give_up);
+        let exchange = lapin::types::ShortString::from(self.channel.settings().exchange.as_str());
+        let mut outcome = Ok(());
+        for record in records {
+            let message = Outgoing {
+                exchange: exchange.clone(),
+                routing_key: logagg::parse::routing_key(&record.service, record.severity).into(),
+                body: record_body(record),
+                properties: broker::log_properties(broker::CONTENT_TYPE_JSON, &record.id),
+            };
+            if let Err(error) = resender.send(message, ()).await {
+                outcome = Err(error);
+                break;
+            }
+        }
+        while outcome.is_ok() {
+            let Some(settled) = resender.next().await else {
+                break;
+            };
+            match settled {
+                Ok((Settled::Queued, ())) => {}
+                Ok((Settled::Unroutable, ())) => {
+                    outcome = Err(PublishError::GaveUp {
+                        unsettled: resender.unsettled(),
+                        last_error: "no queue is bound for a record (unroutable)".into(),
+                    });
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        self.health.set("broker", outcome.is_ok());
+        outcome.map_err(|error| {
+            warn!(%error, "publishing failed; the client is told to retry");
+            match error {
+                PublishError::Unreachable { .. } | PublishError::Broker(_) => {
+                    GatewayError::Unavailable {
+                        reason: "RabbitMQ is unavailable; retry later".into(),
+                        retry_after: 5,
+                    }
+                }
+                PublishError::GaveUp { .. } => GatewayError::Unavailable {
+                    reason: format!("{error}; retry (records already queued are not duplicated)"),
+                    retry_after: 1,
+                },
             }
         })
-    }
-
-    async fn reset(&self) {
-        self.health.set("broker", false);
-        self.channel.reset().await;
     }
 }
 

@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
+use logagg::broker;
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::parse::record_body;
+use logagg::publisher::{GiveUp, Outgoing, Resender, Settled};
 use logagg::record::positioned_id;
+use logagg::runtime::{Declare, LazyChannel};
 use logagg::settings::Settings;
-use logagg::{broker, topology};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -139,19 +139,14 @@ pub async fn ship(
     options: &ShipOptions,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ShipReport> {
-    let Some(connection) =
-        broker::connect_with_backoff(&settings.broker, "source_service-shipper", shutdown).await
-    else {
-        return Ok(ShipReport::default());
-    };
-    let channel = broker::confirm_channel(&connection)
-        .await
-        .context("opening a confirm channel")?;
-    topology::declare(&channel, &settings.broker)
-        .await
-        .context("declaring the topology")?;
+    let link = LazyChannel::new(
+        settings.broker.clone(),
+        "source_service-shipper",
+        Declare::LogTopology,
+    );
     let publisher = LinePublisher {
-        channel,
+        link: &link,
+        shutdown,
         settings,
         options,
         source: options.path.as_ref().map_or_else(
@@ -163,7 +158,7 @@ pub async fn ship(
         None => ship_stdin(&publisher).await,
         Some(path) => ship_file(&publisher, path, shutdown).await,
     };
-    let _ = connection.close(200, "shipper done".into()).await;
+    link.reset().await;
     report
 }
 
@@ -330,7 +325,8 @@ fn save_position(state_path: &Path, position: &Position) -> anyhow::Result<()> {
 /// Publishes lines: records to the exchange, unparseable lines to the dead-letter exchange
 /// with the reason; returns once the broker confirmed all of them.
 struct LinePublisher<'a> {
-    channel: Channel,
+    link: &'a LazyChannel,
+    shutdown: &'a CancellationToken,
     settings: &'a Settings,
     options: &'a ShipOptions,
     source: String,
@@ -352,7 +348,13 @@ impl LinePublisher<'_> {
             service: self.options.service.as_deref(),
             received_at: Utc::now(),
         };
-        let mut confirms = FuturesUnordered::new();
+        let mut resender = Resender::new(
+            self.link,
+            GiveUp {
+                deadline: None,
+                shutdown: Some(self.shutdown.clone()),
+            },
+        );
         let mut dead_lettered = 0;
         for (offset, line) in lines {
             let id = positioned_id(generation, *offset);
@@ -366,8 +368,10 @@ impl LinePublisher<'_> {
                     ),
                     Err(error) => {
                         dead_lettered += 1;
+                        // Its id too, so a re-send after a lost confirm is recognisable.
                         let properties = BasicProperties::default()
-                            .with_content_type(broker::CONTENT_TYPE_TEXT.into());
+                            .with_content_type(broker::CONTENT_TYPE_TEXT.into())
+                            .with_message_id(positioned_id(generation, *offset).into());
                         (
                             broker_settings.dead_letter_exchange.as_str(),
                             format!(
@@ -384,18 +388,17 @@ impl LinePublisher<'_> {
                         )
                     }
                 };
-            confirms.push(broker::publish_owned(
-                self.channel.clone(),
-                exchange.into(),
-                routing_key,
+            let message = Outgoing {
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
                 body,
                 properties,
-            ));
+            };
+            resender.send(message, ()).await.context("publishing")?;
         }
-        while let Some(confirmation) = confirms.next().await {
-            let confirmation = confirmation.context("publishing")?;
-            if !broker::is_queued(&confirmation) {
-                anyhow::bail!("the broker did not queue a line: {confirmation:?}");
+        while let Some(settled) = resender.next().await {
+            if settled.context("publishing")?.0 != Settled::Queued {
+                anyhow::bail!("no queue took a line (unroutable): is the topology declared?");
             }
         }
         report.shipped += (lines.len() - dead_lettered) as u64;
