@@ -87,8 +87,14 @@ pub enum PublishError {
 /// What one attempt's confirm says.
 enum Attempt {
     Settled(Settled),
-    /// Send it again: the reason it failed this time.
-    Again(String),
+    /// Send it again: the reason it failed this time, and whether on a new channel.
+    /// A nacked message goes on a new channel: a quorum queue changing leader nacks what
+    /// arrives meanwhile, and RabbitMQ 3.10 was seen nacking every later publish on such a
+    /// channel (minutes on end) while a new channel on the same node was confirmed at once.
+    Again {
+        reason: String,
+        new_channel: bool,
+    },
 }
 
 impl Attempt {
@@ -100,8 +106,14 @@ impl Attempt {
             Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => {
                 Attempt::Settled(Settled::Unroutable)
             }
-            Ok(Confirmation::Nack(None)) => Attempt::Again("the broker nacked it".into()),
-            Err(error) => Attempt::Again(error.to_string()),
+            Ok(Confirmation::Nack(None)) => Attempt::Again {
+                reason: "the broker nacked it".into(),
+                new_channel: true,
+            },
+            Err(error) => Attempt::Again {
+                reason: error.to_string(),
+                new_channel: false,
+            },
         }
     }
 }
@@ -109,6 +121,7 @@ impl Attempt {
 /// A message's attempt, once its confirm (or failure) came: sent in round `round`.
 struct Attempted<T> {
     confirmation: Result<Confirmation, lapin::Error>,
+    channel: Channel,
     message: Outgoing,
     tag: T,
     round: u64,
@@ -194,6 +207,7 @@ impl<'a, T: Send + 'static> Resender<'a, T> {
             };
             let Attempted {
                 confirmation,
+                channel,
                 message,
                 tag,
                 round,
@@ -205,7 +219,10 @@ impl<'a, T: Send + 'static> Resender<'a, T> {
                     }
                     return Some(Ok((settled, tag)));
                 }
-                Attempt::Again(reason) => {
+                Attempt::Again {
+                    reason,
+                    new_channel,
+                } => {
                     if round == self.round {
                         warn!(%reason, "a publish was not confirmed; sending it again");
                         self.round += 1;
@@ -215,6 +232,13 @@ impl<'a, T: Send + 'static> Resender<'a, T> {
                     self.resent += 1;
                     metrics::counter!(RESENT_METRIC).increment(1);
                     self.again.push_back((message, tag));
+                    if new_channel && channel.status().connected() {
+                        // The next `channel()` opens a new one; what else is in flight on
+                        // this one fails and is sent again.
+                        let _ = channel
+                            .close(200, "nacked: publishing on a new channel".into())
+                            .await;
+                    }
                 }
             }
         }
@@ -308,6 +332,7 @@ fn publish<T: Send + 'static>(
         };
         Attempted {
             confirmation,
+            channel,
             message,
             tag,
             round,
