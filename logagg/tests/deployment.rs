@@ -14,11 +14,32 @@ fn workspace_root() -> &'static Path {
 }
 
 fn compose() -> Yaml {
-    let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
-        .expect("docker-compose.yml");
+    compose_file("docker-compose.yml")
+}
+
+fn compose_file(name: &str) -> Yaml {
+    let text = std::fs::read_to_string(workspace_root().join(name)).expect(name);
     YamlLoader::load_from_str(&text)
         .expect("valid YAML")
         .remove(0)
+}
+
+/// A service's environment as strings (numbers and booleans as YAML wrote them).
+fn environment(fields: &HashMap<String, Yaml>) -> HashMap<String, String> {
+    let Some(Yaml::Hash(hash)) = fields.get("environment") else {
+        return HashMap::new();
+    };
+    hash.iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Yaml::String(text) => text.clone(),
+                Yaml::Integer(number) => number.to_string(),
+                Yaml::Boolean(flag) => flag.to_string(),
+                other => format!("{other:?}"),
+            };
+            (key.as_str().expect("key").to_owned(), value)
+        })
+        .collect()
 }
 
 /// A service's mapping with YAML merge keys (`<<: *anchor`) applied.
@@ -80,18 +101,7 @@ fn service_commands_name_workspace_binaries_and_valid_settings() {
             workspace_root().join(binary).join("src/main.rs").exists(),
             "{name} runs unknown binary {binary}"
         );
-        let environment: HashMap<String, String> = fields["environment"]
-            .as_hash()
-            .expect("environment mapping")
-            .iter()
-            .map(|(key, value)| {
-                let value = value
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{value:?}"));
-                (key.as_str().expect("key").to_owned(), value)
-            })
-            .collect();
+        let environment = environment(&fields);
         if !matches!(name, "retention_service" | "search_service") {
             assert!(environment.contains_key("LOGAGG__BROKER__URL"), "{name}");
         }
@@ -145,4 +155,108 @@ fn broker_and_store_images_are_production_ones() {
         mongo.starts_with("mongo:7") || mongo.starts_with("mongo:8"),
         "{mongo}"
     );
+}
+
+/// docker-compose.cluster.yml on top of docker-compose.yml, merged as Compose merges an
+/// override (mappings key by key): every logagg service is given all three RabbitMQ nodes
+/// and all three replica set members, and each name it is given is a service of the files.
+#[test]
+fn the_cluster_override_gives_every_service_every_node() {
+    let base = compose();
+    let cluster = compose_file("docker-compose.cluster.yml");
+    let services = cluster["services"].as_hash().expect("services");
+    let hostnames: Vec<String> = services
+        .iter()
+        .filter_map(|(name, service)| {
+            let fields = merged(service);
+            let image = fields.get("image")?.as_str()?.to_owned();
+            image.starts_with("rabbitmq").then(|| {
+                fields["hostname"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name:?} has no hostname"))
+                    .to_owned()
+            })
+        })
+        .collect();
+    assert_eq!(hostnames.len(), 3, "three RabbitMQ nodes: {hostnames:?}");
+    let mongo_members: Vec<&str> = services
+        .iter()
+        .filter(|(_, service)| {
+            let fields = merged(service);
+            fields.get("command").is_some_and(|command| {
+                command.as_vec().is_some_and(|parts| {
+                    parts.iter().any(|part| part.as_str() == Some("--replSet"))
+                })
+            })
+        })
+        .map(|(name, _)| name.as_str().expect("name"))
+        .collect();
+    assert_eq!(mongo_members.len(), 3, "three replica set members");
+
+    // The nodes find each other by these names, and share one cookie.
+    let peers = cluster["configs"]["rabbitmq-cluster"]["content"]
+        .as_str()
+        .expect("the cluster's rabbitmq.conf");
+    for host in &hostnames {
+        assert!(
+            peers.contains(&format!("= rabbit@{host}")),
+            "{host} not a peer: {peers}"
+        );
+    }
+    let cookies: Vec<String> = services
+        .values()
+        .map(merged)
+        .filter(|fields| fields.contains_key("hostname"))
+        .map(|fields| environment(&fields)["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"].clone())
+        .collect();
+    assert!(
+        cookies.windows(2).all(|pair| pair[0] == pair[1]),
+        "{cookies:?}"
+    );
+    let initiate = merged(&cluster["services"]["mongo-init"])["command"]
+        .as_vec()
+        .expect("mongo-init's command")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for member in &mongo_members {
+        assert!(
+            initiate.contains(&format!("'{member}:27017'")),
+            "{member} not initiated"
+        );
+    }
+
+    for name in SERVICES.iter().chain(&["search_service", "gateway"]) {
+        let mut environment_of = environment(&merged(&base["services"][*name]));
+        environment_of.extend(environment(&merged(&cluster["services"][*name])));
+        let settings = Settings::load_all(&environment_of)
+            .unwrap_or_else(|error| panic!("{name}'s environment is not valid settings: {error}"));
+        let store = &settings.store.url;
+        assert!(store.contains("replicaSet=rs0"), "{name}: {store}");
+        for member in &mongo_members {
+            assert!(
+                store.contains(&format!("{member}:27017")),
+                "{name}: {store}"
+            );
+        }
+        assert_eq!(
+            settings.store.write_concern_w,
+            logagg::settings::WriteAcknowledgment::Majority,
+            "{name}"
+        );
+        if *name == "retention_service" {
+            continue;
+        }
+        let nodes = settings.broker.nodes();
+        for host in &hostnames {
+            assert!(
+                nodes
+                    .iter()
+                    .any(|url| url.contains(&format!("@{host}:5672/"))),
+                "{name} is not given node {host}: {nodes:?}"
+            );
+        }
+        assert_eq!(settings.broker.quorum_group_size, 3, "{name}");
+    }
 }
