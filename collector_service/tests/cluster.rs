@@ -176,7 +176,8 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
 /// The simulator, given every node, publishes at a steady rate while the collector's node
 /// and then its own node are killed, and then its new node is paused: it reconnects to a
 /// live node and sends again what was not confirmed, under the same ids, so every log is
-/// confirmed and stored exactly once.
+/// confirmed and stored exactly once. Then the gateway loses its node between two requests
+/// and still accepts the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
     const COUNT: u64 = 30_000;
@@ -292,8 +293,54 @@ async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
     assert!(all, "{stored} of {COUNT} stored");
     // Record ids are the messages' ids: a re-send under a new id would be stored twice.
     assert_eq!(stored, COUNT, "each confirmed log exactly once");
+
+    // The gateway too: a request right after its node is killed is still answered 202, its
+    // records sent again on another node within the confirm deadline.
+    let gateway =
+        source_service::ingest::gateway::router(source_service::ingest::gateway::Gateway::new(
+            logagg::settings::GatewaySettings {
+                confirm_timeout_ms: Duration::from_secs(30),
+                ..Default::default()
+            },
+            settings.broker.clone(),
+        ));
+    assert_eq!(post_records(&gateway, 0).await, 202);
+    let gateway_at = broker::connected_node().expect("the gateway is connected");
+    cluster(&["kill", &node_number(&gateway_at).to_string()]);
+    assert_eq!(
+        post_records(&gateway, GATEWAY_RECORDS).await,
+        202,
+        "the gateway did not move off killed node {gateway_at}"
+    );
+    let expected = COUNT + 2 * GATEWAY_RECORDS;
+    let all = wait_until(TIMEOUT, || async { context.stored().await >= expected }).await;
+    let stored = context.stored().await;
+    assert!(
+        all,
+        "{stored} of {expected} stored after the gateway's node was killed"
+    );
+    assert_eq!(
+        stored, expected,
+        "each record the gateway accepted exactly once"
+    );
     delete_queues(&settings.broker).await;
     context.cleanup().await;
+}
+
+const GATEWAY_RECORDS: u64 = 100;
+
+/// POSTs `GATEWAY_RECORDS` records numbered from `from` to the gateway; its status code.
+async fn post_records(gateway: &axum::Router, from: u64) -> u16 {
+    use tower::ServiceExt;
+    let body: String = (from..from + GATEWAY_RECORDS)
+        .map(|index| format!("{{\"service\":\"gateway\",\"severity\":\"info\",\"message\":\"record {index}\"}}\n"))
+        .collect();
+    let request = axum::http::Request::post("/api/v1/logs")
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let response = gateway.clone().oneshot(request).await.expect("response");
+    response.status().as_u16()
 }
 
 /// A child process killed when the test ends, passing or not.
