@@ -131,6 +131,12 @@ signal_node() {
   pid="$(node_pid "$n")" || { log "$(node_name "$n") is not running"; return 1; }
   kill "-$signal" "$pid"
   log "sent SIG$signal to $(node_name "$n") (pid $pid)"
+  # A killed node may take a moment to go (a busy machine): `restart` right after must not
+  # find it still running and skip starting it.
+  if [ "$signal" = KILL ]; then
+    for _ in $(seq 100); do node_pid "$n" >/dev/null || return 0; sleep 0.1; done
+    log "$(node_name "$n") still running 10 s after SIGKILL"; return 1
+  fi
 }
 
 check_node_argument() {

@@ -83,22 +83,7 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
         ..context.settings.broker.clone()
     };
 
-    let admin_port = free_port();
-    let mut collector = collector::start_collector_process_with(
-        &context,
-        admin_port,
-        &[
-            ("LOGAGG__BROKER__URL", urls[0].clone()),
-            ("LOGAGG__BROKER__URLS", urls.join(",")),
-            ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
-        ],
-    );
-    let connected = wait_until(TIMEOUT, || async {
-        collector_node(admin_port).await.is_some()
-    })
-    .await;
-    assert!(connected, "the collector connected to no node");
-    let node = collector_node(admin_port).await.expect("node");
+    let (collector, admin_port, node) = start_cluster_collector(&context, &urls).await;
     let killed = node_number(&node);
 
     // The publisher uses another node, with confirms; a nacked or lost publish is sent
@@ -151,8 +136,7 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
     let all = wait_until(TIMEOUT, || async { context.stored().await >= LOGS }).await;
     let recovered_in = killed_at.elapsed();
     let after = collector_node(admin_port).await;
-    let _ = collector.kill();
-    let _ = collector.wait();
+    drop(collector);
     let stored = context.stored().await;
     println!(
         "killed node {killed} ({node}); all {LOGS} stored {:.1} s after the kill; collector now on {after:?}",
@@ -180,7 +164,7 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
 /// and still accepts the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
-    const COUNT: u64 = 30_000;
+    const COUNT: u64 = 60_000;
     let (_guard, urls) = ClusterGuard::start().await;
     let context = TestContext::new("cluster_publisher").await;
     let mut settings = context.settings.clone();
@@ -190,22 +174,7 @@ async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
     settings.source.count = COUNT;
     settings.source.rate = 1_000;
 
-    let admin_port = free_port();
-    let _collector = KillOnDrop(collector::start_collector_process_with(
-        &context,
-        admin_port,
-        &[
-            ("LOGAGG__BROKER__URL", urls[0].clone()),
-            ("LOGAGG__BROKER__URLS", urls.join(",")),
-            ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
-        ],
-    ));
-    let connected = wait_until(TIMEOUT, || async {
-        collector_node(admin_port).await.is_some()
-    })
-    .await;
-    assert!(connected, "the collector connected to no node");
-    let collector_at = collector_node(admin_port).await.expect("node");
+    let (_collector, _, collector_at) = start_cluster_collector(&context, &urls).await;
 
     // The simulator's progress, read from this process's metrics as its /metrics shows it.
     let metrics = logagg::telemetry::metrics_handle();
@@ -341,6 +310,31 @@ async fn post_records(gateway: &axum::Router, from: u64) -> u16 {
         .expect("request");
     let response = gateway.clone().oneshot(request).await.expect("response");
     response.status().as_u16()
+}
+
+/// A collector process given every node of the cluster, once connected: the process, its
+/// admin port and the node its `/healthz` names.
+async fn start_cluster_collector(
+    context: &TestContext,
+    urls: &[String],
+) -> (KillOnDrop, u16, String) {
+    let admin_port = free_port();
+    let collector = KillOnDrop(collector::start_collector_process_with(
+        context,
+        admin_port,
+        &[
+            ("LOGAGG__BROKER__URL", urls[0].clone()),
+            ("LOGAGG__BROKER__URLS", urls.join(",")),
+            ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
+        ],
+    ));
+    let connected = wait_until(TIMEOUT, || async {
+        collector_node(admin_port).await.is_some()
+    })
+    .await;
+    assert!(connected, "the collector connected to no node");
+    let node = collector_node(admin_port).await.expect("node");
+    (collector, admin_port, node)
 }
 
 /// A child process killed when the test ends, passing or not.
