@@ -121,16 +121,16 @@ pub async fn declare_alerts_exchange(
         .map_err(|source| BrokerError::declare("exchange", &settings.alerts_exchange, source))
 }
 
-/// Declares one live-tail queue and returns its name: server-named, exclusive to this
-/// connection, deleted when its consumer goes, bound to every key (a JSON body may name
-/// another service than its routing key, so the tail filters records, not keys), and
-/// holding at most `max_length` logs, oldest dropped first. It receives copies: the storage
-/// queue gets every log whatever becomes of a tail.
+/// Declares a search process's live-tail queue `name`: exclusive to this connection (gone
+/// with it), kept while its consumer is cancelled, and holding at most `max_length` logs,
+/// oldest dropped first. Not bound here: [`bind_tail_queue`] while any client tails. It
+/// receives copies; the storage queue gets every log whatever becomes of a tail.
 pub async fn declare_tail_queue(
     channel: &Channel,
     settings: &BrokerSettings,
+    name: &str,
     max_length: usize,
-) -> Result<String, BrokerError> {
+) -> Result<(), BrokerError> {
     declare_exchange(channel, settings).await?;
     let mut arguments = FieldTable::default();
     argument(&mut arguments, "x-queue-type", text("classic"));
@@ -140,21 +140,44 @@ pub async fn declare_tail_queue(
         AMQPValue::LongLongInt(i64::try_from(max_length).unwrap_or(i64::MAX)),
     );
     argument(&mut arguments, "x-overflow", text("drop-head"));
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
+    declare_queue(
+        channel,
+        name,
+        QueueDeclareOptions {
+            exclusive: true,
+            ..QueueDeclareOptions::default()
+        },
+        arguments,
+    )
+    .await
+}
+
+/// Binds a live-tail queue to every key (a JSON body may name another service than its
+/// routing key, so the tail filters records, not keys).
+pub async fn bind_tail_queue(
+    channel: &Channel,
+    settings: &BrokerSettings,
+    queue: &str,
+) -> Result<(), BrokerError> {
+    bind(channel, queue, &settings.exchange).await
+}
+
+/// Unbinds a live-tail queue: no copies while nobody tails. Unlike deleting a queue, this
+/// cannot fail a publish routed to it at that moment.
+pub async fn unbind_tail_queue(
+    channel: &Channel,
+    settings: &BrokerSettings,
+    queue: &str,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_unbind(
+            queue.into(),
+            settings.exchange.as_str().into(),
+            ALL_KEYS.into(),
+            FieldTable::default(),
         )
         .await
-        .map_err(|source| BrokerError::declare("queue", "live tail", source))?;
-    let name = queue.name().to_string();
-    bind(channel, &name, &settings.exchange).await?;
-    Ok(name)
+        .map_err(BrokerError::Operation)
 }
 
 async fn declare_queue(
