@@ -10,6 +10,8 @@
 #   scripts/cluster.sh resume N       SIGCONT node N
 #   scripts/cluster.sh urls           the nodes' AMQP URIs, comma-separated (broker.urls)
 #   scripts/cluster.sh status         each node: running or not, and its AMQP port
+#   scripts/cluster.sh leader QUEUE   the node (1-3) leading quorum queue QUEUE, as a running
+#                                     node reports it (it may lag a leader change by seconds)
 # Node N is logagg-cluster-N@localhost with AMQP on 127.0.0.1:$((BASE_PORT + N)), 5701-5703
 # by default. LOGAGG_CLUSTER_DIR (default .data/cluster) holds everything it writes.
 set -euo pipefail
@@ -166,6 +168,18 @@ case "${1:-}" in
     urls=()
     for n in "${NODES[@]}"; do urls+=("amqp://guest:guest@127.0.0.1:$((BASE_PORT + n))/%2f"); done
     (IFS=,; printf '%s\n' "${urls[*]}")
+    ;;
+  leader)
+    [ -n "${2:-}" ] || { log "name a queue"; exit 2; }
+    for n in "${NODES[@]}"; do
+      node_pid "$n" >/dev/null || continue
+      leader="$(ctl "$n" list_queues name leader --no-table-headers 2>/dev/null |
+        awk -v queue="$2" '$1 == queue { print $2 }')"
+      case "$leader" in
+        logagg-cluster-[123]@*) leader="${leader#logagg-cluster-}"; printf '%s\n' "${leader%%@*}"; exit 0 ;;
+      esac
+    done
+    log "no running node names a leader for $2"; exit 1
     ;;
   status)
     for n in "${NODES[@]}"; do

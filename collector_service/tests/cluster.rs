@@ -57,6 +57,16 @@ impl Drop for ClusterGuard<'_> {
     }
 }
 
+/// The context's settings with every node of the cluster, and a heartbeat short enough
+/// (5 s) for a paused node to be noticed within a test.
+fn on_cluster(context: &TestContext, urls: &[String]) -> logagg::settings::Settings {
+    let mut settings = context.settings.clone();
+    settings.broker.url = urls[0].clone();
+    settings.broker.urls = urls.to_vec();
+    settings.broker.heartbeat_seconds = 5;
+    settings
+}
+
 /// The cluster node (1-3) of `host:port`.
 fn node_number(node: &str) -> usize {
     node.rsplit(':')
@@ -83,7 +93,7 @@ async fn a_collector_fails_over_when_its_node_is_killed() {
         ..context.settings.broker.clone()
     };
 
-    let (collector, admin_port, node) = start_cluster_collector(&context, &urls).await;
+    let (collector, admin_port, node) = start_cluster_collector(&context, &urls, &[]).await;
     let killed = node_number(&node);
 
     // The publisher uses another node, with confirms; a nacked or lost publish is sent
@@ -167,14 +177,10 @@ async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
     const COUNT: u64 = 60_000;
     let (_guard, urls) = ClusterGuard::start().await;
     let context = TestContext::new("cluster_publisher").await;
-    let mut settings = context.settings.clone();
-    settings.broker.url = urls[0].clone();
-    settings.broker.urls = urls.clone();
-    settings.broker.heartbeat_seconds = 5;
-    settings.source.count = COUNT;
-    settings.source.rate = 1_000;
+    let mut settings = on_cluster(&context, &urls);
+    (settings.source.count, settings.source.rate) = (COUNT, 1_000);
 
-    let (_collector, _, collector_at) = start_cluster_collector(&context, &urls).await;
+    let (_collector, _, collector_at) = start_cluster_collector(&context, &urls, &[]).await;
 
     // The simulator's progress, read from this process's metrics as its /metrics shows it.
     let metrics = logagg::telemetry::metrics_handle();
@@ -317,16 +323,19 @@ async fn post_records(gateway: &axum::Router, from: u64) -> u16 {
 async fn start_cluster_collector(
     context: &TestContext,
     urls: &[String],
+    extra: &[(&str, String)],
 ) -> (KillOnDrop, u16, String) {
     let admin_port = free_port();
+    let mut environment = vec![
+        ("LOGAGG__BROKER__URL", urls[0].clone()),
+        ("LOGAGG__BROKER__URLS", urls.join(",")),
+        ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
+    ];
+    environment.extend_from_slice(extra);
     let collector = KillOnDrop(collector::start_collector_process_with(
         context,
         admin_port,
-        &[
-            ("LOGAGG__BROKER__URL", urls[0].clone()),
-            ("LOGAGG__BROKER__URLS", urls.join(",")),
-            ("LOGAGG__BROKER__HEARTBEAT_SECONDS", "5".into()),
-        ],
+        &environment,
     ));
     let connected = wait_until(TIMEOUT, || async {
         collector_node(admin_port).await.is_some()
@@ -363,4 +372,308 @@ async fn delete_queues(settings: &BrokerSettings) {
             .await;
     }
     let _ = connection.close(200, "done".into()).await;
+}
+
+/// The poison the chaos run sends, one message each: routing key, body, content type, and
+/// the code its dead letter must carry.
+fn chaos_poison() -> Vec<(String, Vec<u8>, &'static str, &'static str)> {
+    let deep = format!(
+        "{{\"message\":\"deep\",\"a\":{}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    vec![
+        (
+            "web.error".into(),
+            b"{not json".to_vec(),
+            "application/json",
+            "invalid_json",
+        ),
+        (
+            "web.info".into(),
+            deep.into_bytes(),
+            "application/json",
+            "invalid_json",
+        ),
+        (
+            "web.loud".into(),
+            br#"{"message":"x"}"#.to_vec(),
+            "application/json",
+            "unknown_severity",
+        ),
+        (
+            // A routing key of 255 bytes: the service in it is longer than a name may be.
+            format!("{}.info", "s".repeat(250)),
+            br#"{"message":"x"}"#.to_vec(),
+            "application/json",
+            "invalid_service",
+        ),
+        (
+            "web.info".into(),
+            vec![b'x'; logagg::parse::MAX_BODY_BYTES + 1],
+            "text/plain",
+            "too_large",
+        ),
+        (
+            "web.info".into(),
+            b"\xff\xfe not UTF-8".to_vec(),
+            "text/plain",
+            "invalid_utf8",
+        ),
+    ]
+}
+
+/// `(time, stored)` every 100 ms until `stop`; a count the database cannot answer (it is
+/// down) is no sample.
+fn sample_stored(
+    store: logagg::store::Database,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<(Instant, u64)>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !stop.is_cancelled() {
+            tick.tick().await;
+            if let Ok(count) = store.logs().count_documents(bson::doc! {}).await {
+                samples.push((Instant::now(), count));
+            }
+        }
+        samples
+    })
+}
+
+/// The longest time between two increases of the stored count within `from..to`.
+fn longest_gap(samples: &[(Instant, u64)], from: Instant, to: Instant) -> Duration {
+    let mut last_rise = from;
+    let mut last_count = samples
+        .iter()
+        .take_while(|(at, _)| *at <= from)
+        .last()
+        .map_or(0, |(_, count)| *count);
+    let mut longest = Duration::ZERO;
+    for &(at, count) in samples.iter().filter(|(at, _)| *at > from && *at <= to) {
+        if count > last_count {
+            longest = longest.max(at - last_rise);
+            last_rise = at;
+            last_count = count;
+        }
+    }
+    longest.max(to.saturating_duration_since(last_rise).min(to - from))
+}
+
+/// Overlapping faults, in turn, while two simulators publish through all three nodes (one
+/// log a message, and 20 a message) and two collectors store into a private SecantusDB:
+/// the storage queue's leader node killed; a collector killed (and started again);
+/// SecantusDB killed with SIGKILL, a broker node killed and restarted while it is down, then
+/// SecantusDB restarted on its data; the second collector's node paused past the
+/// heartbeat. Every confirmed log is stored exactly once, and the dead-letter queue holds
+/// exactly the poison sent. Prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
+    const EACH: u64 = 20_000;
+    const TOTAL: u64 = 2 * EACH;
+    let (_guard, urls) = ClusterGuard::start().await;
+    let mut mongo = logagg::testsuite::MongoServer::start();
+    let context = TestContext::with_mongo_url("chaos", &mongo.url()).await;
+    let mut settings = on_cluster(&context, &urls);
+    (settings.source.count, settings.source.rate) = (EACH, 500);
+
+    // The poison goes first, through the cluster.
+    let connection = broker::connect(&settings.broker, "chaos-test")
+        .await
+        .expect("a cluster node");
+    let channel = broker::confirm_channel(&connection).await.expect("channel");
+    logagg::topology::declare(&channel, &settings.broker)
+        .await
+        .expect("topology");
+    let poison = chaos_poison();
+    for (routing_key, body, content_type, _) in &poison {
+        let id = uuid::Uuid::now_v7().to_string();
+        broker::publish_confirmed(
+            &channel,
+            &settings.broker.exchange,
+            routing_key,
+            body,
+            broker::log_properties(content_type, &id),
+        )
+        .await
+        .expect("poison published");
+    }
+
+    let store_timeout = [(
+        "LOGAGG__STORE__SERVER_SELECTION_TIMEOUT_MS",
+        "1000".to_owned(),
+    )];
+    let (mut collector_a, _, node_a) =
+        start_cluster_collector(&context, &urls, &store_timeout).await;
+    let (_collector_b, admin_b, _) = start_cluster_collector(&context, &urls, &store_timeout).await;
+
+    let metrics = logagg::telemetry::metrics_handle();
+    let confirmed =
+        || logagg::testsuite::metric_in(&metrics.render(), "logagg_source_confirmed_total") as u64;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let simulators: Vec<_> = [1, 20]
+        .into_iter()
+        .map(|batch_records| {
+            let mut settings = settings.clone();
+            settings.source.batch_records = batch_records;
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let health = logagg::telemetry::Health::default();
+                source_service::load::simulate(&settings, &health, &shutdown).await
+            })
+        })
+        .collect();
+    let stop_sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = sample_stored(context.store.clone(), stop_sampling.clone());
+    let progress = |share: u64| async move {
+        let reached = wait_until(TIMEOUT, || async { confirmed() >= TOTAL * share / 100 }).await;
+        assert!(
+            reached,
+            "{} confirmed before the {share} % fault",
+            confirmed()
+        );
+    };
+    let stored_grows = |by: u64| {
+        let context = &context;
+        async move {
+            let from = context.stored().await;
+            let grew = wait_until(TIMEOUT, || async { context.stored().await >= from + by }).await;
+            assert!(
+                grew,
+                "storing did not resume ({} stored)",
+                context.stored().await
+            );
+        }
+    };
+    let mut faults: Vec<(String, Instant)> = Vec::new();
+
+    // 1. The node leading the storage queue.
+    progress(10).await;
+    let leader = cluster(&["leader", &settings.broker.storage_queue]);
+    let leader = leader.trim().to_owned();
+    faults.push((
+        format!("kill -9 node {leader}, the storage queue's leader"),
+        Instant::now(),
+    ));
+    cluster(&["kill", &leader]);
+    stored_grows(500).await;
+    cluster(&["restart", &leader]);
+
+    // 2. A collector (on node_a), started again as an orchestrator would.
+    progress(30).await;
+    faults.push((format!("kill -9 collector A (on {node_a})"), Instant::now()));
+    let _ = collector_a.0.kill();
+    let _ = collector_a.0.wait();
+    stored_grows(500).await;
+    collector_a = start_cluster_collector(&context, &urls, &store_timeout)
+        .await
+        .0;
+
+    // 3. SecantusDB, and a broker node restarted while it is down.
+    progress(50).await;
+    faults.push((
+        "kill -9 SecantusDB; kill -9 and restart node 3 while it is down".into(),
+        Instant::now(),
+    ));
+    mongo.kill();
+    cluster(&["kill", "3"]);
+    cluster(&["restart", "3"]);
+    mongo.resume();
+    stored_grows(500).await;
+
+    // 4. Collector B's node stops answering (paused past the heartbeat); resumed once B is
+    // elsewhere.
+    progress(75).await;
+    let node_b = collector_node(admin_b).await.expect("collector B's node");
+    let paused = node_number(&node_b).to_string();
+    faults.push((
+        format!("SIGSTOP node {paused} (collector B's) until B moves"),
+        Instant::now(),
+    ));
+    cluster(&["pause", &paused]);
+    let moved = wait_until(TIMEOUT, || async {
+        collector_node(admin_b)
+            .await
+            .is_some_and(|node| node != node_b)
+    })
+    .await;
+    cluster(&["resume", &paused]);
+    assert!(moved, "collector B stayed on paused node {paused}");
+
+    let mut reports = Vec::new();
+    for simulator in simulators {
+        let report = tokio::time::timeout(TIMEOUT, simulator)
+            .await
+            .expect("the simulator finished")
+            .expect("the simulator task")
+            .expect("the simulator published everything");
+        reports.push(report);
+    }
+    let all = wait_until(TIMEOUT, || async { context.stored().await >= TOTAL }).await;
+    let end = Instant::now();
+    stop_sampling.cancel();
+    let samples = sampler.await.expect("sampler");
+    let stored = context.stored().await;
+    let distinct = context
+        .store
+        .logs()
+        .distinct("_id", bson::doc! {})
+        .await
+        .expect("distinct ids")
+        .len() as u64;
+    let confirmed_total: u64 = reports.iter().map(|report| report.confirmed).sum();
+    // The poison's connection may have been on a node killed since: a new one.
+    let _ = connection.close(200, "done".into()).await;
+    let connection = broker::connect(&settings.broker, "chaos-test")
+        .await
+        .expect("a cluster node");
+    let dead_letters =
+        logagg::testsuite::take_all(&connection, &settings.broker.dead_letter_queue).await;
+    let survivors = [logagg::testsuite::scrape_metrics(admin_b).await];
+    println!("chaos run: {confirmed_total} confirmed, {stored} stored ({distinct} distinct ids), {} lost, {} dead letters ({} poison sent)",
+        confirmed_total.saturating_sub(stored), dead_letters.len(), poison.len());
+    for (index, (fault, at)) in faults.iter().enumerate() {
+        let until = faults.get(index + 1).map_or(end, |(_, next)| *next);
+        println!(
+            "  {fault}: longest gap in storing {:.1} s",
+            longest_gap(&samples, *at, until).as_secs_f64()
+        );
+    }
+    for (batch, report) in [1, 20].iter().zip(&reports) {
+        println!("  simulator, {batch} a message: {report}");
+    }
+    println!(
+        "  collector B: {} broker reconnects, {} duplicates skipped",
+        logagg::testsuite::metric_in(&survivors[0], "logagg_collector_broker_reconnects_total"),
+        logagg::testsuite::metric_in(&survivors[0], "logagg_collector_duplicates_total"),
+    );
+    assert_eq!(confirmed_total, TOTAL);
+    assert!(all, "{stored} of {TOTAL} stored");
+    assert_eq!(
+        (stored, distinct),
+        (TOTAL, TOTAL),
+        "each confirmed log exactly once"
+    );
+    let mut codes: Vec<String> = dead_letters
+        .iter()
+        .map(|message| {
+            logagg::testsuite::header_text(&message.properties, logagg::topology::HEADER_ERROR_CODE)
+                .expect("a dead letter's code")
+        })
+        .collect();
+    codes.sort();
+    let mut expected: Vec<String> = poison
+        .iter()
+        .map(|(_, _, _, code)| (*code).to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        codes, expected,
+        "the dead-letter queue holds exactly the poison"
+    );
+    drop(collector_a);
+    let _ = connection.close(200, "done".into()).await;
+    delete_queues(&settings.broker).await;
+    context.cleanup().await;
 }

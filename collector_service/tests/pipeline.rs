@@ -8,13 +8,12 @@ mod collector;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use lapin::options::BasicGetOptions;
-use lapin::types::{AMQPValue, ShortString};
 use logagg::broker;
 use logagg::settings::Settings;
 use logagg::telemetry::Health;
 use logagg::testsuite::{
-    metric_in, metric_value, scrape_metrics, wait_until, MongoServer, TestContext,
+    header_text, metric_in, metric_value, scrape_metrics, take_all, wait_until, MongoServer,
+    TestContext,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -167,33 +166,6 @@ async fn store_through_a_killed_collector(context: &TestContext, count: u64) {
 }
 
 /// Every message in `queue`, taken off it.
-async fn take_all(context: &TestContext, queue: &str) -> Vec<lapin::message::Delivery> {
-    let mut taken = Vec::new();
-    while let Some(message) = context
-        .channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("basic_get")
-    {
-        taken.push(message.delivery);
-    }
-    taken
-}
-
-fn header_text(properties: &lapin::BasicProperties, key: &str) -> Option<String> {
-    match properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(&ShortString::from(key))?
-    {
-        AMQPValue::LongString(value) => {
-            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
-        }
-        _ => None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_with_its_reason_while_the_rest_flow_on() {
     let context = TestContext::new("poison").await;
@@ -262,7 +234,7 @@ async fn poison_is_dead_lettered_with_its_reason_while_the_rest_flow_on() {
     assert_eq!(context.stored().await, 51);
 
     let mut codes = Vec::new();
-    for message in take_all(&context, &dead_letter_queue).await {
+    for message in take_all(&context.connection, &dead_letter_queue).await {
         let properties = &message.properties;
         let reason =
             header_text(properties, logagg::topology::HEADER_REASON).expect("reason header");
@@ -656,7 +628,7 @@ async fn a_bad_line_of_a_batch_is_dead_lettered_alone_with_its_reason() {
     assert_eq!(ids, ["batch-1-0", "batch-1-2"]);
 
     let mut dead = Vec::new();
-    for message in take_all(&context, &dead_letter_queue).await {
+    for message in take_all(&context.connection, &dead_letter_queue).await {
         let properties = &message.properties;
         dead.push((
             header_text(properties, logagg::topology::HEADER_ERROR_CODE).expect("code"),

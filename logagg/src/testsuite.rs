@@ -117,29 +117,19 @@ impl TestContext {
 
     /// Takes every ready message from `queue` and parses each as the collector would.
     pub async fn take_records(&self, queue: &str) -> Vec<crate::LogRecord> {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let mut records = Vec::new();
-        while let Some(message) = channel
-            .basic_get(
-                queue.into(),
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
+        take_all(&self.connection, queue)
             .await
-            .expect("basic.get")
-        {
-            let delivery = message.delivery;
-            let envelope = crate::broker::envelope(
-                delivery.routing_key.as_str(),
-                &delivery.data,
-                &delivery.properties,
-                chrono::Utc::now(),
-            );
-            records.push(
-                crate::parse::parse_message(&envelope).expect("a record the collector can parse"),
-            );
-        }
-        let _ = channel.close(200, "taken".into()).await;
-        records
+            .iter()
+            .map(|delivery| {
+                let envelope = crate::broker::envelope(
+                    delivery.routing_key.as_str(),
+                    &delivery.data,
+                    &delivery.properties,
+                    chrono::Utc::now(),
+                );
+                crate::parse::parse_message(&envelope).expect("a record the collector can parse")
+            })
+            .collect()
     }
 
     /// A queue's ready messages (not counting delivered-but-unacked ones) and consumers, or
@@ -413,6 +403,39 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Takes every ready message from `queue` (acked as taken), on a channel of its own.
+pub async fn take_all(connection: &Connection, queue: &str) -> Vec<lapin::message::Delivery> {
+    let channel = connection.create_channel().await.expect("channel");
+    let mut taken = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("basic.get")
+    {
+        taken.push(message.delivery);
+    }
+    let _ = channel.close(200, "taken".into()).await;
+    taken
+}
+
+/// A message's text header `key` (the dead-letter reason, its code, …).
+pub fn header_text(properties: &lapin::BasicProperties, key: &str) -> Option<String> {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(&lapin::types::ShortString::from(key))?
+    {
+        lapin::types::AMQPValue::LongString(value) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
+        _ => None,
+    }
+}
+
 /// A private SecantusDB server that a test can stop and start again on the same port and
 /// data, to play "MongoDB went down". The binary is `SECANTUSD_BIN` or `secantusd-rs`.
 pub struct MongoServer {
@@ -457,6 +480,15 @@ impl MongoServer {
                 panic!("cannot start {binary} (install it: scripts/setup.sh): {error}")
             });
         self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, nothing flushed) and waits for it: what
+    /// it acknowledged as journaled must be there when [`MongoServer::resume`] starts it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
