@@ -12,6 +12,8 @@
 #   scripts/cluster.sh status         each node: running or not, and its AMQP port
 #   scripts/cluster.sh leader QUEUE   the node (1-3) leading quorum queue QUEUE, as a running
 #                                     node reports it (it may lag a leader change by seconds)
+#   scripts/cluster.sh ctl ARGS...    rabbitmqctl ARGS on the first running node (list_queues,
+#                                     delete_queue, …)
 # Node N is logagg-cluster-N@localhost with AMQP on 127.0.0.1:$((BASE_PORT + N)), 5701-5703
 # by default. LOGAGG_CLUSTER_DIR (default .data/cluster) holds everything it writes.
 set -euo pipefail
@@ -180,6 +182,13 @@ case "${1:-}" in
       esac
     done
     log "no running node names a leader for $2"; exit 1
+    ;;
+  ctl)
+    shift
+    for n in "${NODES[@]}"; do
+      if node_pid "$n" >/dev/null; then ctl "$n" "$@"; exit $?; fi
+    done
+    log "no node is running"; exit 1
     ;;
   status)
     for n in "${NODES[@]}"; do

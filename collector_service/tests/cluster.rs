@@ -67,6 +67,13 @@ fn on_cluster(context: &TestContext, urls: &[String]) -> logagg::settings::Setti
     settings
 }
 
+/// Logs the simulators in this process have had confirmed, as their `/metrics` shows it:
+/// the counter is the process's, so each test counts from its own start.
+fn source_confirmed() -> u64 {
+    let metrics = logagg::telemetry::metrics_handle().render();
+    logagg::testsuite::metric_in(&metrics, "logagg_source_confirmed_total") as u64
+}
+
 /// The cluster node (1-3) of `host:port`.
 fn node_number(node: &str) -> usize {
     node.rsplit(':')
@@ -183,15 +190,8 @@ async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
     let (_collector, _, collector_at) = start_cluster_collector(&context, &urls, &[]).await;
 
     // The simulator's progress, read from this process's metrics as its /metrics shows it.
-    let metrics = logagg::telemetry::metrics_handle();
-    let confirmed = || {
-        metrics
-            .render()
-            .lines()
-            .find_map(|line| line.strip_prefix("logagg_source_confirmed_total "))
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let before = source_confirmed();
+    let confirmed = || source_confirmed() - before;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let simulator = tokio::spawn({
         let settings = settings.clone();
@@ -423,6 +423,65 @@ fn chaos_poison() -> Vec<(String, Vec<u8>, &'static str, &'static str)> {
     ]
 }
 
+/// Prints the storage queue's state on the cluster and the tail of each collector's log.
+fn show_stall(queue: &str, admin_ports: &[u16]) {
+    let state = cluster(&[
+        "ctl",
+        "list_queues",
+        "name",
+        "leader",
+        "messages_ready",
+        "messages_unacknowledged",
+        "consumers",
+    ]);
+    eprintln!(
+        "storing stalled; the queue: {:?}",
+        state.lines().find(|line| line.starts_with(queue))
+    );
+    for port in admin_ports {
+        let log = std::fs::read_to_string(collector::collector_log(*port)).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("collector on admin port {port}, last lines:");
+        for line in tail.iter().rev() {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+/// `count` error logs from `service`, published with confirms on a connection of their own.
+async fn publish_burst(settings: &logagg::settings::Settings, service: &str, count: u64) {
+    let connection = broker::connect(&settings.broker, "chaos-burst")
+        .await
+        .expect("a cluster node");
+    let channel = broker::confirm_channel(&connection).await.expect("channel");
+    for index in 0..count {
+        let id = uuid::Uuid::now_v7().to_string();
+        broker::publish_confirmed(
+            &channel,
+            &settings.broker.exchange,
+            &format!("{service}.error"),
+            format!(r#"{{"message":"payment failed {index}"}}"#).as_bytes(),
+            broker::log_properties("application/json", &id),
+        )
+        .await
+        .expect("burst published");
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// Each stored alert's rule and service.
+async fn alerts(context: &TestContext) -> Vec<(String, String)> {
+    context
+        .stored_alerts()
+        .await
+        .iter()
+        .map(|alert| {
+            let field = |name| alert.get_str(name).unwrap_or_default().to_owned();
+            (field("rule"), field("service"))
+        })
+        .collect()
+}
+
 /// `(time, stored)` every 100 ms until `stop`; a count the database cannot answer (it is
 /// down) is no sample.
 fn sample_stored(
@@ -471,12 +530,17 @@ fn longest_gap(samples: &[(Instant, u64)], from: Instant, to: Instant) -> Durati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
     const EACH: u64 = 20_000;
-    const TOTAL: u64 = 2 * EACH;
+    const BURST: u64 = 40;
+    /// The simulators' logs and the burst's.
+    const TOTAL: u64 = 2 * EACH + BURST;
     let (_guard, urls) = ClusterGuard::start().await;
     let mut mongo = logagg::testsuite::MongoServer::start();
     let context = TestContext::with_mongo_url("chaos", &mongo.url()).await;
     let mut settings = on_cluster(&context, &urls);
     (settings.source.count, settings.source.rate) = (EACH, 500);
+    // No errors in the steady traffic: the one burst below is the only alert it calls for.
+    settings.source.severity_weights = [("info".to_owned(), 90), ("warn".to_owned(), 10)].into();
+    settings.store.server_selection_timeout_ms = Duration::from_secs(1);
 
     // The poison goes first, through the cluster.
     let connection = broker::connect(&settings.broker, "chaos-test")
@@ -504,13 +568,26 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
         "LOGAGG__STORE__SERVER_SELECTION_TIMEOUT_MS",
         "1000".to_owned(),
     )];
-    let (mut collector_a, _, node_a) =
+    let (mut collector_a, admin_a, node_a) =
         start_cluster_collector(&context, &urls, &store_timeout).await;
+    let mut admin_ports = vec![admin_a];
     let (_collector_b, admin_b, _) = start_cluster_collector(&context, &urls, &store_timeout).await;
 
-    let metrics = logagg::telemetry::metrics_handle();
-    let confirmed =
-        || logagg::testsuite::metric_in(&metrics.render(), "logagg_source_confirmed_total") as u64;
+    // The monitor, in this process: 30 errors of one service in a minute are an alert.
+    let mut monitor_settings = settings.clone();
+    monitor_settings.monitor.rules = vec![logagg::settings::AlertRule {
+        threshold: 30.0,
+        cooldown_seconds: 3_600,
+        ..Default::default()
+    }];
+    let stop_monitor = tokio_util::sync::CancellationToken::new();
+    let monitor = tokio::spawn(monitoring_service::run(
+        monitor_settings,
+        stop_monitor.clone(),
+    ));
+
+    let before = source_confirmed();
+    let confirmed = || source_confirmed() - before;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let simulators: Vec<_> = [1, 20]
         .into_iter()
@@ -527,7 +604,7 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
     let stop_sampling = tokio_util::sync::CancellationToken::new();
     let sampler = sample_stored(context.store.clone(), stop_sampling.clone());
     let progress = |share: u64| async move {
-        let reached = wait_until(TIMEOUT, || async { confirmed() >= TOTAL * share / 100 }).await;
+        let reached = wait_until(TIMEOUT, || async { confirmed() >= 2 * EACH * share / 100 }).await;
         assert!(
             reached,
             "{} confirmed before the {share} % fault",
@@ -560,15 +637,25 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
     stored_grows(500).await;
     cluster(&["restart", &leader]);
 
+    // Between the faults, a burst of errors from one service: one alert.
+    progress(20).await;
+    publish_burst(&settings, "payments", BURST).await;
+    let alerted = wait_until(TIMEOUT, || async { alerts(&context).await.len() == 1 }).await;
+    assert!(
+        alerted,
+        "no alert for the burst: {:?}",
+        alerts(&context).await
+    );
+
     // 2. A collector (on node_a), started again as an orchestrator would.
     progress(30).await;
     faults.push((format!("kill -9 collector A (on {node_a})"), Instant::now()));
     let _ = collector_a.0.kill();
     let _ = collector_a.0.wait();
     stored_grows(500).await;
-    collector_a = start_cluster_collector(&context, &urls, &store_timeout)
-        .await
-        .0;
+    let admin_a;
+    (collector_a, admin_a, _) = start_cluster_collector(&context, &urls, &store_timeout).await;
+    admin_ports.push(admin_a);
 
     // 3. SecantusDB, and a broker node restarted while it is down.
     progress(50).await;
@@ -612,8 +699,19 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
     }
     let all = wait_until(TIMEOUT, || async { context.stored().await >= TOTAL }).await;
     let end = Instant::now();
+    if !all {
+        // What the next session needs to tell a stuck consumer from a stuck queue.
+        admin_ports.push(admin_b);
+        show_stall(&settings.broker.storage_queue, &admin_ports);
+    }
     stop_sampling.cancel();
     let samples = sampler.await.expect("sampler");
+    stop_monitor.cancel();
+    monitor
+        .await
+        .expect("the monitor task")
+        .expect("the monitor ran");
+    let alerts = alerts(&context).await;
     let stored = context.stored().await;
     let distinct = context
         .store
@@ -622,7 +720,8 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
         .await
         .expect("distinct ids")
         .len() as u64;
-    let confirmed_total: u64 = reports.iter().map(|report| report.confirmed).sum();
+    // The simulators' confirmed logs and the burst (each of its publishes confirmed).
+    let confirmed_total: u64 = reports.iter().map(|report| report.confirmed).sum::<u64>() + BURST;
     // The poison's connection may have been on a node killed since: a new one.
     let _ = connection.close(200, "done".into()).await;
     let connection = broker::connect(&settings.broker, "chaos-test")
@@ -648,6 +747,7 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
         logagg::testsuite::metric_in(&survivors[0], "logagg_collector_broker_reconnects_total"),
         logagg::testsuite::metric_in(&survivors[0], "logagg_collector_duplicates_total"),
     );
+    println!("  alerts: {alerts:?}");
     assert_eq!(confirmed_total, TOTAL);
     assert!(all, "{stored} of {TOTAL} stored");
     assert_eq!(
@@ -668,6 +768,11 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
         .map(|(_, _, _, code)| (*code).to_owned())
         .collect();
     expected.sort();
+    assert_eq!(
+        alerts,
+        [("error_burst".to_owned(), "payments".to_owned())],
+        "exactly the one alert the traffic called for"
+    );
     assert_eq!(
         codes, expected,
         "the dead-letter queue holds exactly the poison"

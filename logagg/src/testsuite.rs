@@ -162,6 +162,19 @@ impl TestContext {
             .ready
     }
 
+    /// Every stored alert document.
+    pub async fn stored_alerts(&self) -> Vec<bson::Document> {
+        use futures::TryStreamExt;
+        self.store
+            .alerts()
+            .find(bson::doc! {})
+            .await
+            .expect("alerts")
+            .try_collect()
+            .await
+            .expect("alerts")
+    }
+
     /// Documents in the logs collection.
     pub async fn stored(&self) -> u64 {
         self.store

@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use futures::TryStreamExt;
 use logagg::broker;
 use logagg::settings::{AlertRule, Settings, SinkKind, SinkSettings};
 use logagg::testsuite::{
@@ -122,18 +121,6 @@ async fn publish_errors(context: &TestContext, service: &str, count: usize) {
     }
 }
 
-async fn alerts(context: &TestContext) -> Vec<bson::Document> {
-    context
-        .store
-        .alerts()
-        .find(bson::doc! {})
-        .await
-        .expect("alerts")
-        .try_collect()
-        .await
-        .expect("alerts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_receive_exactly_one_fired_and_one_resolved_payload() {
     let context = TestContext::new("monitor_sinks").await;
@@ -240,7 +227,7 @@ async fn sinks_receive_exactly_one_fired_and_one_resolved_payload() {
     assert_eq!(published[0].1, hook[0]);
     assert_eq!(published[1].1, hook[1]);
 
-    let stored = alerts(&context).await;
+    let stored = context.stored_alerts().await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].get_str("state").expect("state"), "resolved");
     shutdown.cancel();
@@ -384,7 +371,7 @@ async fn three_monitors_and_a_burst_of_30_errors_fire_exactly_one_alert() {
         "one monitor got them all: {seen:?}"
     );
     assert_eq!(receiver.on("hook").len(), 1);
-    assert_eq!(alerts(&context).await.len(), 1);
+    assert_eq!(context.stored_alerts().await.len(), 1);
     stop_all(&mut monitors);
     context.cleanup().await;
 }
@@ -431,7 +418,7 @@ async fn a_monitor_killed_mid_burst_still_ends_in_one_alert() {
         "no second alert: {:?}",
         receiver.on("hook")
     );
-    assert_eq!(alerts(&context).await.len(), 1);
+    assert_eq!(context.stored_alerts().await.len(), 1);
     stop_all(&mut monitors);
     context.cleanup().await;
 }
@@ -525,13 +512,13 @@ async fn two_monitors_opening_the_same_alert_at_once_open_it_once() {
         &second
     };
     assert!(outcomes.contains(&Opened::AlreadyFiring(winner.id.clone())));
-    assert_eq!(alerts(&context).await.len(), 1);
+    assert_eq!(context.stored_alerts().await.len(), 1);
     // Retrying the winner's own open (a lost answer) is not a second alert.
     assert_eq!(
         context.store.open_alert(winner).await.expect("retry"),
         Opened::New
     );
-    assert_eq!(alerts(&context).await.len(), 1);
+    assert_eq!(context.stored_alerts().await.len(), 1);
     // Resolving closes it once; then the pair can fire again.
     let mut resolved = winner.clone();
     resolved.resolved_at = Some(chrono::Utc::now());

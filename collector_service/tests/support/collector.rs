@@ -5,6 +5,13 @@ use std::process::{Child, Command, Stdio};
 
 use logagg::testsuite::TestContext;
 
+/// Where the collector on `admin_port` writes its log (info and above), for a failing
+/// test to show.
+#[allow(dead_code)] // not every test binary shows it
+pub fn collector_log(admin_port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("logagg-collector-{admin_port}.log"))
+}
+
 /// Starts the collector with `context`'s settings, its admin server on `admin_port`, and
 /// `extra` environment variables on top (`LOGAGG__BROKER__URLS`, …).
 pub fn start_collector_process_with(
@@ -14,13 +21,17 @@ pub fn start_collector_process_with(
 ) -> Child {
     Command::new(env!("CARGO_BIN_EXE_collector_service"))
         .envs(context.env_vars())
-        .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
+        .env("LOGAGG__TELEMETRY__LOG_LEVEL", "info")
         .env(
             "LOGAGG__TELEMETRY__ADMIN_LISTEN",
             format!("127.0.0.1:{admin_port}"),
         )
         .envs(extra.iter().map(|(key, value)| (*key, value.as_str())))
-        .stdout(Stdio::null())
+        .stdout(
+            std::fs::File::create(collector_log(admin_port))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("collector process")
 }
