@@ -44,7 +44,9 @@ use logagg::settings::Settings;
 use logagg::settings::{SourceSettings, TrafficProfile};
 use logagg::store::record_to_raw;
 use logagg::telemetry::Health;
-use logagg::testsuite::{bench_setting, metric_in, scrape_metrics, wait_until, TestContext};
+use logagg::testsuite::{
+    bench_setting, metric_in, peak_rss_kib, scrape_metrics, wait_until, TestContext,
+};
 use logagg::LogRecord;
 use source_service::load::simulator::Generator;
 use tokio_util::sync::CancellationToken;
@@ -596,6 +598,7 @@ fn decode_cost(count: u64) -> (f64, f64) {
                 body: log.body,
                 received_at: Utc::now(),
                 redelivered: false,
+                oversized: None,
             }
         })
         .collect();
@@ -634,18 +637,4 @@ async fn stored(context: &TestContext) -> u64 {
         .count_documents(bson::doc! {})
         .await
         .expect("count")
-}
-
-/// `VmHWM` (peak resident set) of a process, KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|value| value.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -8,9 +8,11 @@ use lapin::message::Delivery;
 use lapin::BasicProperties;
 use std::ops::Range;
 
-use logagg::parse::{is_batch, parse_records, Envelope, ParseError};
+use logagg::parse::{is_batch, parse_records, Envelope, ParseError, MAX_BODY_BYTES};
 use logagg::LogRecord;
 use tokio::time::Instant;
+
+use crate::dead_letter::DEAD_LETTER_MAX_BODY;
 
 /// One delivery waiting to be written: what the parser and the dead-letter path need.
 #[derive(Debug)]
@@ -22,17 +24,33 @@ pub struct PendingMessage {
     pub received_at: DateTime<Utc>,
     /// The broker's flag: delivered before (to this consumer or another) and not acked.
     pub redelivered: bool,
+    /// The body's size when it was over the parser's limit: such a message is only ever
+    /// dead-lettered, so `body` keeps just what the dead letter will
+    /// (`DEAD_LETTER_MAX_BODY`), and the rest is freed as it arrives.
+    pub oversized: Option<usize>,
 }
 
 impl PendingMessage {
     pub fn from_delivery(delivery: Delivery) -> Self {
-        Self {
+        let mut message = Self {
             delivery_tag: delivery.delivery_tag,
             routing_key: delivery.routing_key.to_string(),
             properties: delivery.properties,
             body: delivery.data,
             received_at: Utc::now(),
             redelivered: delivery.redelivered,
+            oversized: None,
+        };
+        message.cut_if_oversized();
+        message
+    }
+
+    /// Keeps only the dead letter's part of a body over the limit (see `oversized`).
+    fn cut_if_oversized(&mut self) {
+        if self.body.len() > MAX_BODY_BYTES {
+            self.oversized = Some(self.body.len());
+            self.body.truncate(DEAD_LETTER_MAX_BODY);
+            self.body.shrink_to_fit();
         }
     }
 
@@ -46,7 +64,7 @@ impl PendingMessage {
     /// Records this message may hold: its lines for a batch, else one. An upper bound (blank
     /// lines count), found without parsing, so batches can be sized in records.
     pub fn weight(&self) -> usize {
-        if is_batch(&self.envelope()) {
+        if self.oversized.is_none() && is_batch(&self.envelope()) {
             1 + count_byte(b'\n', &self.body)
         } else {
             1
@@ -81,7 +99,13 @@ pub struct Batch {
     messages: Vec<PendingMessage>,
     records: usize,
     deadline: Option<Instant>,
+    bytes: usize,
 }
+
+/// Bytes of message bodies that make a batch full whatever its record count: a batch is held
+/// about three times over while it is written (bodies, records, their BSON), so 1,000 logs of
+/// 1 MiB would have cost 3 GiB; this keeps each write under 64 MiB.
+pub const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 impl Batch {
     pub fn new(capacity: usize, max_age: Duration) -> Self {
@@ -90,19 +114,21 @@ impl Batch {
             max_age,
             messages: Vec::with_capacity(capacity),
             records: 0,
+            bytes: 0,
             deadline: None,
         }
     }
 
-    /// Adds a message; the first one starts the age clock. Returns whether the batch is full,
-    /// counting a batch message's lines as records.
+    /// Adds a message; the first one starts the age clock. Returns whether the batch is full:
+    /// `capacity` records (a batch message's lines each count) or [`BATCH_MAX_BYTES`] of bodies.
     pub fn push(&mut self, message: PendingMessage, now: Instant) -> bool {
         if self.messages.is_empty() {
             self.deadline = Some(now + self.max_age);
         }
         self.records += message.weight();
+        self.bytes += message.body.len();
         self.messages.push(message);
-        self.records >= self.capacity
+        self.records >= self.capacity || self.bytes >= BATCH_MAX_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,6 +148,7 @@ impl Batch {
     pub fn take(&mut self) -> Vec<PendingMessage> {
         self.deadline = None;
         self.records = 0;
+        self.bytes = 0;
         std::mem::replace(&mut self.messages, Vec::with_capacity(self.capacity))
     }
 }
@@ -168,6 +195,18 @@ pub fn decode(messages: &[PendingMessage]) -> DecodedBatch {
         rejected: Vec::new(),
     };
     for (index, message) in messages.iter().enumerate() {
+        if let Some(size) = message.oversized {
+            let source = Source {
+                message: index,
+                line: None,
+            };
+            let error = ParseError::TooLarge {
+                size,
+                max: MAX_BODY_BYTES,
+            };
+            decoded.rejected.push((source, error));
+            continue;
+        }
         for parsed in parse_records(&message.envelope()) {
             let source = Source {
                 message: index,
@@ -199,6 +238,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             received_at: Utc::now(),
             redelivered: false,
+            oversized: None,
         }
     }
 
@@ -278,5 +318,30 @@ mod tests {
             messages[1].record_body(decoded.record_sources[2].line.as_ref()),
             br#"{"message":"d"}"#
         );
+    }
+
+    #[test]
+    fn large_bodies_fill_a_batch_by_bytes_and_an_oversized_one_is_cut_and_rejected() {
+        let start = Instant::now();
+        let mut batch = Batch::new(1_000, Duration::from_millis(200));
+        let large = "x".repeat(MAX_BODY_BYTES - 14);
+        let body = format!(r#"{{"message":"{large}"}}"#);
+        assert_eq!(body.len(), MAX_BODY_BYTES);
+        for tag in 1..16 {
+            assert!(!batch.push(message(tag, &body), start), "{tag}");
+        }
+        assert!(batch.push(message(16, &body), start));
+
+        let mut cut = message(1, "");
+        cut.body = vec![b'x'; MAX_BODY_BYTES + 1];
+        cut.cut_if_oversized();
+        assert_eq!(
+            (cut.body.len(), cut.oversized),
+            (DEAD_LETTER_MAX_BODY, Some(MAX_BODY_BYTES + 1))
+        );
+        assert_eq!(cut.weight(), 1);
+        let decoded = decode(&[cut]);
+        assert!(decoded.records.is_empty());
+        assert_eq!(decoded.rejected[0].1.code(), "too_large");
     }
 }

@@ -183,6 +183,7 @@ impl Session {
     async fn take_delivered(&mut self, consumer: &mut Consumer) {
         let quiet = std::time::Duration::from_millis(500);
         while let Ok(Some(Ok(delivery))) = tokio::time::timeout(quiet, consumer.next()).await {
+            metrics::counter!(metrics::CONSUMED).increment(1);
             let full = self
                 .batch
                 .push(PendingMessage::from_delivery(delivery), Instant::now());

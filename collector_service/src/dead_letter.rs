@@ -13,6 +13,14 @@ use logagg::topology;
 
 use crate::batch::PendingMessage;
 
+/// What a dead letter keeps of a body over the parser's 1 MiB limit: its first 64 KiB,
+/// enough to tell what it was and whose, and its size in
+/// [`topology::HEADER_ORIGINAL_BYTES`]. The collector cuts it as it arrives
+/// (`PendingMessage::from_delivery`): kept whole, a flood of oversized bodies would sit in
+/// the collector's memory, and the broker would write each to disk again in the dead-letter
+/// queue until its disk alarm blocked every publisher.
+pub const DEAD_LETTER_MAX_BODY: usize = 64 * 1024;
+
 /// Why a message is dead-lettered: a stable code and a sentence for people.
 #[derive(Debug, Clone)]
 pub struct Rejection {
@@ -46,6 +54,14 @@ pub async fn dead_letter(
         properties = properties
             .with_headers(headers)
             .with_content_type(ShortString::from(broker::CONTENT_TYPE_JSON));
+    }
+    if let Some(size) = message.oversized {
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            ShortString::from(topology::HEADER_ORIGINAL_BYTES),
+            AMQPValue::LongLongInt(i64::try_from(size).unwrap_or(i64::MAX)),
+        );
+        properties = properties.with_headers(headers);
     }
     broker::publish_confirmed(
         channel,

@@ -74,26 +74,25 @@ impl Writer {
         let last_tag = messages.last().map_or(0, |message| message.delivery_tag);
         metrics::histogram!(metrics::BATCH_SIZE).record(messages.len() as f64);
         let decoded = decode(&messages);
-        for (source, error) in &decoded.rejected {
+        // Dead letters go out together, their confirms awaited together: one at a time, a
+        // flood of poison cost a broker round trip each while the good logs behind it waited.
+        let unparsed = decoded.rejected.iter().map(|(source, error)| {
             let rejection = Rejection {
                 code: error.code(),
                 reason: error.to_string(),
             };
-            self.reject(&messages, source, &rejection).await?;
-        }
+            self.reject(&messages, source, rejection)
+        });
+        futures::future::try_join_all(unparsed).await?;
         let outcome = self.insert_with_retry(&decoded.records).await?;
-        for (record_index, reason) in &outcome.rejected {
+        let refused = outcome.rejected.iter().map(|(record_index, reason)| {
             let rejection = Rejection {
                 code: "store_refused",
                 reason: reason.clone(),
             };
-            self.reject(
-                &messages,
-                &decoded.record_sources[*record_index],
-                &rejection,
-            )
-            .await?;
-        }
+            self.reject(&messages, &decoded.record_sources[*record_index], rejection)
+        });
+        futures::future::try_join_all(refused).await?;
         self.record_stats(&decoded.records, &outcome).await;
         self.count_identical_bodies(&messages, &decoded.record_sources, &outcome);
         let dead_lettered = decoded.rejected.len() + outcome.rejected.len();
@@ -155,7 +154,7 @@ impl Writer {
         &self,
         messages: &[PendingMessage],
         source: &Source,
-        rejection: &Rejection,
+        rejection: Rejection,
     ) -> Result<(), BrokerError> {
         let broker_settings = &self.settings.broker;
         let message = &messages[source.message];
@@ -173,7 +172,7 @@ impl Writer {
             &broker_settings.storage_queue,
             message,
             source.line.as_ref(),
-            rejection,
+            &rejection,
         )
         .await?;
         metrics::counter!(metrics::DEAD_LETTERED, "reason" => rejection.code).increment(1);

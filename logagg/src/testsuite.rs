@@ -539,6 +539,20 @@ pub async fn json_response(
     (status, body)
 }
 
+/// `VmHWM` (peak resident set) of a process, KiB; 0 when it cannot be read.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|value| value.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Sum of a metric's series in Prometheus text (0 when absent).
 pub fn metric_in(exposition: &str, name: &str) -> f64 {
     exposition

@@ -20,6 +20,9 @@ pub const HEADER_ERROR_CODE: &str = "x-logagg-error";
 pub const HEADER_SOURCE_QUEUE: &str = "x-logagg-source-queue";
 /// Dead-letter header: when the collector rejected it, RFC 3339.
 pub const HEADER_REJECTED_AT: &str = "x-logagg-rejected-at";
+/// On a dead letter whose body was cut to its first `DEAD_LETTER_MAX_BODY` bytes: the size
+/// of the body as published.
+pub const HEADER_ORIGINAL_BYTES: &str = "x-logagg-original-bytes";
 /// On a line dead-lettered from a batch message: the line's `start..end` byte range in the
 /// batch's body (the batch's own message id is kept).
 pub const HEADER_BATCH_LINE: &str = "x-logagg-batch-line";
