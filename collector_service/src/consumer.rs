@@ -14,7 +14,7 @@ use logagg::runtime::SessionError;
 use logagg::topology;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::batch::{Batch, PendingMessage};
 use crate::metrics;
@@ -25,9 +25,44 @@ use crate::writer::{WriteError, Writer};
 /// not outlive the session that can no longer ack it.
 type InFlight = FuturesOrdered<AbortOnDropHandle<Result<u64, WriteError>>>;
 
+/// Why consuming on one channel ended without a broker failure.
+enum Ended {
+    Shutdown,
+    /// Nothing delivered for `collector.idle_resubscribe_seconds` and nothing held.
+    Idle,
+}
+
 /// Consumes on one connection until shutdown (`Ok`: in-flight work was finished or returned)
 /// or a broker failure (`Err`: reconnect).
+///
+/// A collector with nothing delivered and nothing held for `collector.idle_resubscribe_seconds`
+/// closes its channel and consumes on a new one. After a quorum queue's leader changes under
+/// a network fault, RabbitMQ can keep messages checked out to a consumer whose channel never
+/// received them (rabbitmq-server#15473): they stay unacked, and nobody is sent them, until
+/// that channel closes. Closing an idle channel costs nothing (it holds nothing of ours) and
+/// returns any such messages to the queue.
 pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(), SessionError> {
+    let mut announce = true;
+    let result = loop {
+        match consume_on_channel(connection, &writer, std::mem::take(&mut announce)).await {
+            Ok(Ended::Shutdown) => break Ok(()),
+            Ok(Ended::Idle) => {
+                metrics::counter!(metrics::IDLE_RESUBSCRIBES).increment(1);
+                debug!("nothing delivered lately: consuming on a new channel");
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    writer.health.set("broker", false);
+    result
+}
+
+/// Consumes on a new channel until shutdown or idleness; `announce` logs it at info.
+async fn consume_on_channel(
+    connection: &Connection,
+    writer: &Arc<Writer>,
+    announce: bool,
+) -> Result<Ended, SessionError> {
     let settings = Arc::clone(&writer.settings);
     let channel = connection.create_channel().await?;
     topology::declare(&channel, &settings.broker).await?;
@@ -44,12 +79,14 @@ pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(),
         )
         .await?;
     writer.health.set("broker", true);
-    info!(
-        queue = %settings.broker.storage_queue,
-        prefetch = settings.collector.prefetch,
-        batch_size = settings.collector.batch_size,
-        "consuming"
-    );
+    if announce {
+        info!(
+            queue = %settings.broker.storage_queue,
+            prefetch = settings.collector.prefetch,
+            batch_size = settings.collector.batch_size,
+            "consuming"
+        );
+    }
 
     let mut session = Session {
         writer: Arc::clone(&writer),
@@ -63,19 +100,33 @@ pub async fn consume(connection: &Connection, writer: Arc<Writer>) -> Result<(),
         acks_stopped: false,
     };
     let shutdown = writer.shutdown.clone();
-    let result = session.run(&mut consumer, &shutdown).await;
-    if result.is_ok() {
-        // Shutdown: stop deliveries, write what we hold, and give in-flight writes a deadline.
-        let _ = channel
-            .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-            .await;
-        session.take_delivered(&mut consumer).await;
-        session
-            .finish(settings.collector.shutdown_grace_seconds)
-            .await;
+    let ended = session
+        .run(
+            &mut consumer,
+            &shutdown,
+            settings.collector.idle_resubscribe_seconds,
+        )
+        .await?;
+    match ended {
+        Ended::Shutdown => {
+            // Stop deliveries, write what we hold, and give in-flight writes a deadline.
+            let _ = channel
+                .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+            session.take_delivered(&mut consumer).await;
+            session
+                .finish(settings.collector.shutdown_grace_seconds)
+                .await;
+        }
+        Ended::Idle => {
+            // Anything delivered since the check goes back to the queue, unacked: redelivered,
+            // and stored once.
+            channel
+                .close(200, "idle: consuming on a new channel".into())
+                .await?;
+        }
     }
-    writer.health.set("broker", false);
-    result
+    Ok(ended)
 }
 
 struct Session {
@@ -93,19 +144,26 @@ impl Session {
         &mut self,
         consumer: &mut Consumer,
         shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), SessionError> {
+        idle: std::time::Duration,
+    ) -> Result<Ended, SessionError> {
+        let mut last_delivery = Instant::now();
         loop {
             let batch_deadline = self.batch.deadline();
+            let holding = !self.in_flight.is_empty() || !self.batch.is_empty();
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
                 Some(joined) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.handle_written(joined).await?;
                 }
                 _ = sleep_until_deadline(batch_deadline), if batch_deadline.is_some() => {
                     self.dispatch().await?;
                 }
+                _ = tokio::time::sleep_until(last_delivery + idle), if !idle.is_zero() && !holding => {
+                    return Ok(Ended::Idle);
+                }
                 delivery = consumer.next() => {
+                    last_delivery = Instant::now();
                     self.handle_delivery(delivery).await?;
                 }
             }

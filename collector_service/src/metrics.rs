@@ -12,6 +12,7 @@ pub const WRITE_LATENCY: &str = "logagg_collector_write_latency_seconds";
 pub const WRITE_FAILURES: &str = "logagg_collector_write_failures_total";
 pub const STATS_FAILURES: &str = "logagg_collector_stats_failures_total";
 pub const RECONNECTS: &str = "logagg_collector_broker_reconnects_total";
+pub const IDLE_RESUBSCRIBES: &str = "logagg_collector_idle_resubscribes_total";
 
 /// Registers descriptions so `/metrics` explains each series.
 pub fn describe() {
@@ -40,5 +41,10 @@ pub fn describe() {
     metrics::describe_counter!(
         RECONNECTS,
         "Times the broker connection was re-established."
+    );
+    metrics::describe_counter!(
+        IDLE_RESUBSCRIBES,
+        "Times the consumer moved to a new channel after collector.idle_resubscribe_seconds \
+         without a delivery (returns messages a broker fault left checked out to the old one)."
     );
 }

@@ -660,3 +660,54 @@ async fn a_bad_line_of_a_batch_is_dead_lettered_alone_with_its_reason() {
     );
     context.cleanup().await;
 }
+
+/// A collector with nothing to do moves to a new channel every
+/// `collector.idle_resubscribe_seconds` (which frees what a broker fault left checked out to
+/// the old one); it keeps one consumer on the queue, and logs before and after are each
+/// stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_collector_resubscribes_and_stores_everything_once() {
+    let context = TestContext::new("idle_resubscribe").await;
+    let admin_port = logagg::testsuite::free_port();
+    let mut collector = collector::start_collector_process_with(
+        &context,
+        admin_port,
+        &[(
+            "LOGAGG__COLLECTOR__IDLE_RESUBSCRIBE_SECONDS",
+            "1".to_owned(),
+        )],
+    );
+    simulate(&context.settings, 500, 0, "json").await;
+    let stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 500 }).await;
+    assert!(stored, "the first logs were not stored");
+    let resubscribes = || async {
+        metric_in(
+            &scrape_metrics(admin_port).await,
+            "logagg_collector_idle_resubscribes_total",
+        )
+    };
+    let moved = wait_until(STORE_TIMEOUT, || async { resubscribes().await >= 2.0 }).await;
+    assert!(moved, "the idle collector never resubscribed");
+    let queue = &context.settings.broker.storage_queue;
+    let one_consumer = wait_until(STORE_TIMEOUT, || async {
+        context
+            .queue_state(queue)
+            .await
+            .map(|state| state.consumers)
+            == Some(1)
+    })
+    .await;
+    assert!(one_consumer, "{:?}", context.queue_state(queue).await);
+
+    simulate(&context.settings, 500, 0, "json").await;
+    let stored = wait_until(STORE_TIMEOUT, || async { context.stored().await >= 1_000 }).await;
+    let drained = wait_until(STORE_TIMEOUT, || async {
+        context.ready_messages(queue).await == 0
+    })
+    .await;
+    let exit = terminate(&mut collector);
+    assert!(stored && drained, "stored {}", context.stored().await);
+    assert!(exit.success(), "{exit:?}");
+    assert_exactly_once(&context, 1_000).await;
+    context.cleanup().await;
+}

@@ -27,6 +27,11 @@ pub struct CollectorSettings {
     /// Seconds a shutdown waits for in-flight batches before returning them to the queue.
     #[serde(with = "super::seconds")]
     pub shutdown_grace_seconds: std::time::Duration,
+    /// Seconds without a delivery, holding nothing, after which the collector consumes on a
+    /// new channel: it returns messages a broker fault left checked out to the old one
+    /// (docs/collector.md). 0 never does.
+    #[serde(with = "super::seconds")]
+    pub idle_resubscribe_seconds: std::time::Duration,
 }
 
 impl Default for CollectorSettings {
@@ -39,6 +44,7 @@ impl Default for CollectorSettings {
             retry_initial_ms: std::time::Duration::from_millis(100),
             retry_max_ms: std::time::Duration::from_millis(5_000),
             shutdown_grace_seconds: std::time::Duration::from_secs(10),
+            idle_resubscribe_seconds: std::time::Duration::from_secs(30),
         }
     }
 }
