@@ -89,7 +89,7 @@ async fn consume_on_channel(
     }
 
     let mut session = Session {
-        writer: Arc::clone(&writer),
+        writer: Arc::clone(writer),
         channel: channel.clone(),
         batch: Batch::new(
             settings.collector.batch_size,
