@@ -6,6 +6,7 @@
 //! read (a monitor's sink URL, for the collector) does not stop it. Loaders take the
 //! environment as a parameter, so tests never mutate the process's own.
 
+mod analyzers;
 mod broker;
 mod collector;
 mod gateway;
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
+pub use analyzers::AnalyzerSettings;
 pub use broker::{BrokerSettings, DeadLetterStrategy, QueueType};
 pub use collector::CollectorSettings;
 pub use gateway::GatewaySettings;
@@ -87,6 +89,8 @@ pub struct Settings {
     pub monitor: MonitorSettings,
     /// source_service's ingest gateway.
     pub gateway: GatewaySettings,
+    /// analyzer_service.
+    pub analyzers: AnalyzerSettings,
 }
 
 /// A section of the settings, as a service names the ones it uses.
@@ -101,10 +105,11 @@ pub enum Section {
     Search,
     Monitor,
     Gateway,
+    Analyzers,
 }
 
 impl Section {
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Broker,
         Section::Store,
         Section::Telemetry,
@@ -114,6 +119,7 @@ impl Section {
         Section::Search,
         Section::Monitor,
         Section::Gateway,
+        Section::Analyzers,
     ];
 
     /// The section's name in files and in `LOGAGG__<SECTION>__…`.
@@ -128,6 +134,7 @@ impl Section {
             Section::Search => "search",
             Section::Monitor => "monitor",
             Section::Gateway => "gateway",
+            Section::Analyzers => "analyzers",
         }
     }
 }
@@ -177,6 +184,7 @@ impl Settings {
             Section::Search => self.search = typed_section(layered, name)?,
             Section::Monitor => self.monitor = typed_section(layered, name)?,
             Section::Gateway => self.gateway = typed_section(layered, name)?,
+            Section::Analyzers => self.analyzers = typed_section(layered, name)?,
         }
         Ok(())
     }
@@ -194,6 +202,7 @@ impl Settings {
                 Section::Search => self.search.validate()?,
                 Section::Monitor => self.monitor.validate()?,
                 Section::Gateway => self.gateway.validate()?,
+                Section::Analyzers => self.analyzers.validate()?,
             }
         }
         Ok(())
@@ -236,6 +245,8 @@ fn layered_config(env: &HashMap<String, String>) -> Result<Config, SettingsError
                 .with_list_parse_key("broker.urls")
                 .with_list_parse_key("search.api_keys")
                 .with_list_parse_key("gateway.api_keys")
+                .with_list_parse_key("analyzers.api_keys")
+                .with_list_parse_key("analyzers.binding_keys")
                 .try_parsing(true)
                 .source(Some(overrides)),
         )

@@ -3,6 +3,7 @@
 //! words live in the submodules, each with its own collection's field names.
 
 pub mod alerts;
+pub mod analyzers;
 pub mod blocks;
 pub mod lease;
 pub mod retention;
@@ -132,6 +133,7 @@ pub struct Database {
     leases: Collection<Document>,
     retention_runs: Collection<Document>,
     stats: Collection<Document>,
+    analyzers: Collection<Document>,
     /// Word blocks (`blocks`); `None` with `store.word_index` off.
     blocks: Option<Collection<Document>>,
     /// The earlier version's common words (`words`); `None` with `store.word_index` off.
@@ -177,6 +179,7 @@ impl Database {
             leases: collection(&settings.leases_collection),
             retention_runs: collection(&settings.retention_runs_collection),
             stats: collection(&settings.stats_collection),
+            analyzers: collection(&settings.analyzers_collection),
             blocks: settings
                 .word_index
                 .then(|| collection(&settings.blocks_collection)),

@@ -79,6 +79,7 @@ impl TestContext {
         settings.broker.exchange = format!("{unique}.exchange");
         settings.broker.storage_queue = format!("{unique}.storage");
         settings.broker.monitoring_queue = format!("{unique}.monitoring");
+        settings.analyzers.queue = format!("{unique}.analyzers");
         settings.broker.dead_letter_exchange = format!("{unique}.dlx");
         settings.broker.dead_letter_queue = format!("{unique}.dlq");
         settings.broker.alerts_exchange = format!("{unique}.alerts");
@@ -290,6 +291,7 @@ async fn delete_test_world(settings: &Settings, channel: &Channel, store: &Datab
         &broker_settings.storage_queue,
         &broker_settings.monitoring_queue,
         &broker_settings.dead_letter_queue,
+        &settings.analyzers.queue,
     ] {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -77,6 +77,8 @@ pub struct StoreSettings {
     pub retention_runs_collection: String,
     /// Collection of stats rollups (counts per hour, service, severity; access-log latency).
     pub stats_collection: String,
+    /// Collection of the analyzers registered for the fan-out (analyzer_service).
+    pub analyzers_collection: String,
     /// Write concern `w`: `1`, `majority`, or a number of nodes.
     pub write_concern_w: WriteAcknowledgment,
     /// Write concern `j`: a write is acknowledged only once it is in the on-disk journal.
@@ -103,6 +105,7 @@ impl Default for StoreSettings {
             leases_collection: "leases".into(),
             retention_runs_collection: "retention_runs".into(),
             stats_collection: "log_stats".into(),
+            analyzers_collection: "analyzers".into(),
             write_concern_w: WriteAcknowledgment::Nodes(1),
             write_concern_journal: true,
             server_selection_timeout_ms: std::time::Duration::from_millis(5_000),
