@@ -2,7 +2,7 @@
 # Brings the whole system up on a machine without Docker, as the demo: RabbitMQ and the
 # MongoDB-compatible server (scripts/setup.sh), COLLECTORS collectors (default 2), the
 # monitor, the search API with the dashboard, the retention service, the HTTP ingest gateway,
-# and the demo's traffic (docs/demo-timeline.toml: access logs of a small web shop whose
+# the analyzer fan-out (its registration API), and the demo's traffic (docs/demo-timeline.toml: access logs of a small web shop whose
 # `auth` service fails in the second minute, raising an alert that resolves a minute later).
 #   scripts/run-local.sh          start everything (logs in .data/logs), print the URLs
 #   scripts/run-local.sh stop     stop the services it started
@@ -33,7 +33,7 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 scripts/setup.sh
 cargo build --release --locked -p collector_service -p source_service -p retention_service \
-  -p search_service -p monitoring_service
+  -p search_service -p monitoring_service -p analyzer_service
 
 # start NAME ADMIN_PORT COMMAND...: runs a service in the background, its admin server
 # (/healthz, /metrics) on ADMIN_PORT.
@@ -52,6 +52,7 @@ start search 9150 target/release/search_service
 LOGAGG__RETENTION__ARCHIVE_DIR="$ROOT/.data/archive" \
   start retention 9130 target/release/retention_service serve
 start gateway 9160 target/release/source_service gateway
+start analyzers 9170 target/release/analyzer_service
 if [ -n "${RATE:-}" ]; then
   start traffic 9120 target/release/source_service simulate --rate "$RATE"
 else
@@ -65,7 +66,7 @@ healthy() { curl -fsS -o /dev/null "http://127.0.0.1:$1/healthz" 2>/dev/null; }
 waiting=""
 for _ in $(seq 1 120); do
   waiting=""
-  for port in $(seq 9111 $((9110 + ${COLLECTORS:-2}))) 9140 9150 9130 9160; do
+  for port in $(seq 9111 $((9110 + ${COLLECTORS:-2}))) 9140 9150 9130 9160 9170; do
     healthy "$port" || waiting="$waiting $port"
   done
   [ -z "$waiting" ] && break
@@ -81,6 +82,7 @@ cat <<URLS
   search API: http://127.0.0.1:5000/api/v1/logs   (OpenAPI: /api/v1/openapi.json)
   gateway:    http://127.0.0.1:8080/api/v1/logs   (POST; raw lines: /api/v1/logs/raw?format=combined&service=web)
   monitor:    http://127.0.0.1:9140/api/v1/live   (live access stats)
+  analyzers:  http://127.0.0.1:5100/api/v1/analyzers (PUT /api/v1/analyzers/{id} to register one)
   metrics:    http://127.0.0.1:9111/metrics       (collector 1; every admin port serves /metrics)
 
   stop with: scripts/run-local.sh stop

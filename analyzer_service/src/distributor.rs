@@ -104,7 +104,7 @@ impl BrokerSession for Distributor {
             channel,
             publish,
             bound: false,
-            declared: HashSet::new(),
+            declared: std::sync::Mutex::default(),
         };
         session.run().await
     }
@@ -118,7 +118,7 @@ struct Session<'a> {
     /// Whether the queue is bound to the exchange (some analyzer is registered).
     bound: bool,
     /// `queue` analyzers' queues declared on this connection.
-    declared: HashSet<String>,
+    declared: std::sync::Mutex<HashSet<String>>,
 }
 
 /// A log on its way: the line an analyzer gets, and its id.
@@ -371,7 +371,12 @@ impl Session<'_> {
     /// Publishes each line to the analyzer's own queue, persistent and confirmed.
     async fn publish(&self, id: &str, lines: &[Line]) -> Result<(), String> {
         let queue = analyzer_queue(id);
-        if !self.declared.contains(&queue) {
+        let known = self
+            .declared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&queue);
+        if !known {
             let mut arguments = FieldTable::default();
             arguments.insert(
                 ShortString::from("x-queue-type"),
@@ -385,6 +390,10 @@ impl Session<'_> {
                 )
                 .await
                 .map_err(|error| error.to_string())?;
+            self.declared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(queue.clone());
         }
         let mut confirms = FuturesUnordered::new();
         for line in lines {

@@ -18,6 +18,8 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Clone)]
 struct Analyzer {
     ids: Arc<Mutex<Vec<String>>>,
+    /// When the last record (not the warm-up's) came.
+    last_at: Arc<Mutex<Option<std::time::Instant>>>,
     warm_up: Arc<std::sync::atomic::AtomicUsize>,
     status: Arc<Mutex<StatusCode>>,
     url: String,
@@ -30,11 +32,13 @@ impl Analyzer {
     async fn start() -> Analyzer {
         let ids = Arc::new(Mutex::new(Vec::new()));
         let warm_up = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let last_at = Arc::new(Mutex::new(None));
         let status = Arc::new(Mutex::new(StatusCode::OK));
         let app = axum::Router::new().route(
             "/logs",
             axum::routing::post({
                 let (ids, warm_up, status) = (ids.clone(), warm_up.clone(), status.clone());
+                let last_at = last_at.clone();
                 move |body: String| async move {
                     let answer = *status.lock().expect("status");
                     if answer.is_success() {
@@ -45,6 +49,7 @@ impl Analyzer {
                                 warm_up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             } else {
                                 ids.push(record["id"].as_str().expect("an id").to_owned());
+                                *last_at.lock().expect("last_at") = Some(std::time::Instant::now());
                             }
                         }
                     }
@@ -59,6 +64,7 @@ impl Analyzer {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Analyzer {
             ids,
+            last_at,
             warm_up,
             status,
             url,
@@ -302,6 +308,191 @@ async fn bad_registrations_are_refused_with_400_and_the_reason() {
         .await
         .expect("heartbeat");
     assert_eq!(heartbeat.status(), 404);
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
+/// A unique analyzer id (a queue analyzer's id names a broker-wide queue).
+fn unique_id(name: &str) -> String {
+    format!("{name}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_analyzer_gets_exactly_its_share_on_its_own_queue() {
+    const LOGS: usize = 4_000;
+    let context = TestContext::new("analyzers_queue").await;
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let a = Analyzer::start().await;
+    let queued = unique_id("queued");
+    let (status, body) = put(&base, &queued, json!({"queue": true, "weight": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["target"], "queue");
+    register_and_warm_up(&base, &settings, &[("a", &a, 3.0)]).await;
+
+    publish(&settings, LOGS as u64).await;
+    let queue = analyzer_service::distributor::analyzer_queue(&queued);
+    let all = wait_until(TIMEOUT, || async {
+        a.count() >= LOGS * 3 / 4 && {
+            let delivered: Value = reqwest::get(format!("{base}/api/v1/analyzers/{queued}"))
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("JSON");
+            delivered["delivered"].as_u64().unwrap_or(0) >= (LOGS / 4) as u64
+        }
+    })
+    .await;
+    assert!(all, "{} to the URL analyzer", a.count());
+    let connection = logagg::testsuite::await_broker(&settings).await;
+    let messages = logagg::testsuite::take_all(&connection, &queue).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let _ = channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    // Each message is the record, its id also the AMQP message id.
+    let mut records = 0;
+    for message in &messages {
+        let record: Value = serde_json::from_slice(&message.data).expect("a JSON record");
+        let id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str());
+        assert_eq!(id, record["id"].as_str());
+        if record["service"] != WARM_UP {
+            records += 1;
+        }
+    }
+    println!(
+        "{LOGS} logs over 3:1: {} to the URL analyzer, {records} on the queue",
+        a.count()
+    );
+    assert_eq!(records, LOGS / 4, "the queue analyzer's share");
+    assert_eq!(a.count(), LOGS * 3 / 4);
+    let _ = connection.close(200, "done".into()).await;
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyzer_that_stops_renewing_its_lease_gets_nothing_after_it() {
+    let mut context = TestContext::new("analyzers_lease").await;
+    context.settings.analyzers.lease_seconds = Duration::from_secs(2);
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let (a, b) = (Analyzer::start().await, Analyzer::start().await);
+    register_and_warm_up(&base, &settings, &[("a", &a, 1.0), ("b", &b, 1.0)]).await;
+
+    // Both renew every 300 ms; b stops once it has taken logs, a keeps on.
+    let b_renews = CancellationToken::new();
+    let renew = |id: &'static str, stop: CancellationToken| {
+        let base = base.clone();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let _ = reqwest::Client::new()
+                    .post(format!("{base}/api/v1/analyzers/{id}/heartbeat"))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let a_renews = CancellationToken::new();
+    renew("a", a_renews.clone());
+    renew("b", b_renews.clone());
+    let traffic = {
+        let mut settings = settings.clone();
+        (settings.source.count, settings.source.rate) = (4_000, 500);
+        tokio::spawn(async move {
+            source_service::simulate(
+                &settings,
+                &logagg::telemetry::Health::default(),
+                &CancellationToken::new(),
+            )
+            .await
+        })
+    };
+    let b_took = wait_until(TIMEOUT, || async { b.count() >= 500 }).await;
+    assert!(b_took, "b got no share");
+    b_renews.cancel();
+    let stopped_at = std::time::Instant::now();
+    let report = traffic.await.expect("traffic").expect("published");
+    let all = wait_until(TIMEOUT, || async {
+        (a.count() + b.count()) as u64 >= report.confirmed
+    })
+    .await;
+    assert!(all, "{} + {} of {}", a.count(), b.count(), report.confirmed);
+    let last_b = b.last_at.lock().expect("last_at").expect("b took logs");
+    let after = last_b.saturating_duration_since(stopped_at);
+    println!(
+        "b stopped renewing its 2 s lease; its last log came {:.2} s later; a {} b {}",
+        after.as_secs_f64(),
+        a.count(),
+        b.count()
+    );
+    assert!(
+        after <= Duration::from_secs(3),
+        "b still got logs {after:?} after it stopped renewing"
+    );
+    let mut ids: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|analyzer| analyzer.ids.lock().expect("ids").clone())
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no log went to both");
+    assert_eq!(total as u64, report.confirmed);
+    a_renews.cancel();
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_competing_distributors_keep_the_split_within_one_percent() {
+    const LOGS: usize = 30_000;
+    let context = TestContext::new("analyzers_three").await;
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings.clone(), shutdown.clone()).await;
+    for _ in 0..2 {
+        start_service(settings.clone(), shutdown.clone()).await;
+    }
+    let (a, b, c) = (
+        Analyzer::start().await,
+        Analyzer::start().await,
+        Analyzer::start().await,
+    );
+    let analyzers = [("a", &a, 0.5), ("b", &b, 0.3), ("c", &c, 0.2)];
+    register_and_warm_up(&base, &settings, &analyzers).await;
+    publish(&settings, LOGS as u64).await;
+    let all = wait_until(TIMEOUT, || async {
+        a.count() + b.count() + c.count() >= LOGS
+    })
+    .await;
+    let counts = [a.count(), b.count(), c.count()];
+    println!("{LOGS} logs through three distributors over 0.5/0.3/0.2: {counts:?}");
+    assert!(all, "{counts:?} of {LOGS}");
+    assert_eq!(counts.iter().sum::<usize>(), LOGS, "each log once");
+    for ((id, _, weight), count) in analyzers.iter().zip(counts) {
+        let share = count as f64 / LOGS as f64;
+        assert!(
+            (share - weight).abs() <= 0.01,
+            "{id}: {share:.4} of the logs, weight {weight}"
+        );
+    }
     shutdown.cancel();
     context.cleanup().await;
 }

@@ -62,11 +62,12 @@ fn merged(service: &Yaml) -> HashMap<String, Yaml> {
 }
 
 /// logagg's own services in the compose file.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "collector_service",
     "source_service",
     "retention_service",
     "monitoring_service",
+    "analyzer_service",
 ];
 
 #[test]
