@@ -14,7 +14,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 use logagg::broker::{self, BrokerError};
 use logagg::runtime::{BrokerSession, SessionError};
-use logagg::settings::Settings;
+use logagg::settings::{Settings, StickyBy};
 use logagg::store::analyzers::{Analyzer, Target};
 use logagg::store::Database;
 use logagg::telemetry::Health;
@@ -121,9 +121,10 @@ struct Session<'a> {
     declared: std::sync::Mutex<HashSet<String>>,
 }
 
-/// A log on its way: the line an analyzer gets, and its id.
+/// A log on its way: the line an analyzer gets, its id and service.
 struct Line {
     id: String,
+    service: String,
     json: String,
 }
 
@@ -262,11 +263,16 @@ impl Session<'_> {
                 self.sync_binding().await?;
                 continue;
             }
+            let sticky = self.distributor.settings.analyzers.sticky_by;
             let schedule = &mut self.distributor.schedule;
             schedule.set(&candidates);
             let mut groups: BTreeMap<String, Vec<Line>> = BTreeMap::new();
             for line in pending.drain(..) {
-                let id = schedule.pick(&[]).expect("candidates are not empty");
+                let id = match sticky {
+                    StickyBy::None => schedule.pick(&[]),
+                    StickyBy::Service => crate::schedule::rendezvous(&line.service, &candidates),
+                }
+                .expect("candidates are not empty");
                 groups.entry(id).or_default().push(line);
             }
             let targets: BTreeMap<String, Target> = online
@@ -435,6 +441,7 @@ fn lines_of(round: &[lapin::message::Delivery]) -> Vec<Line> {
                     if let Ok(json) = serde_json::to_string(&record) {
                         lines.push(Line {
                             id: record.id,
+                            service: record.service,
                             json,
                         });
                     }

@@ -64,6 +64,37 @@ impl Schedule {
     }
 }
 
+/// The analyzer `key` (a service) belongs to among `candidates`: weighted rendezvous
+/// hashing. Each candidate scores `-weight / ln(u)`, `u` a hash of the key and its id in
+/// (0, 1); the highest wins. The same key picks the same analyzer while the set is
+/// unchanged, every replica agrees (the hash is fixed, not per process), each analyzer wins
+/// keys in proportion to its weight, and when one leaves only its keys move.
+pub fn rendezvous(key: &str, candidates: &[(String, f64)]) -> Option<String> {
+    candidates
+        .iter()
+        .filter(|(_, weight)| weight.is_finite() && *weight > 0.0)
+        .map(|(id, weight)| {
+            let unit = (stable_hash(key, id) >> 11) as f64 / (1_u64 << 53) as f64;
+            let unit = unit.max(f64::MIN_POSITIVE);
+            (id, -weight / unit.ln())
+        })
+        .max_by(|left, right| left.1.total_cmp(&right.1))
+        .map(|(id, _)| id.clone())
+}
+
+/// FNV-1a over `key`, a separator and `id`, then SplitMix64's finaliser: fixed across
+/// processes and builds, well spread.
+fn stable_hash(key: &str, id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes().chain([0xff]).chain(id.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +162,33 @@ mod tests {
             refreshed.set(&weights);
             assert_eq!(steady.pick(&[]), refreshed.pick(&[]));
         }
+    }
+
+    #[test]
+    fn rendezvous_keeps_keys_and_moves_only_the_departed_analyzers() {
+        let three = [
+            ("a".to_owned(), 0.5),
+            ("b".to_owned(), 0.3),
+            ("c".to_owned(), 0.2),
+        ];
+        let keys: Vec<String> = (0..10_000)
+            .map(|index| format!("service-{index}"))
+            .collect();
+        let before: Vec<String> = keys
+            .iter()
+            .map(|key| rendezvous(key, &three).expect("a pick"))
+            .collect();
+        for (id, weight) in &three {
+            let won = before.iter().filter(|pick| *pick == id).count() as f64 / 10_000.0;
+            assert!((won - weight).abs() < 0.02, "{id}: {won}");
+        }
+        let two = &three[..2];
+        for (key, was) in keys.iter().zip(&before) {
+            let now = rendezvous(key, two).expect("a pick");
+            if was != "c" {
+                assert_eq!(&now, was, "{key} moved though its analyzer stayed");
+            }
+        }
+        assert_eq!(rendezvous("x", &[]), None);
     }
 }

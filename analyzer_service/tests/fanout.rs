@@ -18,6 +18,8 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Clone)]
 struct Analyzer {
     ids: Arc<Mutex<Vec<String>>>,
+    /// The service of each record in `ids`.
+    services: Arc<Mutex<Vec<String>>>,
     /// When the last record (not the warm-up's) came.
     last_at: Arc<Mutex<Option<std::time::Instant>>>,
     warm_up: Arc<std::sync::atomic::AtomicUsize>,
@@ -31,6 +33,7 @@ const WARM_UP: &str = "warm-up";
 impl Analyzer {
     async fn start() -> Analyzer {
         let ids = Arc::new(Mutex::new(Vec::new()));
+        let services = Arc::new(Mutex::new(Vec::new()));
         let warm_up = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let last_at = Arc::new(Mutex::new(None));
         let status = Arc::new(Mutex::new(StatusCode::OK));
@@ -38,7 +41,7 @@ impl Analyzer {
             "/logs",
             axum::routing::post({
                 let (ids, warm_up, status) = (ids.clone(), warm_up.clone(), status.clone());
-                let last_at = last_at.clone();
+                let (last_at, services) = (last_at.clone(), services.clone());
                 move |body: String| async move {
                     let answer = *status.lock().expect("status");
                     if answer.is_success() {
@@ -49,6 +52,9 @@ impl Analyzer {
                                 warm_up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             } else {
                                 ids.push(record["id"].as_str().expect("an id").to_owned());
+                                services.lock().expect("services").push(
+                                    record["service"].as_str().expect("a service").to_owned(),
+                                );
                                 *last_at.lock().expect("last_at") = Some(std::time::Instant::now());
                             }
                         }
@@ -64,6 +70,7 @@ impl Analyzer {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Analyzer {
             ids,
+            services,
             last_at,
             warm_up,
             status,
@@ -493,6 +500,76 @@ async fn three_competing_distributors_keep_the_split_within_one_percent() {
             "{id}: {share:.4} of the logs, weight {weight}"
         );
     }
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_by_service_keeps_services_and_moves_only_the_departed_analyzers() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut context = TestContext::new("analyzers_sticky").await;
+    context.settings.analyzers.sticky_by = logagg::settings::StickyBy::Service;
+    let mut settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let (a, b, c) = (
+        Analyzer::start().await,
+        Analyzer::start().await,
+        Analyzer::start().await,
+    );
+    let analyzers = [("a", &a, 0.5), ("b", &b, 0.3), ("c", &c, 0.2)];
+    register_and_warm_up(&base, &settings, &analyzers).await;
+    settings.source.services = (0..40).map(|index| format!("svc-{index}")).collect();
+    let placement = |analyzers: &[(&str, &Analyzer, f64)]| {
+        let mut placed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (id, analyzer, _) in analyzers {
+            for service in analyzer.services.lock().expect("services").iter() {
+                placed
+                    .entry(service.clone())
+                    .or_default()
+                    .insert((*id).to_owned());
+            }
+        }
+        placed
+    };
+    let received = || a.count() + b.count() + c.count();
+
+    publish(&settings, 4_000).await;
+    let all = wait_until(TIMEOUT, || async { received() >= 4_000 }).await;
+    assert!(all, "{} of 4000", received());
+    let before = placement(&analyzers);
+    assert_eq!(before.len(), 40, "every service seen");
+    for (service, on) in &before {
+        assert_eq!(on.len(), 1, "{service} went to {on:?}");
+    }
+
+    // c leaves: its services move, the others stay where they were.
+    let deleted = reqwest::Client::new()
+        .delete(format!("{base}/api/v1/analyzers/c"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(deleted.status(), 204);
+    for (_, analyzer, _) in &analyzers {
+        analyzer.ids.lock().expect("ids").clear();
+        analyzer.services.lock().expect("services").clear();
+    }
+    publish(&settings, 4_000).await;
+    let all = wait_until(TIMEOUT, || async { received() >= 4_000 }).await;
+    assert!(all, "{} of 4000", received());
+    let after = placement(&analyzers[..2]);
+    let mut moved = 0;
+    for (service, was) in &before {
+        let was = was.iter().next().expect("one analyzer");
+        if was == "c" {
+            moved += 1;
+        } else {
+            let now = &after[service];
+            assert_eq!(now.len(), 1, "{service} split over {now:?}");
+            assert!(now.contains(was), "{service} moved from {was} to {now:?}");
+        }
+    }
+    println!("sticky: 40 services, {moved} were on the analyzer that left; the rest stayed");
     shutdown.cancel();
     context.cleanup().await;
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
-pub use analyzers::AnalyzerSettings;
+pub use analyzers::{AnalyzerSettings, StickyBy};
 pub use broker::{BrokerSettings, DeadLetterStrategy, QueueType};
 pub use collector::CollectorSettings;
 pub use gateway::GatewaySettings;

@@ -4,6 +4,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{invalid, validate_api_keys, SettingsError};
 
+/// What keeps logs on one analyzer, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StickyBy {
+    /// Each log to the next analyzer of the weighted schedule: exact shares.
+    None,
+    /// All logs of a service to the same analyzer while the online set is unchanged
+    /// (weighted rendezvous hashing: a change moves only the departed analyzer's services).
+    Service,
+}
+
 /// analyzer_service: its queue, the registration API, leases and delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +51,9 @@ pub struct AnalyzerSettings {
     pub refresh_ms: std::time::Duration,
     /// Keys the registration API wants (as `search.api_keys`); empty leaves it open.
     pub api_keys: Vec<String>,
+    /// `none`, or `service`: for analyzers that keep per-service state, each service's logs
+    /// to one analyzer (shares then follow the weights over services, not over logs).
+    pub sticky_by: StickyBy,
 }
 
 impl Default for AnalyzerSettings {
@@ -57,6 +71,7 @@ impl Default for AnalyzerSettings {
             delivery_timeout_ms: std::time::Duration::from_millis(5_000),
             refresh_ms: std::time::Duration::from_millis(500),
             api_keys: Vec::new(),
+            sticky_by: StickyBy::None,
         }
     }
 }
