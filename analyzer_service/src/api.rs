@@ -213,8 +213,12 @@ pub struct AnalyzerView {
     pub last_heartbeat: chrono::DateTime<Utc>,
     pub registered_at: chrono::DateTime<Utc>,
     pub delivered: u64,
-    /// Its part of everything delivered to the analyzers registered now.
+    /// Its part of everything delivered to the analyzers registered now, since each
+    /// registered.
     pub observed_share: f64,
+    /// Logs it accepted over the last minute, and its part of all accepted then.
+    pub delivered_last_minute: f64,
+    pub observed_share_last_minute: f64,
     /// Deliveries failed in a row, and ever.
     pub failures: u32,
     pub failed_total: u64,
@@ -229,6 +233,10 @@ pub fn views(analyzers: &[Analyzer], max_failures: u32) -> Vec<AnalyzerView> {
         .map(|analyzer| analyzer.weight)
         .sum();
     let delivered: u64 = analyzers.iter().map(|analyzer| analyzer.delivered).sum();
+    let last_minute: f64 = analyzers
+        .iter()
+        .map(|analyzer| analyzer.delivered_last_minute(now))
+        .sum();
     analyzers
         .iter()
         .map(|analyzer| {
@@ -249,6 +257,12 @@ pub fn views(analyzers: &[Analyzer], max_failures: u32) -> Vec<AnalyzerView> {
                 delivered: analyzer.delivered,
                 observed_share: if delivered > 0 {
                     analyzer.delivered as f64 / delivered as f64
+                } else {
+                    0.0
+                },
+                delivered_last_minute: analyzer.delivered_last_minute(now),
+                observed_share_last_minute: if last_minute > 0.0 {
+                    analyzer.delivered_last_minute(now) / last_minute
                 } else {
                     0.0
                 },

@@ -61,6 +61,9 @@ pub async fn refresh_registered(
                     .map(|analyzer| analyzer.weight)
                     .sum();
                 for analyzer in &analyzers {
+                    if let Err(error) = store.forget_old_minutes(analyzer, now).await {
+                        warn!(%error, analyzer = %analyzer.id, "removing old minute counts failed");
+                    }
                     let is_online = analyzer.is_online(now, max_failures);
                     let labels = [("analyzer", analyzer.id.clone())];
                     metrics::gauge!(metrics::ONLINE, &labels).set(f64::from(u8::from(is_online)));
@@ -292,7 +295,10 @@ impl Session<'_> {
                     Ok(()) => {
                         metrics::counter!(metrics::DELIVERED, &labels)
                             .increment(lines.len() as u64);
-                        if let Err(error) = store.record_delivered(&id, lines.len() as u64).await {
+                        let now = chrono::Utc::now();
+                        if let Err(error) =
+                            store.record_delivered(&id, lines.len() as u64, now).await
+                        {
                             warn!(%error, analyzer = %id, "counting a delivery failed");
                         }
                     }

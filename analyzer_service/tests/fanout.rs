@@ -210,6 +210,38 @@ async fn three_analyzers_get_their_weights_within_one_percent() {
         .map(|analyzer| analyzer["share"].as_f64().expect("share"))
         .collect();
     assert_eq!(shares, [0.5, 0.3, 0.2]);
+    // And what each was delivered over the last minute (all of it, and the warm-up).
+    let listing = || async {
+        let listing: Value = reqwest::get(format!("{base}/api/v1/analyzers"))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        listing["analyzers"].as_array().expect("analyzers").clone()
+    };
+    let counted = wait_until(TIMEOUT, || async {
+        let delivered: u64 = listing()
+            .await
+            .iter()
+            .map(|analyzer| analyzer["delivered"].as_u64().unwrap_or(0))
+            .sum();
+        delivered >= LOGS as u64
+    })
+    .await;
+    assert!(
+        counted,
+        "the registry's delivered counts did not reach {LOGS}"
+    );
+    for (analyzer, (id, _, weight)) in listing().await.iter().zip(&analyzers) {
+        let observed = analyzer["observed_share_last_minute"]
+            .as_f64()
+            .expect("share");
+        assert!(
+            (observed - weight).abs() <= 0.01,
+            "{id}: {observed} over the last minute, weight {weight}"
+        );
+    }
     shutdown.cancel();
     context.cleanup().await;
 }
@@ -570,6 +602,56 @@ async fn sticky_by_service_keeps_services_and_moves_only_the_departed_analyzers(
         }
     }
     println!("sticky: 40 services, {moved} were on the analyzer that left; the rest stayed");
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyzer_joining_takes_its_share() {
+    const LOGS: usize = 4_000;
+    let context = TestContext::new("analyzers_join").await;
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let (a, b) = (Analyzer::start().await, Analyzer::start().await);
+    register_and_warm_up(&base, &settings, &[("a", &a, 3.0)]).await;
+    publish(&settings, 1_000).await;
+    let alone = wait_until(TIMEOUT, || async { a.count() >= 1_000 }).await;
+    assert!(alone, "{} of 1000 to the only analyzer", a.count());
+
+    let (status, body) = put(&base, "b", json!({"url": b.url, "weight": 1.0})).await;
+    assert_eq!(status, 200, "{body}");
+    // Every replica follows the registry within analyzers.refresh_ms: publish until b gets logs.
+    let joined = wait_until(TIMEOUT, || async {
+        publish(&settings, 100).await;
+        b.count() > 0
+    })
+    .await;
+    assert!(joined, "the new analyzer got nothing");
+    // The logs counted from here come from a service of their own: stragglers of the
+    // loop above are not counted.
+    let mut measured = settings.clone();
+    measured.source.services = vec!["measured".to_owned()];
+    publish(&measured, LOGS as u64).await;
+    let of = |analyzer: &Analyzer| {
+        analyzer
+            .services
+            .lock()
+            .expect("services")
+            .iter()
+            .filter(|service| *service == "measured")
+            .count()
+    };
+    let all = wait_until(TIMEOUT, || async { of(&a) + of(&b) >= LOGS }).await;
+    println!(
+        "after b joined at weight 1 beside a at 3: a {} b {}",
+        of(&a),
+        of(&b)
+    );
+    assert!(all);
+    assert_eq!(of(&a) + of(&b), LOGS);
+    let share = of(&b) as f64 / LOGS as f64;
+    assert!((share - 0.25).abs() <= 0.01, "b took {share:.4}");
     shutdown.cancel();
     context.cleanup().await;
 }

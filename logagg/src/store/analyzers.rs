@@ -20,6 +20,9 @@ pub mod analyzer_fields {
     pub const FAILURES: &str = "failures";
     pub const FAILED_TOTAL: &str = "failed_total";
     pub const DELIVERED: &str = "delivered";
+    /// Logs delivered per minute, `{"<minutes since the epoch>": count}`: the current and
+    /// the last minute are kept, older ones removed by the distributors' refresh.
+    pub const MINUTES: &str = "minutes";
 }
 use analyzer_fields as fields;
 
@@ -47,6 +50,9 @@ pub struct Analyzer {
     pub failed_total: u64,
     /// Logs it accepted, from every distributor.
     pub delivered: u64,
+    /// Logs it accepted per minute since the epoch (the current and last, and any older
+    /// ones not yet removed).
+    pub minutes: std::collections::BTreeMap<i64, u64>,
 }
 
 impl Analyzer {
@@ -54,6 +60,15 @@ impl Analyzer {
     /// deliveries in a row.
     pub fn is_online(&self, now: DateTime<Utc>, max_failures: u32) -> bool {
         self.lease_until > now && self.failures < max_failures
+    }
+
+    /// Logs it accepted over the minute before `now`: this minute's so far, and the part of
+    /// the last minute's that the window still covers (as if spread evenly over it).
+    pub fn delivered_last_minute(&self, now: DateTime<Utc>) -> f64 {
+        let minute = minute_of(now);
+        let elapsed = (now.timestamp_millis() - minute * 60_000) as f64 / 60_000.0;
+        let count = |minute| self.minutes.get(&minute).copied().unwrap_or(0) as f64;
+        count(minute) + count(minute - 1) * (1.0 - elapsed)
     }
 
     fn from_document(document: &Document) -> Option<Analyzer> {
@@ -82,8 +97,29 @@ impl Analyzer {
             failures: u32::try_from(count(fields::FAILURES)).unwrap_or(u32::MAX),
             failed_total: count(fields::FAILED_TOTAL),
             delivered: count(fields::DELIVERED),
+            minutes: document
+                .get_document(fields::MINUTES)
+                .map(|minutes| {
+                    minutes
+                        .iter()
+                        .filter_map(|(minute, count)| {
+                            let count = match count {
+                                Bson::Int32(value) => u64::try_from(*value).ok()?,
+                                Bson::Int64(value) => u64::try_from(*value).ok()?,
+                                _ => return None,
+                            };
+                            Some((minute.parse().ok()?, count))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
+}
+
+/// Minutes since the epoch.
+fn minute_of(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis().div_euclid(60_000)
 }
 
 fn date(time: DateTime<Utc>) -> Bson {
@@ -188,16 +224,49 @@ impl Database {
             .collect())
     }
 
-    /// Counts `count` logs `id` accepted; its failures in a row are over.
-    pub async fn record_delivered(&self, id: &str, count: u64) -> Result<(), StoreError> {
+    /// Counts `count` logs `id` accepted at `now`; its failures in a row are over.
+    pub async fn record_delivered(
+        &self,
+        id: &str,
+        count: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let mut increments = doc! { fields::DELIVERED: count };
+        increments.insert(format!("{}.{}", fields::MINUTES, minute_of(now)), count);
         self.analyzers
             .update_one(
                 doc! { "_id": id },
-                doc! {
-                    "$inc": { fields::DELIVERED: i64::try_from(count).unwrap_or(i64::MAX) },
-                    "$set": { fields::FAILURES: 0 },
-                },
+                doc! { "$inc": increments, "$set": { fields::FAILURES: 0 } },
             )
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(())
+    }
+
+    /// Removes `analyzer`'s minute counts older than the last minute, if it has any.
+    pub async fn forget_old_minutes(
+        &self,
+        analyzer: &Analyzer,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let current = minute_of(now);
+        let old: Document = analyzer
+            .minutes
+            .keys()
+            .filter(|minute| **minute < current - 1)
+            .map(|minute| {
+                (
+                    format!("{}.{minute}", fields::MINUTES),
+                    Bson::String(String::new()),
+                )
+            })
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        self.analyzers
+            .update_one(doc! { "_id": analyzer.id.as_str() }, doc! { "$unset": old })
             .await
             .map_err(StoreError::Unavailable)?;
         Ok(())
