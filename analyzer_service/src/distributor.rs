@@ -462,7 +462,7 @@ fn lines_of(round: &[lapin::message::Delivery]) -> Vec<Line> {
 /// The distributor's queue: quorum, bounded in bytes, the oldest logs dead-lettered past
 /// the bound (`drop-head` never refuses a publish, so a full queue cannot slow the storage
 /// path).
-fn queue_arguments(settings: &Settings) -> FieldTable {
+pub fn queue_arguments(settings: &Settings) -> FieldTable {
     let mut arguments = FieldTable::default();
     let mut put = |key: &str, value: AMQPValue| {
         arguments.insert(ShortString::from(key), value);

@@ -225,6 +225,7 @@ impl TestContext {
                 "COLLECTOR__BATCH_MAX_AGE_MS",
                 settings.collector.batch_max_age_ms.as_millis().to_string(),
             ),
+            ("ANALYZERS__QUEUE", settings.analyzers.queue.clone()),
         ];
         pairs
             .into_iter()
