@@ -406,9 +406,56 @@ async function alerts(params) {
     el("table", { id: "samples" }, samples.filter(Boolean).map((log) => el("tr", {}, el("td", {}, time(log.timestamp)), el("td", {}, sev(log.severity)), el("td", { class: "message" }, log.message))))));
 }
 
+// ---- analyzers -----------------------------------------------------------------------
+
+/// Weight against what each analyzer was delivered over the last minute: two bars each.
+function shareBars(analyzers) {
+  const width = 640, row = 34, label = 140;
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${Math.max(1, analyzers.length) * row}`, role: "img", id: "share-bars" });
+  analyzers.forEach((analyzer, index) => {
+    const y = index * row;
+    const name = svgEl("text", { x: 0, y: y + 20, "font-size": 12, fill: "#1d2330" });
+    name.textContent = analyzer.id;
+    svg.append(name);
+    [["share", "var(--c1)", 4], ["observed_share_last_minute", "var(--info)", 17]].forEach(([field, fill, offset]) => {
+      const value = analyzer[field] || 0;
+      const rect = svgEl("rect", { x: label, y: y + offset, width: Math.max(1, value * (width - label - 60)), height: 11, fill });
+      rect.append(svgEl("title", {}, document.createTextNode(`${analyzer.id} — ${field === "share" ? "weight" : "last minute"}: ${number(value * 100, 1)} %`)));
+      svg.append(rect);
+    });
+  });
+  return svg;
+}
+
+async function analyzers() {
+  const list = (await api("/api/v1/analyzers")).analyzers;
+  const poll = setInterval(() => render(), ALERTS_POLL_MS);
+  stopCurrentPage = () => clearInterval(poll);
+  if (!list.length) {
+    page.replaceChildren(panel("Analyzers", el("p", { class: "muted" }, "No analyzer is registered (PUT /api/v1/analyzers/{id} on analyzer_service).")));
+    return;
+  }
+  const percent = (value) => `${number(value * 100, 1)} %`;
+  const target = (analyzer) => (analyzer.target && analyzer.target.url) || "queue";
+  page.replaceChildren(el("div", { class: "grid" },
+    panel("Weight and share over the last minute", legend(["weight", "last minute"], (name) => (name === "weight" ? "var(--c1)" : "var(--info)")), shareBars(list)),
+    el("section", { class: "panel wide" }, el("h2", {}, "Analyzers"),
+      el("table", { id: "analyzers" },
+        el("tr", {}, el("th", {}, "analyzer"), el("th", { class: "optional" }, "target"), el("th", {}, "weight"), el("th", {}, "share"),
+          el("th", {}, "last minute"), el("th", { class: "optional" }, "since registered"), el("th", {}, "delivered"), el("th", {}, "state"),
+          el("th", { class: "optional" }, "failures"), el("th", { class: "optional" }, "heartbeat")),
+        list.map((analyzer) => el("tr", { class: analyzer.online ? "analyzer-online" : "analyzer-offline", "data-id": analyzer.id },
+          el("td", {}, analyzer.id), el("td", { class: "optional message" }, target(analyzer)), el("td", {}, number(analyzer.weight, 2)),
+          el("td", {}, percent(analyzer.share)), el("td", {}, percent(analyzer.observed_share_last_minute)),
+          el("td", { class: "optional" }, percent(analyzer.observed_share)), el("td", {}, number(analyzer.delivered)),
+          el("td", {}, analyzer.online ? "online" : "offline"),
+          el("td", { class: "optional" }, `${analyzer.failures} in a row, ${number(analyzer.failed_total)} in all`),
+          el("td", { class: "optional" }, time(analyzer.last_heartbeat))))))));
+}
+
 // ---- routing -------------------------------------------------------------------------
 
-const PAGES = { "/": overview, "/search": search, "/tail": tail, "/alerts": alerts };
+const PAGES = { "/": overview, "/search": search, "/tail": tail, "/alerts": alerts, "/analyzers": analyzers };
 
 async function render() {
   stopCurrentPage();

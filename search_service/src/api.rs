@@ -18,6 +18,7 @@ use logagg::api_keys::{self, ApiKeys};
 use logagg::settings::SearchSettings;
 use logagg::settings::Settings;
 use logagg::store::alerts::AlertState;
+use logagg::store::analyzers::AnalyzerList;
 use logagg::store::search::{PageCursor, PageRequest};
 use logagg::store::{document_to_record, fields, Database};
 use logagg::LogRecord;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<SearchSettings>,
     pub tails: Arc<Tails>,
     pub keys: ApiKeys,
+    /// `analyzers.max_failures`: which registered analyzers the dashboard shows online.
+    pub analyzer_max_failures: u32,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             )),
             keys: ApiKeys::new(&search.api_keys),
             settings: Arc::new(search.clone()),
+            analyzer_max_failures: settings.analyzers.max_failures,
         }
     }
 
@@ -114,6 +118,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_services))
         .routes(routes!(tail))
         .routes(routes!(list_alerts))
+        .routes(routes!(list_analyzers))
         .routes(routes!(compat_service_logs))
         .routes(routes!(compat_service_severity_logs))
 }
@@ -325,6 +330,29 @@ async fn list_alerts(
         .await?;
     Ok(Json(Alerts {
         alerts: entries.into_iter().map(AlertView::from).collect(),
+    }))
+}
+
+/// The analyzers registered for the fan-out (analyzer_service), with their weights, shares
+/// and what each was delivered: the dashboard's Analyzers page.
+#[utoipa::path(get, path = "/api/v1/analyzers", tag = "analyzers",
+    security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The registered analyzers", body = AnalyzerList),
+        (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
+        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 503, description = "MongoDB unreachable", body = ErrorBody)
+    ))]
+async fn list_analyzers(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AnalyzerList>, ApiError> {
+    if let Some((key, _)) = query_pairs(raw.as_deref())?.first() {
+        return Err(QueryError::new(key, "is not a parameter of this endpoint").into());
+    }
+    let analyzers = state.store.registered_analyzers().await?;
+    Ok(Json(AnalyzerList {
+        analyzers: logagg::store::analyzers::views(&analyzers, state.analyzer_max_failures),
     }))
 }
 

@@ -28,6 +28,8 @@ pub const SECTIONS: &[Section] = &[
     Section::Store,
     Section::Telemetry,
     Section::Search,
+    // Only `analyzers.max_failures`, for the dashboard's Analyzers page.
+    Section::Analyzers,
 ];
 
 /// What the service runs on, made by its caller (`main`, or a test with its own database and

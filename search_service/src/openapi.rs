@@ -110,6 +110,7 @@ pub struct RangeParams {
         (name = "stats", description = "Counts, histograms and access-log latency"),
         (name = "tail", description = "Live logs as Server-Sent Events"),
         (name = "alerts", description = "Alerts the monitor raised"),
+        (name = "analyzers", description = "Analyzers registered for the fan-out, and their shares"),
         (name = "compat", description = "Routes of the Python prototype")
     )
 )]

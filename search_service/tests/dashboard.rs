@@ -280,6 +280,60 @@ async fn each_page_shows_what_the_api_says_and_filters_and_tail_work() {
     browser.assert_no_errors("alerts").await;
     browser.screenshot("alerts").await;
 
+    // Analyzers: weight against share, online and offline, as the API says.
+    let now = Utc::now();
+    for (id, weight, lease) in [("anomaly", 3.0, 60), ("siem", 1.0, 60), ("gone", 1.0, -60)] {
+        context
+            .store
+            .register_analyzer(
+                id,
+                &logagg::store::analyzers::Target::Url(format!("http://{id}:8000/logs")),
+                weight,
+                now,
+                now + chrono::Duration::seconds(lease),
+            )
+            .await
+            .expect("register");
+    }
+    for (id, delivered) in [("anomaly", 750), ("siem", 250)] {
+        context
+            .store
+            .record_delivered(id, delivered, now)
+            .await
+            .expect("delivered");
+    }
+    let listed = api(port, "/api/v1/analyzers").await;
+    assert_eq!(listed["analyzers"][0]["id"], "anomaly");
+    assert_eq!(listed["analyzers"][0]["share"], 0.75);
+    assert_eq!(listed["analyzers"][1]["online"], false, "{listed}");
+    browser.open(&format!("{base}/#/analyzers")).await;
+    browser
+        .until(
+            "the analyzers table",
+            "return document.querySelectorAll('#analyzers tr').length === 4;",
+        )
+        .await;
+    let table = browser
+        .run("return document.querySelector('#analyzers').textContent;")
+        .await;
+    let table = table.as_str().expect("text");
+    for expected in [
+        "anomaly",
+        "siem",
+        "gone",
+        "75 %",
+        "offline",
+        "http://siem:8000/logs",
+    ] {
+        assert!(table.contains(expected), "{expected} not in {table}");
+    }
+    let bars = browser
+        .run("return document.querySelectorAll('#share-bars rect').length;")
+        .await;
+    assert_eq!(bars, json!(6), "two bars for each analyzer");
+    browser.assert_no_errors("analyzers").await;
+    browser.screenshot("analyzers").await;
+
     // A narrow window still lays out (screenshot for a person to look at).
     browser
         .command(

@@ -101,6 +101,7 @@ async fn the_document_describes_every_route_and_exactly_the_parameters_parsed() 
         "/api/v1/services",
         "/api/v1/tail",
         "/api/v1/alerts",
+        "/api/v1/analyzers",
         "/logs/{service}",
         "/logs/{service}/{severity}",
     ]
@@ -151,6 +152,7 @@ async fn with_api_keys_set_data_routes_want_one_and_answer_401_without() {
         "/api/v1/services",
         "/api/v1/tail",
         "/api/v1/alerts",
+        "/api/v1/analyzers",
         "/api/v1/logs/x",
         "/logs/web",
     ] {

@@ -36,6 +36,87 @@ pub enum Target {
     Queue,
 }
 
+/// Every registered analyzer, as `GET /api/v1/analyzers` answers.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AnalyzerList {
+    pub analyzers: Vec<AnalyzerView>,
+}
+
+/// An analyzer as the APIs show it (analyzer_service's, and search's for the dashboard).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AnalyzerView {
+    pub id: String,
+    /// `{"url": …}` or `"queue"`.
+    #[schema(value_type = Object)]
+    pub target: serde_json::Value,
+    pub weight: f64,
+    /// Its weight over the online analyzers' total (0 while offline).
+    pub share: f64,
+    pub online: bool,
+    pub lease_until: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    pub registered_at: DateTime<Utc>,
+    pub delivered: u64,
+    /// Its part of everything delivered to the analyzers registered now, since each
+    /// registered.
+    pub observed_share: f64,
+    /// Logs it accepted over the last minute, and its part of all accepted then.
+    pub delivered_last_minute: f64,
+    pub observed_share_last_minute: f64,
+    /// Deliveries failed in a row, and ever.
+    pub failures: u32,
+    pub failed_total: u64,
+}
+
+/// How `analyzers` look now to an API.
+pub fn views(analyzers: &[Analyzer], max_failures: u32) -> Vec<AnalyzerView> {
+    let now = Utc::now();
+    let online_weight: f64 = analyzers
+        .iter()
+        .filter(|analyzer| analyzer.is_online(now, max_failures))
+        .map(|analyzer| analyzer.weight)
+        .sum();
+    let delivered: u64 = analyzers.iter().map(|analyzer| analyzer.delivered).sum();
+    let last_minute: f64 = analyzers
+        .iter()
+        .map(|analyzer| analyzer.delivered_last_minute(now))
+        .sum();
+    analyzers
+        .iter()
+        .map(|analyzer| {
+            let online = analyzer.is_online(now, max_failures);
+            AnalyzerView {
+                id: analyzer.id.clone(),
+                target: serde_json::to_value(&analyzer.target).unwrap_or(serde_json::Value::Null),
+                weight: analyzer.weight,
+                share: if online && online_weight > 0.0 {
+                    analyzer.weight / online_weight
+                } else {
+                    0.0
+                },
+                online,
+                lease_until: analyzer.lease_until,
+                last_heartbeat: analyzer.last_heartbeat,
+                registered_at: analyzer.registered_at,
+                delivered: analyzer.delivered,
+                observed_share: if delivered > 0 {
+                    analyzer.delivered as f64 / delivered as f64
+                } else {
+                    0.0
+                },
+                delivered_last_minute: analyzer.delivered_last_minute(now),
+                observed_share_last_minute: if last_minute > 0.0 {
+                    analyzer.delivered_last_minute(now) / last_minute
+                } else {
+                    0.0
+                },
+                failures: analyzer.failures,
+                failed_total: analyzer.failed_total,
+            }
+        })
+        .collect()
+}
+
 /// One registered analyzer, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Analyzer {
