@@ -655,3 +655,92 @@ async fn an_analyzer_joining_takes_its_share() {
     shutdown.cancel();
     context.cleanup().await;
 }
+
+/// With no analyzer online, logs wait in the queue (unacked or ready), and are delivered
+/// once one comes back: none dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_none_online_logs_wait_and_are_delivered_when_one_is_back() {
+    let mut context = TestContext::new("analyzers_none").await;
+    context.settings.analyzers.max_failures = 1;
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let a = Analyzer::start().await;
+    register_and_warm_up(&base, &settings, &[("a", &a, 1.0)]).await;
+
+    *a.status.lock().expect("status") = StatusCode::SERVICE_UNAVAILABLE;
+    publish(&settings, 500).await;
+    let offline = wait_until(TIMEOUT, || async {
+        let view: Value = reqwest::get(format!("{base}/api/v1/analyzers/a"))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        view["online"] == false
+    })
+    .await;
+    assert!(offline, "a failing analyzer stayed online");
+    // The logs are still the broker's: every one of them is in the queue or held unacked.
+    let connection = logagg::testsuite::await_broker(&settings).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let held = channel
+        .queue_declare(
+            settings.analyzers.queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("the queue");
+    println!(
+        "with none online: {} ready in the queue, {} delivered",
+        held.message_count(),
+        a.count()
+    );
+    assert_eq!(a.count(), 0);
+
+    *a.status.lock().expect("status") = StatusCode::OK;
+    let back = reqwest::Client::new()
+        .post(format!("{base}/api/v1/analyzers/a/heartbeat"))
+        .send()
+        .await
+        .expect("heartbeat");
+    assert_eq!(back.status(), 200);
+    let all = wait_until(TIMEOUT, || async { a.count() >= 500 }).await;
+    assert!(all, "{} of 500 once the analyzer was back", a.count());
+    assert_eq!(a.count(), 500);
+    let _ = connection.close(200, "done".into()).await;
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_keys_set_registration_wants_one() {
+    let mut context = TestContext::new("analyzers_keys").await;
+    let key = "analyzer-key-0123456789";
+    context.settings.analyzers.api_keys = vec![key.to_owned()];
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings, shutdown.clone()).await;
+    let body = json!({"url": "http://127.0.0.1:9/logs", "weight": 1});
+    let (status, answer) = put(&base, "a", body.clone()).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"]["code"], "unauthorized");
+    let listing = reqwest::get(format!("{base}/api/v1/analyzers"))
+        .await
+        .expect("GET");
+    assert_eq!(listing.status(), 401);
+    let accepted = reqwest::Client::new()
+        .put(format!("{base}/api/v1/analyzers/a"))
+        .header("authorization", format!("Bearer {key}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(accepted.status(), 200);
+    shutdown.cancel();
+    context.cleanup().await;
+}
