@@ -744,3 +744,36 @@ async fn with_api_keys_set_registration_wants_one() {
     shutdown.cancel();
     context.cleanup().await;
 }
+
+/// The registry is MongoDB's: a distributor started after another stopped delivers to the
+/// analyzers registered through the first, with no one registering again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_distributor_resumes_without_registration() {
+    let context = TestContext::new("analyzers_restart").await;
+    let settings = settings_for(&context);
+    let first = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let running = tokio::spawn(analyzer_service::run(
+        settings.clone(),
+        listener,
+        first.clone(),
+    ));
+    let a = Analyzer::start().await;
+    register_and_warm_up(&base, &settings, &[("a", &a, 1.0)]).await;
+    first.cancel();
+    running
+        .await
+        .expect("the first distributor's task")
+        .expect("the first distributor ran");
+
+    let second = CancellationToken::new();
+    start_service(settings.clone(), second.clone()).await;
+    publish(&settings, 300).await;
+    let all = wait_until(TIMEOUT, || async { a.count() >= 300 }).await;
+    assert!(all, "{} of 300 after the restart", a.count());
+    second.cancel();
+    context.cleanup().await;
+}
