@@ -45,6 +45,7 @@ pub async fn refresh_registered(
 ) {
     let mut every = tokio::time::interval(settings.analyzers.refresh_ms);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = HashSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -54,26 +55,12 @@ pub async fn refresh_registered(
             Ok(analyzers) => {
                 health.set("store", true);
                 let now = chrono::Utc::now();
-                let max_failures = settings.analyzers.max_failures;
-                let online: f64 = analyzers
-                    .iter()
-                    .filter(|analyzer| analyzer.is_online(now, max_failures))
-                    .map(|analyzer| analyzer.weight)
-                    .sum();
                 for analyzer in &analyzers {
                     if let Err(error) = store.forget_old_minutes(analyzer, now).await {
                         warn!(%error, analyzer = %analyzer.id, "removing old minute counts failed");
                     }
-                    let is_online = analyzer.is_online(now, max_failures);
-                    let labels = [("analyzer", analyzer.id.clone())];
-                    metrics::gauge!(metrics::ONLINE, &labels).set(f64::from(u8::from(is_online)));
-                    let share = if is_online && online > 0.0 {
-                        analyzer.weight / online
-                    } else {
-                        0.0
-                    };
-                    metrics::gauge!(metrics::WEIGHT_SHARE, &labels).set(share);
                 }
+                set_gauges(&analyzers, settings.analyzers.max_failures, &mut shown);
                 sender.send_replace(Arc::new(analyzers));
             }
             Err(error) => {
@@ -82,6 +69,27 @@ pub async fn refresh_registered(
             }
         }
     }
+}
+
+/// Each analyzer's gauges as the API shows it; those of analyzers `shown` before and gone
+/// since go to 0 (offline, no share).
+fn set_gauges(analyzers: &[Analyzer], max_failures: u32, shown: &mut HashSet<String>) {
+    let views = logagg::store::analyzers::views(analyzers, max_failures);
+    let now: HashSet<String> = views.iter().map(|view| view.id.clone()).collect();
+    for gone in shown.difference(&now) {
+        let labels = [("analyzer", gone.clone())];
+        metrics::gauge!(metrics::ONLINE, &labels).set(0.0);
+        metrics::gauge!(metrics::WEIGHT_SHARE, &labels).set(0.0);
+    }
+    for view in &views {
+        let labels = [("analyzer", view.id.clone())];
+        metrics::gauge!(metrics::ONLINE, &labels).set(f64::from(u8::from(view.online)));
+        metrics::gauge!(metrics::WEIGHT_SHARE, &labels).set(view.share);
+        metrics::gauge!(metrics::WEIGHT, &labels).set(view.weight);
+        metrics::gauge!(metrics::LAST_HEARTBEAT, &labels)
+            .set(view.last_heartbeat.timestamp_millis() as f64 / 1000.0);
+    }
+    *shown = now;
 }
 
 /// One broker connection's work.

@@ -6,6 +6,8 @@ pub const DELIVERED: &str = "logagg_analyzer_delivered_total";
 pub const FAILURES: &str = "logagg_analyzer_failures_total";
 pub const WEIGHT_SHARE: &str = "logagg_analyzer_share";
 pub const ONLINE: &str = "logagg_analyzer_online";
+pub const WEIGHT: &str = "logagg_analyzer_weight";
+pub const LAST_HEARTBEAT: &str = "logagg_analyzer_last_heartbeat_timestamp_seconds";
 pub const SKIPPED: &str = "logagg_analyzer_skipped_total";
 pub const WAITING: &str = "logagg_analyzer_waiting_rounds_total";
 pub const RECONNECTS: &str = "logagg_analyzer_broker_reconnects_total";
@@ -25,6 +27,11 @@ pub fn describe() {
         "An online analyzer's weight over the online analyzers' total, by analyzer."
     );
     metrics::describe_gauge!(ONLINE, "1 while an analyzer gets a share, by analyzer.");
+    metrics::describe_gauge!(WEIGHT, "An analyzer's registered weight, by analyzer.");
+    metrics::describe_gauge!(
+        LAST_HEARTBEAT,
+        "When an analyzer last registered or renewed its lease (Unix seconds), by analyzer."
+    );
     metrics::describe_counter!(
         SKIPPED,
         "Messages no record could be read from (the collector dead-letters them): acked, \

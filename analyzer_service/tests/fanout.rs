@@ -233,6 +233,8 @@ async fn three_analyzers_get_their_weights_within_one_percent() {
         counted,
         "the registry's delivered counts did not reach {LOGS}"
     );
+    // And Prometheus (this process's recorder: every test of the binary adds to it).
+    assert!(logagg::testsuite::metric_value("logagg_analyzer_delivered_total") >= LOGS as f64);
     for (analyzer, (id, _, weight)) in listing().await.iter().zip(&analyzers) {
         let observed = analyzer["observed_share_last_minute"]
             .as_f64()

@@ -839,13 +839,23 @@ async fn overlapping_faults_lose_nothing_and_store_nothing_twice() {
     for (batch, report) in [1, 20].iter().zip(&reports) {
         println!("  simulator, {batch} a message: {report}");
     }
-    println!(
-        "  collector B: {} broker reconnects, {} duplicates skipped",
-        logagg::testsuite::metric_in(
-            &collector_b_metrics,
-            "logagg_collector_broker_reconnects_total"
+    let collector_a_metrics = logagg::testsuite::scrape_metrics(admin_a).await;
+    for (name, metrics) in [
+        ("collector B", &collector_b_metrics),
+        (
+            "collector A (the one started after the kill)",
+            &collector_a_metrics,
         ),
-        logagg::testsuite::metric_in(&collector_b_metrics, "logagg_collector_duplicates_total"),
+    ] {
+        println!(
+            "  {name}: {} broker reconnects, {} duplicates skipped",
+            logagg::testsuite::metric_in(metrics, "logagg_collector_broker_reconnects_total"),
+            logagg::testsuite::metric_in(metrics, "logagg_collector_duplicates_total"),
+        );
+    }
+    println!(
+        "  monitor: {} broker reconnects",
+        logagg::testsuite::metric_value("logagg_monitor_broker_reconnects_total")
     );
     println!("  alerts: {alerts:?}");
     assert_eq!(confirmed_total, TOTAL);

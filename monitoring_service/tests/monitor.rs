@@ -426,13 +426,30 @@ async fn a_monitor_killed_mid_burst_still_ends_in_one_alert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_access_stats_are_served_per_route() {
     let context = TestContext::new("monitor_live").await;
-    let admin = free_port();
     let mut settings = context.settings.clone();
-    settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
     settings.monitor.sinks = vec![];
     let shutdown = CancellationToken::new();
-    let monitor = tokio::spawn(monitoring_service::run(settings, shutdown.clone()));
-    await_consumers(&context, &[admin]).await;
+    // A free port can be taken by another test's monitor process before this one binds it
+    // (the other's /healthz then answers for it): a monitor that could not bind is started
+    // again on another port, and any other early stop is reported at once.
+    let mut attempts = 0;
+    let (admin, monitor) = loop {
+        attempts += 1;
+        let admin = free_port();
+        settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+        let mut monitor = tokio::spawn(monitoring_service::run(settings.clone(), shutdown.clone()));
+        let ports = [admin];
+        tokio::select! {
+            stopped = &mut monitor => {
+                let stopped = format!("{stopped:?}");
+                assert!(
+                    stopped.contains("binding the admin server") && attempts < 3,
+                    "the monitor stopped before consuming: {stopped}"
+                );
+            }
+            () = await_consumers(&context, &ports) => break (admin, monitor),
+        }
+    };
     let channel = broker::confirm_channel(&context.connection)
         .await
         .expect("channel");
