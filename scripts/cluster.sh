@@ -19,6 +19,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${LOGAGG_CLUSTER_DIR:-$ROOT/.data/cluster}"
+# rabbitmqctl can leave files in its working directory (a Mnesia.<node> directory was
+# found in collector_service/ after a test run there): work from the cluster's own.
+mkdir -p "$DIR"
+cd "$DIR"
 BASE_PORT="${LOGAGG_CLUSTER_BASE_PORT:-5700}"
 EPMD_PORT="${LOGAGG_CLUSTER_EPMD_PORT:-4370}"
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
