@@ -97,6 +97,16 @@ async fn start_service(settings: Settings, shutdown: CancellationToken) -> Strin
     base
 }
 
+/// `GET` of the API's `path`, as JSON.
+async fn get_json(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 async fn put(base: &str, id: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .put(format!("{base}/api/v1/analyzers/{id}"))
@@ -197,12 +207,7 @@ async fn three_analyzers_get_their_weights_within_one_percent() {
     }
 
     // The API shows the same: delivered counts and online shares.
-    let listing: Value = reqwest::get(format!("{base}/api/v1/analyzers"))
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let listing: Value = get_json(&base, "/api/v1/analyzers").await;
     let shares: Vec<f64> = listing["analyzers"]
         .as_array()
         .expect("analyzers")
@@ -212,12 +217,7 @@ async fn three_analyzers_get_their_weights_within_one_percent() {
     assert_eq!(shares, [0.5, 0.3, 0.2]);
     // And what each was delivered over the last minute (all of it, and the warm-up).
     let listing = || async {
-        let listing: Value = reqwest::get(format!("{base}/api/v1/analyzers"))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let listing: Value = get_json(&base, "/api/v1/analyzers").await;
         listing["analyzers"].as_array().expect("analyzers").clone()
     };
     let counted = wait_until(TIMEOUT, || async {
@@ -264,12 +264,7 @@ async fn a_failing_analyzer_goes_offline_and_its_logs_go_to_the_others() {
     let all = wait_until(TIMEOUT, || async { a.count() >= LOGS }).await;
     assert!(all, "{} of {LOGS} reached the working analyzer", a.count());
     assert_eq!(b.count(), 0);
-    let listing: Value = reqwest::get(format!("{base}/api/v1/analyzers/b"))
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let listing: Value = get_json(&base, "/api/v1/analyzers/b").await;
     assert_eq!(listing["online"], false, "{listing}");
     assert!(listing["failed_total"].as_u64().expect("failed_total") >= 2);
 
@@ -282,12 +277,7 @@ async fn a_failing_analyzer_goes_offline_and_its_logs_go_to_the_others() {
         .expect("heartbeat");
     assert_eq!(back.status(), 200);
     let online = wait_until(TIMEOUT, || async {
-        let view: Value = reqwest::get(format!("{base}/api/v1/analyzers/b"))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let view: Value = get_json(&base, "/api/v1/analyzers/b").await;
         view["online"] == true
     })
     .await;
@@ -384,12 +374,7 @@ async fn a_queue_analyzer_gets_exactly_its_share_on_its_own_queue() {
     let queue = analyzer_service::distributor::analyzer_queue(&queued);
     let all = wait_until(TIMEOUT, || async {
         a.count() >= LOGS * 3 / 4 && {
-            let delivered: Value = reqwest::get(format!("{base}/api/v1/analyzers/{queued}"))
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("JSON");
+            let delivered: Value = get_json(&base, &format!("/api/v1/analyzers/{queued}")).await;
             delivered["delivered"].as_u64().unwrap_or(0) >= (LOGS / 4) as u64
         }
     })
@@ -673,12 +658,7 @@ async fn with_none_online_logs_wait_and_are_delivered_when_one_is_back() {
     *a.status.lock().expect("status") = StatusCode::SERVICE_UNAVAILABLE;
     publish(&settings, 500).await;
     let offline = wait_until(TIMEOUT, || async {
-        let view: Value = reqwest::get(format!("{base}/api/v1/analyzers/a"))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let view: Value = get_json(&base, "/api/v1/analyzers/a").await;
         view["online"] == false
     })
     .await;
