@@ -79,6 +79,10 @@ pub enum Command {
         /// Stop at the end of the file instead of waiting for more.
         #[arg(long)]
         no_follow: bool,
+        /// After a rotation, how long the old file is read on once it stops growing (a
+        /// writer appends to it until it reopens the path).
+        #[arg(long, default_value_t = 5)]
+        rotate_wait_secs: u64,
     },
 }
 
@@ -172,6 +176,7 @@ impl Command {
                 service,
                 state_dir,
                 no_follow,
+                rotate_wait_secs,
             } => {
                 let options = ShipOptions {
                     path: file,
@@ -180,6 +185,7 @@ impl Command {
                     state_dir,
                     follow: !no_follow,
                     poll: Duration::from_millis(200),
+                    rotate_wait: Duration::from_secs(rotate_wait_secs),
                 };
                 let report = ship(&settings, &options, &shutdown).await?;
                 println!(

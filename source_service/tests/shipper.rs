@@ -69,6 +69,7 @@ fn options(path: &Path, state_dir: &Path) -> ShipOptions {
         state_dir: state_dir.to_path_buf(),
         follow: true,
         poll: Duration::from_millis(20),
+        rotate_wait: Duration::from_secs(5),
     }
 }
 
@@ -91,10 +92,14 @@ async fn a_followed_file_ships_each_line_once_across_rotation_and_restart() {
     append(&path, 100, 50);
     await_lines(&context, &mut seen, 150).await;
 
-    // Rotation: lines written to the old file just before it moves, then a new file.
+    // Rotation: lines written to the old file just before it moves, then a new file, and
+    // lines the writer appends to the old file before it reopens the path.
     append(&path, 150, 20);
-    std::fs::rename(&path, directory.join("app.log.1")).expect("rotate");
-    append(&path, 170, 30);
+    let rotated_path = directory.join("app.log.1");
+    std::fs::rename(&path, &rotated_path).expect("rotate");
+    append(&path, 170, 15);
+    await_lines(&context, &mut seen, 185).await;
+    append(&rotated_path, 185, 15);
     await_lines(&context, &mut seen, 200).await;
 
     // Stopped, the file grows; a restart resumes at the saved offset.

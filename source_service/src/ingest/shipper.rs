@@ -9,14 +9,16 @@
 //! shipper starts a file from its beginning (first sight, rotation, truncation) and saved
 //! before any of its lines is sent, so a reused inode or a truncated file never reuses ids.
 //! Rotation is followed: when the path names a new file, the old one is read to its end
-//! first, then the new one from its start; a truncated file is read again from the start.
+//! first, then the new one from its start, while the old one is read on until it has been
+//! quiet for `rotate_wait` (a writer may append to it until it reopens the path; Fluent
+//! Bit's `rotate_wait` has the same role); a truncated file is read again from the start.
 //! Lines that do not parse go to the dead-letter queue with the reason, not into the void.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -45,6 +47,8 @@ pub struct ShipOptions {
     /// Keep waiting for new lines at the end of the file (`false`: stop at the end).
     pub follow: bool,
     pub poll: Duration,
+    /// How long a rotated-away file is read on after it last grew.
+    pub rotate_wait: Duration,
 }
 
 /// What a shipping run did.
@@ -191,7 +195,7 @@ async fn ship_file(
         .with_context(|| format!("creating {}", options.state_dir.display()))?;
     let state_path = options.state_dir.join(state_file_name(path));
     let mut report = ShipReport::default();
-    let (mut reader, mut position) = loop {
+    let mut current = loop {
         match File::open(path) {
             Ok(file) => {
                 let saved = read_position(&state_path);
@@ -206,55 +210,162 @@ async fn ship_file(
         }
     };
     // The generation must be on disk before any of its lines is sent (see the module doc).
-    save_position(&state_path, &position)?;
-    info!(path = %path.display(), offset = position.offset, "shipping");
+    save_position(&state_path, &current.position)?;
+    info!(path = %path.display(), offset = current.position.offset, "shipping");
+    let mut rotated: Vec<Rotated> = Vec::new();
     loop {
-        let read = read_lines(&mut reader, position.offset, Unterminated::HeldBack)?;
-        publisher
-            .publish(&position.generation, &read.lines, &mut report)
+        let step = current
+            .step(publisher, Unterminated::HeldBack, &mut report)
             .await?;
-        if read.consumed > 0 {
-            position.offset += read.consumed;
-            save_position(&state_path, &position)?;
+        if step.consumed > 0 {
+            save_position(&state_path, &current.position)?;
         }
-        if !read.at_end {
+        if !step.at_end {
             continue;
         }
-        // A held-back line's bytes were read: stand again where complete lines end.
-        reader.seek(SeekFrom::Start(position.offset))?;
         // At the end of the file: has the path moved on to a new file, or been truncated?
+        let position = &current.position;
         if let Ok(metadata) = std::fs::metadata(path) {
             if (metadata.dev(), metadata.ino()) != (position.device, position.inode) {
-                info!(path = %path.display(), "rotated: reading the new file from its start");
+                // Lines written between the end just read and the rename are in the old
+                // file: read it to its end before the new file's position is saved, and
+                // keep reading it for a while, for writers that have not reopened the path.
                 let file =
                     File::open(path).with_context(|| format!("opening {}", path.display()))?;
-                (reader, position) = open_at(file, None, path)?;
-                save_position(&state_path, &position)?;
+                let mut old = Rotated {
+                    file: std::mem::replace(&mut current, open_at(file, None, path)?),
+                    last_growth: Instant::now(),
+                };
+                old.read_on(publisher, &mut report).await?;
+                info!(
+                    path = %path.display(),
+                    old_file_read_to = old.file.position.offset,
+                    "rotated: the old file read to its end, the new one from its start"
+                );
+                rotated.push(old);
+                save_position(&state_path, &current.position)?;
                 continue;
             }
             if metadata.len() < position.offset {
                 warn!(path = %path.display(), "truncated: reading it again from the start");
-                position = Position::start_of(position.device, position.inode);
-                reader.seek(SeekFrom::Start(0))?;
-                save_position(&state_path, &position)?;
+                current.position = Position::start_of(position.device, position.inode);
+                current.reader.seek(SeekFrom::Start(0))?;
+                save_position(&state_path, &current.position)?;
                 continue;
             }
         }
-        if !options.follow
-            || !logagg::shutdown::sleep_unless_cancelled(options.poll, shutdown).await
-        {
+        if !options.follow {
+            read_rotated(publisher, &mut rotated, None, &mut report).await?;
+            return Ok(report);
+        }
+        read_rotated(
+            publisher,
+            &mut rotated,
+            Some(options.rotate_wait),
+            &mut report,
+        )
+        .await?;
+        if !logagg::shutdown::sleep_unless_cancelled(options.poll, shutdown).await {
+            read_rotated(publisher, &mut rotated, None, &mut report).await?;
             return Ok(report);
         }
     }
 }
 
+/// A file being read: its reader and where it stands.
+struct OpenFile {
+    reader: BufReader<File>,
+    position: Position,
+}
+
+/// What one [`OpenFile::step`] did.
+struct Step {
+    consumed: u64,
+    at_end: bool,
+}
+
+impl OpenFile {
+    /// Reads up to [`BATCH_LINES`] lines, publishes them and moves the offset past them.
+    async fn step(
+        &mut self,
+        publisher: &LinePublisher<'_>,
+        unterminated: Unterminated,
+        report: &mut ShipReport,
+    ) -> anyhow::Result<Step> {
+        let read = read_lines(&mut self.reader, self.position.offset, unterminated)?;
+        publisher
+            .publish(&self.position.generation, &read.lines, report)
+            .await?;
+        self.position.offset += read.consumed;
+        if read.at_end {
+            // A held-back line's bytes were read: stand again where complete lines end.
+            self.reader.seek(SeekFrom::Start(self.position.offset))?;
+        }
+        Ok(Step {
+            consumed: read.consumed,
+            at_end: read.at_end,
+        })
+    }
+}
+
+/// A file the path named before a rotation. A writer that has not reopened the path yet
+/// still appends to it, so it is read on until it has not grown for `rotate_wait`. Its
+/// offset is not saved: lines it gains after the rotation are lost if the shipper is killed
+/// before reading them (a clean stop reads them; everything written before the rotation was
+/// seen is read before the new file's position is saved).
+struct Rotated {
+    file: OpenFile,
+    last_growth: Instant,
+}
+
+impl Rotated {
+    /// Publishes the complete lines the file gained since the last read.
+    async fn read_on(
+        &mut self,
+        publisher: &LinePublisher<'_>,
+        report: &mut ShipReport,
+    ) -> anyhow::Result<()> {
+        loop {
+            let step = self
+                .file
+                .step(publisher, Unterminated::HeldBack, report)
+                .await?;
+            if step.consumed > 0 {
+                self.last_growth = Instant::now();
+            }
+            if step.at_end {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads on in every rotated file, and lets go of those quiet for `rotate_wait` (of all
+/// of them when `None`) after publishing an unterminated last line too.
+async fn read_rotated(
+    publisher: &LinePublisher<'_>,
+    rotated: &mut Vec<Rotated>,
+    rotate_wait: Option<Duration>,
+    report: &mut ShipReport,
+) -> anyhow::Result<()> {
+    for file in rotated.iter_mut() {
+        file.read_on(publisher, report).await?;
+    }
+    let (done, waiting): (Vec<Rotated>, Vec<Rotated>) = std::mem::take(rotated)
+        .into_iter()
+        .partition(|file| rotate_wait.is_none_or(|wait| file.last_growth.elapsed() >= wait));
+    *rotated = waiting;
+    for mut done in done {
+        done.file
+            .step(publisher, Unterminated::IsALine, report)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A reader on `file` at the saved offset when the saved position is this file's and not
 /// past its end, else at its start.
-fn open_at(
-    file: File,
-    saved: Option<Position>,
-    path: &Path,
-) -> anyhow::Result<(BufReader<File>, Position)> {
+fn open_at(file: File, saved: Option<Position>, path: &Path) -> anyhow::Result<OpenFile> {
     let metadata = file.metadata()?;
     let fresh = Position::start_of(metadata.dev(), metadata.ino());
     let position = match saved {
@@ -287,7 +398,7 @@ fn open_at(
     };
     let mut reader = BufReader::new(file);
     reader.seek(SeekFrom::Start(position.offset))?;
-    Ok((reader, position))
+    Ok(OpenFile { reader, position })
 }
 
 fn state_file_name(path: &Path) -> String {
