@@ -1,5 +1,5 @@
 //! The registration API: analyzers register (or update) with a weight and a target, renew
-//! their lease, and deregister; anyone with a key reads who gets what share.
+//! their lease, and deregister; anyone with an `admin` key reads who gets what share.
 
 use std::sync::Arc;
 
@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use logagg::api_keys::{require_key, ApiKeys};
+use logagg::auth::{self, Guard};
 use logagg::http_error::{error_response, ErrorCode};
-use logagg::settings::AnalyzerSettings;
+use logagg::settings::{AnalyzerSettings, AuthSettings, Scope};
 use logagg::store::analyzers::{views, AnalyzerList, AnalyzerView, Target};
 use logagg::store::Database;
 use serde::Deserialize;
@@ -24,8 +24,14 @@ pub struct AppState {
     pub settings: Arc<AnalyzerSettings>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let keys = ApiKeys::new(&state.settings.api_keys);
+/// The API, every route behind the `admin` scope (`analyzers.api_keys`, deprecated, count
+/// as unscoped keys of this API).
+pub fn router(state: AppState, auth: &AuthSettings) -> Router {
+    let guard = Guard::new(
+        auth,
+        Scope::Admin,
+        Some(("analyzers.api_keys", &state.settings.api_keys)),
+    );
     Router::new()
         .route("/api/v1/analyzers", get(list))
         .route(
@@ -33,7 +39,7 @@ pub fn router(state: AppState) -> Router {
             put(register).delete(deregister).get(show),
         )
         .route("/api/v1/analyzers/{id}/heartbeat", post(heartbeat))
-        .route_layer(axum::middleware::from_fn_with_state(keys, require_key))
+        .route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })

@@ -27,6 +27,7 @@ pub const SECTIONS: &[Section] = &[
     Section::Store,
     Section::Telemetry,
     Section::Analyzers,
+    Section::Auth,
 ];
 
 /// Serves the registration API on `listener` and distributes until `shutdown`.
@@ -52,16 +53,22 @@ pub async fn run(
         .context("configuring the MongoDB client")?;
 
     info!(address = %listener.local_addr()?, "analyzer registration API listening");
-    let app = api::router(api::AppState {
-        store: store.clone(),
-        settings: Arc::new(settings.analyzers.clone()),
-    });
+    let app = api::router(
+        api::AppState {
+            store: store.clone(),
+            settings: Arc::new(settings.analyzers.clone()),
+        },
+        &settings.auth,
+    );
     let api = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
         }
     });
 

@@ -727,6 +727,47 @@ async fn with_api_keys_set_registration_wants_one() {
     context.cleanup().await;
 }
 
+/// `[[auth.keys]]`: registration wants the `admin` scope; a `read` key gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_wants_an_admin_scoped_key() {
+    use logagg::auth::sha256_hex;
+    use logagg::settings::{KeySetting, Scope};
+    let mut context = TestContext::new("analyzers_scopes").await;
+    let (admin, reader) = ("analyzer-admin-0123456789", "analyzer-reader-0123456789");
+    context.settings.auth.keys = [("ops", admin, Scope::Admin), ("dash", reader, Scope::Read)]
+        .into_iter()
+        .map(|(name, secret, scope)| KeySetting {
+            name: name.into(),
+            sha256: sha256_hex(secret),
+            scopes: vec![scope],
+            services: None,
+        })
+        .collect();
+    let settings = settings_for(&context);
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings, shutdown.clone()).await;
+    let body = json!({"url": "http://127.0.0.1:9/logs", "weight": 1});
+    let client = reqwest::Client::new();
+    for (key, status, code) in [
+        (None, 401, Some("unauthorized")),
+        (Some(reader), 403, Some("forbidden")),
+        (Some(admin), 200, None),
+    ] {
+        let mut request = client.put(format!("{base}/api/v1/analyzers/a")).json(&body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().await.expect("PUT");
+        assert_eq!(response.status().as_u16(), status, "{key:?}");
+        let answer: serde_json::Value = response.json().await.expect("JSON");
+        if let Some(code) = code {
+            assert_eq!(answer["error"]["code"], code);
+        }
+    }
+    shutdown.cancel();
+    context.cleanup().await;
+}
+
 /// The registry is MongoDB's: a distributor started after another stopped delivers to the
 /// analyzers registered through the first, with no one registering again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

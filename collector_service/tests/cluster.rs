@@ -271,14 +271,16 @@ async fn a_publisher_fails_over_and_resends_what_was_not_confirmed() {
 
     // The gateway too: a request right after its node is killed is still answered 202, its
     // records sent again on another node within the confirm deadline.
-    let gateway =
-        source_service::ingest::gateway::router(source_service::ingest::gateway::Gateway::new(
+    let gateway = source_service::ingest::gateway::router(
+        source_service::ingest::gateway::Gateway::new(
             logagg::settings::GatewaySettings {
                 confirm_timeout_ms: Duration::from_secs(30),
                 ..Default::default()
             },
             settings.broker.clone(),
-        ));
+        ),
+        &settings.auth,
+    );
     assert_eq!(post_records(&gateway, 0).await, 202);
     let gateway_at = broker::connected_node().expect("the gateway is connected");
     cluster(&["kill", &node_number(&gateway_at).to_string()]);

@@ -67,10 +67,10 @@ async fn identical_lines_are_each_a_record_and_a_retried_request_adds_none() {
         let (settings, token) = (context.settings.clone(), shutdown.clone());
         tokio::spawn(async move { collector_service::run(settings, token).await })
     };
-    let gateway = router(Gateway::new(
-        GatewaySettings::default(),
-        context.settings.broker.clone(),
-    ));
+    let gateway = router(
+        Gateway::new(GatewaySettings::default(), context.settings.broker.clone()),
+        &context.settings.auth,
+    );
     let log = access_log(1_000);
     assert_eq!(
         log.lines().collect::<std::collections::BTreeSet<_>>().len(),

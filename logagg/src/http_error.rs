@@ -17,6 +17,8 @@ pub enum ErrorCode {
     BadRequest,
     /// API keys are set and the request presented none of them.
     Unauthorized,
+    /// The key is valid but lacks the scope the route wants.
+    Forbidden,
     /// No such route or resource.
     NotFound,
     /// The body or its record count is over the limit.
@@ -59,6 +61,7 @@ impl ErrorCode {
             ErrorCode::BadParameter => "bad_parameter",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",

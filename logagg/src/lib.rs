@@ -2,7 +2,7 @@
 //! store, settings, telemetry and shutdown. Services know RabbitMQ and MongoDB names only
 //! through this crate.
 
-pub mod api_keys;
+pub mod auth;
 pub mod backoff;
 pub mod broker;
 pub mod formats;

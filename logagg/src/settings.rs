@@ -7,6 +7,7 @@
 //! environment as a parameter, so tests never mutate the process's own.
 
 mod analyzers;
+mod auth;
 mod broker;
 mod collector;
 mod gateway;
@@ -23,6 +24,7 @@ use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
 pub use analyzers::{AnalyzerSettings, StickyBy};
+pub use auth::{AuthSettings, KeySetting, Scope};
 pub use broker::{BrokerSettings, DeadLetterStrategy, QueueType};
 pub use collector::CollectorSettings;
 pub use gateway::GatewaySettings;
@@ -91,6 +93,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// analyzer_service.
     pub analyzers: AnalyzerSettings,
+    /// API keys of every HTTP surface (search, gateway, analyzers, admin routes).
+    pub auth: AuthSettings,
 }
 
 /// A section of the settings, as a service names the ones it uses.
@@ -106,10 +110,11 @@ pub enum Section {
     Monitor,
     Gateway,
     Analyzers,
+    Auth,
 }
 
 impl Section {
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Broker,
         Section::Store,
         Section::Telemetry,
@@ -120,6 +125,7 @@ impl Section {
         Section::Monitor,
         Section::Gateway,
         Section::Analyzers,
+        Section::Auth,
     ];
 
     /// The section's name in files and in `LOGAGG__<SECTION>__…`.
@@ -135,6 +141,7 @@ impl Section {
             Section::Monitor => "monitor",
             Section::Gateway => "gateway",
             Section::Analyzers => "analyzers",
+            Section::Auth => "auth",
         }
     }
 }
@@ -185,6 +192,7 @@ impl Settings {
             Section::Monitor => self.monitor = typed_section(layered, name)?,
             Section::Gateway => self.gateway = typed_section(layered, name)?,
             Section::Analyzers => self.analyzers = typed_section(layered, name)?,
+            Section::Auth => self.auth = typed_section(layered, name)?,
         }
         Ok(())
     }
@@ -203,6 +211,7 @@ impl Settings {
                 Section::Monitor => self.monitor.validate()?,
                 Section::Gateway => self.gateway.validate()?,
                 Section::Analyzers => self.analyzers.validate()?,
+                Section::Auth => self.auth.validate()?,
             }
         }
         Ok(())
@@ -210,11 +219,17 @@ impl Settings {
 }
 
 /// Section `name` of the layered settings as its type; an error names the setting's path.
-fn typed_section<T: serde::de::DeserializeOwned>(
+fn typed_section<T: serde::de::DeserializeOwned + Default>(
     layered: &Config,
     name: &'static str,
 ) -> Result<T, SettingsError> {
-    let value: config::Value = layered.get(name)?;
+    let value: config::Value = match layered.get(name) {
+        Ok(value) => value,
+        // A section whose defaults are all empty (`[auth]`: no key) is no table at all
+        // until a file or the environment gives it one.
+        Err(config::ConfigError::NotFound(_)) => return Ok(T::default()),
+        Err(error) => return Err(error.into()),
+    };
     serde_path_to_error::deserialize(value).map_err(|error| SettingsError::Value {
         setting: format!("{name}.{}", error.path()),
         reason: error.inner().to_string(),
@@ -592,5 +607,76 @@ mod tests {
         assert_eq!(settings.collector.prefetch, 1200);
         let missing = Settings::load_all(&env(&[(CONFIG_FILE_ENV, "/nonexistent/logagg.toml")]));
         assert!(missing.is_err());
+    }
+
+    #[test]
+    fn auth_keys_load_from_a_file_and_bad_ones_refuse_to_start_naming_the_setting() {
+        let directory = std::env::temp_dir().join(format!("logagg-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let load = |name: &str, text: &str| {
+            let path = directory.join(name);
+            std::fs::write(&path, text).unwrap();
+            Settings::load_all(&env(&[(CONFIG_FILE_ENV, &path.to_string_lossy())]))
+        };
+        let hash = "a".repeat(64);
+        let settings = load(
+            "good.toml",
+            &format!(
+                "[[auth.keys]]\nname = \"checkout-team\"\nsha256 = \"{hash}\"\nscopes = [\"read\", \"ingest\"]\nservices = [\"checkout\", \"cart*\"]\n\n[[auth.keys]]\nname = \"ops\"\nsha256 = \"{hash}\"\nscopes = [\"admin\"]\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(settings.auth.keys.len(), 2);
+        assert_eq!(
+            settings.auth.keys[0].scopes,
+            vec![Scope::Read, Scope::Ingest]
+        );
+        assert_eq!(
+            settings.auth.keys[0].services.as_deref(),
+            Some(&["checkout".to_owned(), "cart*".to_owned()][..])
+        );
+        assert_eq!(settings.auth.keys[1].services, None);
+
+        let refused = |name: &str, text: String, setting: &str| {
+            let error = load(name, &text).expect_err(&text).to_string();
+            assert!(error.contains(setting), "{setting}: {error}");
+        };
+        let key = |sha256: &str, scopes: &str, services: &str| {
+            format!(
+                "[[auth.keys]]\nname = \"k\"\nsha256 = \"{sha256}\"\nscopes = {scopes}\n{services}"
+            )
+        };
+        refused(
+            "short-hash.toml",
+            key("abc", "[\"read\"]", ""),
+            "auth.keys.sha256",
+        );
+        refused(
+            "not-hex.toml",
+            key(&"g".repeat(64), "[\"read\"]", ""),
+            "auth.keys.sha256",
+        );
+        refused("no-scope.toml", key(&hash, "[]", ""), "auth.keys.scopes");
+        refused("bad-scope.toml", key(&hash, "[\"write\"]", ""), "auth");
+        refused(
+            "bad-pattern.toml",
+            key(&hash, "[\"read\"]", "services = [\"check out\"]\n"),
+            "auth.keys.services",
+        );
+        refused(
+            "same-name.toml",
+            format!(
+                "{}\n{}",
+                key(&hash, "[\"read\"]", ""),
+                key(&hash, "[\"read\"]", "")
+            ),
+            "auth.keys.name",
+        );
+        refused(
+            "short-legacy.toml",
+            "[search]\napi_keys = [\"short\"]\n".to_owned(),
+            "search.api_keys",
+        );
+        let _ = std::fs::remove_dir_all(&directory);
     }
 }

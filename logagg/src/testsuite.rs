@@ -582,11 +582,25 @@ pub async fn scrape_metrics(admin_port: u16) -> String {
 /// A bare HTTP/1.0 request to a loopback port: the status (0 if nothing answered) and the
 /// body. Enough for admin endpoints, without an HTTP client dependency.
 pub async fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    http_request_with(port, method, path, &[]).await
+}
+
+/// [`http_request`] with extra headers (`("x-api-key", KEY)`).
+pub async fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return (0, String::new());
     };
-    let request = format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request = format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n{headers}\r\n");
     let mut response = String::new();
     if stream.write_all(request.as_bytes()).await.is_ok() {
         let _ = stream.read_to_string(&mut response).await;

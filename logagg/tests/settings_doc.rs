@@ -196,6 +196,8 @@ fn element_default(element: &str) -> Value {
         "SinkSettings" => serde_json::to_value(SinkSettings::default()),
         // Every field of a policy but the lists is required.
         "RetentionPolicy" => Ok(serde_json::json!({ "services": [], "severities": [] })),
+        // A key's name, hash and scopes are required; without `services`, every service.
+        "KeySetting" => Ok(serde_json::json!({ "services": null })),
         other => panic!("no default known for {other}: add it here"),
     }
     .expect("element default as JSON")

@@ -1,13 +1,17 @@
 //! The admin port's own route: `POST /api/v1/purge[?dry_run=true]` runs a purge now and
-//! answers with its report.
+//! answers with its report. It wants an `admin`-scoped key whenever `[[auth.keys]]` are
+//! configured (`/healthz` and `/metrics` beside it stay open).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use logagg::auth::{self, Guard};
 use logagg::http_error::{error_response, ErrorCode};
+use logagg::settings::{AuthSettings, Scope};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,10 +25,15 @@ struct PurgeParams {
     dry_run: bool,
 }
 
-/// Routes that hand manual runs to the service loop through `requests`.
-pub fn router(requests: mpsc::Sender<RunRequest>) -> Router {
+/// Routes that hand manual runs to the service loop through `requests`, behind the
+/// `admin` scope.
+pub fn router(requests: mpsc::Sender<RunRequest>, auth: &AuthSettings) -> Router {
     Router::new()
         .route("/api/v1/purge", post(purge))
+        .route_layer(middleware::from_fn_with_state(
+            Guard::new(auth, Scope::Admin, None),
+            auth::authorize,
+        ))
         .with_state(requests)
 }
 

@@ -28,7 +28,12 @@ use crate::purge::{Purger, RunReport, Trigger};
 /// Name shown for the service's MongoDB client and in lease holders.
 pub const SERVICE_NAME: &str = "retention_service";
 /// The settings sections retention reads and checks; the others are left unread.
-pub const SECTIONS: &[Section] = &[Section::Store, Section::Telemetry, Section::Retention];
+pub const SECTIONS: &[Section] = &[
+    Section::Store,
+    Section::Telemetry,
+    Section::Retention,
+    Section::Auth,
+];
 
 /// Runs the service until `shutdown`: admin server (with `POST /api/v1/purge`), indexes, the
 /// cron job, and the loop that runs purges.
@@ -41,8 +46,8 @@ pub async fn run(
     let health = Health::default();
     health.set("store", false);
     let (requests, queued) = mpsc::channel(service::QUEUE_CAPACITY);
-    let admin_routes =
-        telemetry::admin_router(health.clone()).merge(admin::router(requests.clone()));
+    let admin_routes = telemetry::admin_router(health.clone())
+        .merge(admin::router(requests.clone(), &settings.auth));
     let (_admin_address, admin_task) = telemetry::serve_admin(
         settings.telemetry.admin_listen,
         admin_routes,

@@ -10,11 +10,14 @@ use std::time::Duration;
 use bson::{doc, Document};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
-use logagg::settings::{RetentionPolicy, RetentionSettings};
+use logagg::auth::sha256_hex;
+use logagg::settings::{KeySetting, RetentionPolicy, RetentionSettings, Scope};
 use logagg::store::retention::{run_status, windowed_filter, PurgeTarget};
 use logagg::store::stats::Rollup;
 use logagg::store::Database;
-use logagg::testsuite::{free_port, http_request, metric_in, wait_until, TestContext};
+use logagg::testsuite::{
+    free_port, http_request, http_request_with, metric_in, wait_until, TestContext,
+};
 use logagg::{LogRecord, Severity};
 use retention_service::archive::read_archive;
 use retention_service::clock::ManualClock;
@@ -599,6 +602,23 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
     let mut settings = context.settings.clone();
     settings.retention = mixed_policies();
     settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let (admin_key, read_key) = ("ops-admin-key-0123456789", "ops-read-key-0123456789");
+    settings.auth.keys = vec![
+        KeySetting {
+            name: "ops".into(),
+            sha256: sha256_hex(admin_key),
+            scopes: vec![Scope::Admin],
+            services: None,
+        },
+        KeySetting {
+            name: "reader".into(),
+            sha256: sha256_hex(read_key),
+            scopes: vec![Scope::Read],
+            services: None,
+        },
+    ];
+    let admin = [("authorization", format!("Bearer {admin_key}"))];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let shutdown = CancellationToken::new();
     let clock = ManualClock::new(now);
     let service = tokio::spawn(retention_service::run(
@@ -623,9 +643,28 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
     );
     assert_eq!(stored_ids(&context.store).await, expected);
 
-    // A day later, a manual trigger: first dry, then for real.
+    // A day later, a manual trigger. Keys are configured: without an admin key, refused
+    // (even a dry run), with nothing deleted.
     clock.set(now + chrono::Duration::days(1));
-    let (status, body) = http_request(admin_port, "POST", "/api/v1/purge?dry_run=true").await;
+    for (headers, status, code) in [
+        (vec![], 401, "unauthorized"),
+        (
+            vec![("x-api-key", "ops-admin-key-0123456780")],
+            401,
+            "unauthorized",
+        ),
+        (vec![("x-api-key", read_key)], 403, "forbidden"),
+    ] {
+        for path in ["/api/v1/purge", "/api/v1/purge?dry_run=true"] {
+            let (got, body) = http_request_with(admin_port, "POST", path, &headers).await;
+            assert_eq!(got, status, "{path} {headers:?}: {body}");
+            assert!(body.contains(&format!("\"code\":\"{code}\"")), "{body}");
+        }
+    }
+    assert_eq!(stored_ids(&context.store).await, expected);
+    // With it: first dry, then for real.
+    let (status, body) =
+        http_request_with(admin_port, "POST", "/api/v1/purge?dry_run=true", &admin).await;
     assert_eq!(status, 200, "{body}");
     let dry: serde_json::Value = serde_json::from_str(&body).expect("json report");
     let would_delete: u64 = dry["policies"]
@@ -636,7 +675,7 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
         .sum();
     assert!(would_delete > 0, "{body}");
     assert_eq!(stored_ids(&context.store).await, expected);
-    let (status, body) = http_request(admin_port, "POST", "/api/v1/purge").await;
+    let (status, body) = http_request_with(admin_port, "POST", "/api/v1/purge", &admin).await;
     assert_eq!(status, 200, "{body}");
     let left = context
         .store
@@ -646,7 +685,8 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
         .expect("count");
     assert_eq!(left, expected_count - would_delete);
 
-    let (status, body) = http_request(admin_port, "POST", "/api/v1/purge?dry_run=maybe").await;
+    let (status, body) =
+        http_request_with(admin_port, "POST", "/api/v1/purge?dry_run=maybe", &admin).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"code\":\"bad_parameter\""), "{body}");
     let (_, metrics) = http_request(admin_port, "GET", "/metrics").await;
@@ -654,8 +694,33 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
         metric_in(&metrics, "logagg_retention_deleted_total") >= (logs.len() as u64 - left) as f64
     );
     assert!(metric_in(&metrics, "logagg_retention_last_success_timestamp_seconds") > 0.0);
+    // /metrics and /healthz stay open to scrapers and orchestrators.
     let (status, _) = http_request(admin_port, "GET", "/healthz").await;
     assert_eq!(status, 200);
+    // Each request is counted by key name, route and outcome (never the key itself).
+    let requests = |labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("logagg_api_requests_total{"))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let purge = "route=\"/api/v1/purge\"";
+    assert_eq!(
+        requests(&["key=\"ops\"", purge, "outcome=\"allowed\""]),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        requests(&["key=\"none\"", purge, "outcome=\"unauthorized\""]),
+        4.0
+    );
+    assert_eq!(
+        requests(&["key=\"reader\"", purge, "outcome=\"forbidden\""]),
+        2.0
+    );
+    assert!(!metrics.contains(admin_key) && !metrics.contains(read_key));
 
     shutdown.cancel();
     service.await.expect("task").expect("service ran");

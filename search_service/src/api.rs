@@ -10,13 +10,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bson::Document;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use logagg::api_keys::{self, ApiKeys};
-use logagg::settings::SearchSettings;
+use logagg::auth::{self, Caller, Guard};
 use logagg::settings::Settings;
+use logagg::settings::{Scope, SearchSettings};
 use logagg::store::alerts::AlertState;
 use logagg::store::analyzers::AnalyzerList;
 use logagg::store::search::{PageCursor, PageRequest};
@@ -47,7 +47,8 @@ pub struct AppState {
     pub store: Database,
     pub settings: Arc<SearchSettings>,
     pub tails: Arc<Tails>,
-    pub keys: ApiKeys,
+    /// The `read` scope's keys.
+    pub guard: Guard,
     /// `analyzers.max_failures`: which registered analyzers the dashboard shows online.
     pub analyzer_max_failures: u32,
 }
@@ -64,7 +65,11 @@ impl AppState {
                 search.tail_buffer,
                 shutdown,
             )),
-            keys: ApiKeys::new(&search.api_keys),
+            guard: Guard::new(
+                &settings.auth,
+                Scope::Read,
+                Some(("search.api_keys", &search.api_keys)),
+            ),
             settings: Arc::new(search.clone()),
             analyzer_max_failures: settings.analyzers.max_failures,
         }
@@ -94,8 +99,8 @@ pub fn router(state: AppState) -> Router {
     ));
     routes
         .route_layer(middleware::from_fn_with_state(
-            state.keys.clone(),
-            api_keys::require_key,
+            state.guard.clone(),
+            auth::authorize,
         ))
         .route(
             OPENAPI_PATH,
@@ -167,11 +172,12 @@ pub struct LogsPage {
     ))]
 async fn search_logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<LogsPage>, ApiError> {
     let started = Instant::now();
     let pairs = query_pairs(raw.as_deref())?;
-    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
+    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?.within(&caller.services);
     state.check_word_search(&query)?;
     let documents = if query.matches_nothing {
         Vec::new()
@@ -203,11 +209,12 @@ async fn search_logs(
     ))]
 async fn tail(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let pairs = query_pairs(raw.as_deref())?;
     reject_parameters(&pairs, &NOT_FOR_TAIL, "the live tail")?;
-    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
+    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?.within(&caller.services);
     let events = state.tails.open(query).await?;
     Ok(Sse::new(events.map(|event| Ok(sse_event(event)))).keep_alive(KeepAlive::default()))
 }
@@ -228,12 +235,13 @@ async fn tail(
     ))]
 async fn get_stats(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Stats>, ApiError> {
     let mut pairs = query_pairs(raw.as_deref())?;
     reject_parameters(&pairs, &NOT_FOR_STATS, "stats")?;
     let interval = take_single(&mut pairs, "interval")?;
-    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
+    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?.within(&caller.services);
     state.check_word_search(&query)?;
     let interval_ms = stats::choose_interval(interval.as_deref(), &query)?;
     let max_time = state.settings.query_timeout_ms;
@@ -254,6 +262,7 @@ async fn get_stats(
     ))]
 async fn list_services(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Services>, ApiError> {
     let mut pairs = query_pairs(raw.as_deref())?;
@@ -279,7 +288,11 @@ async fn list_services(
         }
     };
     let max_time = state.settings.query_timeout_ms;
-    Ok(Json(stats::services(&state.store, range, max_time).await?))
+    let mut services = stats::services(&state.store, range, max_time).await?;
+    services
+        .services
+        .retain(|summary| caller.services.admits(&summary.service));
+    Ok(Json(services))
 }
 
 /// Alerts, newest first.
@@ -294,6 +307,7 @@ async fn list_services(
     ))]
 async fn list_alerts(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Alerts>, ApiError> {
     let mut pairs = query_pairs(raw.as_deref())?;
@@ -324,10 +338,18 @@ async fn list_alerts(
                 QueryError::new("limit", format!("must be between 1 and {MAX_ALERTS}"))
             })?,
     };
-    let entries = state
-        .store
-        .list_alerts(wanted, service.as_deref(), limit)
-        .await?;
+    // Another service's alerts are an empty list, as a service without alerts would be.
+    let entries = if service
+        .as_deref()
+        .is_some_and(|service| !caller.services.admits(service))
+    {
+        Vec::new()
+    } else {
+        state
+            .store
+            .list_alerts(wanted, service.as_deref(), &caller.services, limit)
+            .await?
+    };
     Ok(Json(Alerts {
         alerts: entries.into_iter().map(AlertView::from).collect(),
     }))
@@ -422,11 +444,19 @@ fn sse_event(event: TailEvent) -> Event {
     ))]
 async fn get_log(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // Another service's log is not found, as a log that does not exist.
     match state.store.find_log(&id).await? {
-        Some(document) => Ok(Json(log_json(&document))),
-        None => Err(ApiError::NotFound(format!("no log with id `{id}`"))),
+        Some(document)
+            if document
+                .get_str(fields::SERVICE)
+                .is_ok_and(|service| caller.services.admits(service)) =>
+        {
+            Ok(Json(log_json(&document)))
+        }
+        _ => Err(ApiError::NotFound(format!("no log with id `{id}`"))),
     }
 }
 
@@ -451,9 +481,10 @@ pub struct CompatLogs {
     ))]
 async fn compat_service_logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(service): Path<String>,
 ) -> Result<Json<CompatLogs>, ApiError> {
-    compat_logs(&state, service, None).await
+    compat_logs(&state, &caller, service, None).await
 }
 
 /// The service's logs of one severity (any spelling, any case), as `/logs/{service}`.
@@ -468,16 +499,18 @@ async fn compat_service_logs(
     ))]
 async fn compat_service_severity_logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((service, severity)): Path<(String, String)>,
 ) -> Result<Json<CompatLogs>, ApiError> {
     let severity = crate::query::parse_severity("severity", &severity)?;
-    compat_logs(&state, service, Some(severity)).await
+    compat_logs(&state, &caller, service, Some(severity)).await
 }
 
 /// Newest first (the parsed default), the default page size, over the default range: what
 /// `/logs/...` answered.
 async fn compat_logs(
     state: &AppState,
+    caller: &Caller,
     service: String,
     severity: Option<Severity>,
 ) -> Result<Json<CompatLogs>, ApiError> {
@@ -485,8 +518,12 @@ async fn compat_logs(
     if let Some(severity) = severity {
         pairs.push(("severity".to_owned(), severity.as_str().to_owned()));
     }
-    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?;
-    let documents = state.store.find_page(&page_request(state, &query)).await?;
+    let query = LogQuery::parse(&pairs, Utc::now(), &state.settings)?.within(&caller.services);
+    let documents = if query.matches_nothing {
+        Vec::new()
+    } else {
+        state.store.find_page(&page_request(state, &query)).await?
+    };
     Ok(Json(CompatLogs {
         message: "Logs retrieved successfully",
         logs: documents.iter().map(log_json).collect(),

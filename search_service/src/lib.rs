@@ -30,6 +30,7 @@ pub const SECTIONS: &[Section] = &[
     Section::Search,
     // Only `analyzers.max_failures`, for the dashboard's Analyzers page.
     Section::Analyzers,
+    Section::Auth,
 ];
 
 /// What the service runs on, made by its caller (`main`, or a test with its own database and
@@ -78,12 +79,15 @@ pub async fn run(
     let state = api::AppState::new(store.clone(), &settings, shutdown.clone());
     let tails = std::sync::Arc::clone(&state.tails);
     let app = api::router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        })
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    })
+    .await;
     shutdown.cancel();
     runtime::wait_for_tasks(tails.tasks(), runtime::TASKS_DEADLINE).await;
     let _ = indexes.await;

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Duration, Utc};
+use logagg::auth::ServiceScope;
 use logagg::parse::validate_service;
 use logagg::settings::SearchSettings;
 use logagg::store::fields;
@@ -91,6 +92,8 @@ pub struct LogQuery {
     /// `status_class`, `min_severity` above every `severity` given): nothing can match, so
     /// every answer is empty. Each parameter being valid, the request is not refused.
     pub matches_nothing: bool,
+    /// The services the caller's key may read ([`within`](Self::within)).
+    pub scope: ServiceScope,
 }
 
 impl LogQuery {
@@ -239,7 +242,21 @@ impl LogQuery {
             limit,
             cursor,
             matches_nothing,
+            scope: ServiceScope::All,
         })
+    }
+
+    /// The query as a caller reading only `scope` may run it: the services it names
+    /// outside the scope are dropped (naming only such services matches nothing, as a
+    /// service without logs would: the answer does not tell whether it exists), and
+    /// without named services only the scope's are read.
+    pub fn within(mut self, scope: &ServiceScope) -> LogQuery {
+        if !self.services.is_empty() {
+            self.services.retain(|service| scope.admits(service));
+            self.matches_nothing |= self.services.is_empty();
+        }
+        self.scope = scope.clone();
+        self
     }
 
     /// The MongoDB filter, flat (one condition per field), without the time range, which
@@ -248,6 +265,8 @@ impl LogQuery {
     pub fn filter(&self) -> Document {
         let mut filter = Document::new();
         if let Some(condition) = one_or_in(self.services.iter().map(|s| Bson::from(s.as_str()))) {
+            filter.insert(fields::SERVICE, condition);
+        } else if let Some(condition) = self.scope.condition() {
             filter.insert(fields::SERVICE, condition);
         }
         if let Some(condition) = one_or_in(self.severities.iter().map(|s| Bson::from(s.as_str()))) {
@@ -322,6 +341,7 @@ impl LogQuery {
             }
         };
         (self.services.is_empty() || self.services.contains(&record.service))
+            && self.scope.admits(&record.service)
             && (self.severities.is_empty() || self.severities.contains(&record.severity))
             && self
                 .host

@@ -104,7 +104,12 @@ impl Command {
             Command::Simulate { .. } | Command::Scenario { .. } => {
                 &[Section::Broker, Section::Telemetry, Section::Source]
             }
-            Command::Gateway => &[Section::Broker, Section::Telemetry, Section::Gateway],
+            Command::Gateway => &[
+                Section::Broker,
+                Section::Telemetry,
+                Section::Gateway,
+                Section::Auth,
+            ],
             Command::Ship { .. } => &[Section::Broker, Section::Telemetry],
         }
     }

@@ -30,7 +30,7 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
     )
     .await
     .context("binding the admin server")?;
-    let app = ingest::gateway::router(gateway);
+    let app = ingest::gateway::router(gateway, &settings.auth);
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -45,13 +45,16 @@ fn set_watermark(value: &str) {
 #[tokio::test]
 async fn a_blocked_broker_gets_503_with_retry_after_not_a_hang() {
     let context = TestContext::new("gateway_blocked").await;
-    let gateway = router(Gateway::new(
-        GatewaySettings {
-            confirm_timeout_ms: std::time::Duration::from_millis(1_000),
-            ..GatewaySettings::default()
-        },
-        context.settings.broker.clone(),
-    ));
+    let gateway = router(
+        Gateway::new(
+            GatewaySettings {
+                confirm_timeout_ms: std::time::Duration::from_millis(1_000),
+                ..GatewaySettings::default()
+            },
+            context.settings.broker.clone(),
+        ),
+        &context.settings.auth,
+    );
     let post = |body: &'static str| {
         gateway.clone().oneshot(
             Request::post("/api/v1/logs")

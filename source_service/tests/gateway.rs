@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use logagg::settings::GatewaySettings;
+use logagg::settings::{AuthSettings, GatewaySettings};
 use logagg::testsuite::TestContext;
 use logagg::{LogRecord, Severity};
 use serde_json::Value;
@@ -14,7 +14,10 @@ use source_service::ingest::gateway::{router, Gateway};
 use tower::ServiceExt;
 
 fn app(context: &TestContext, settings: GatewaySettings) -> axum::Router {
-    router(Gateway::new(settings, context.settings.broker.clone()))
+    router(
+        Gateway::new(settings, context.settings.broker.clone()),
+        &context.settings.auth,
+    )
 }
 
 async fn post(
@@ -342,7 +345,10 @@ async fn keys_broker_outages_and_lagging_confirms() {
         "amqp://guest:guest@127.0.0.1:{}/%2f",
         logagg::testsuite::free_port()
     );
-    let down = router(Gateway::new(GatewaySettings::default(), unreachable));
+    let down = router(
+        Gateway::new(GatewaySettings::default(), unreachable),
+        &AuthSettings::default(),
+    );
     let (status, retry_after, body) = post(&down, "/api/v1/logs", line, &[]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(retry_after.as_deref(), Some("5"));
@@ -398,5 +404,91 @@ async fn a_client_that_stalls_mid_body_is_cut_off() {
     assert!(read.is_ok(), "the gateway waited on the stalled client");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("took too long"), "{answer}");
+    context.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_ingest_key_writes_only_its_services_and_other_keys_are_refused() {
+    use logagg::auth::sha256_hex;
+    use logagg::settings::{KeySetting, Scope};
+    let mut context = TestContext::new("gateway_scopes").await;
+    let (ingest, reader) = ("checkout-ingest-0123456789", "checkout-reader-0123456789");
+    context.settings.auth.keys = vec![
+        KeySetting {
+            name: "checkout-shipper".into(),
+            sha256: sha256_hex(ingest),
+            scopes: vec![Scope::Ingest],
+            services: Some(vec!["checkout".into(), "cart*".into()]),
+        },
+        KeySetting {
+            name: "checkout-reader".into(),
+            sha256: sha256_hex(reader),
+            scopes: vec![Scope::Read],
+            services: None,
+        },
+    ];
+    let gateway = app(&context, GatewaySettings::default());
+    let body = [
+        r#"{"service":"checkout","severity":"info","message":"paid"}"#,
+        r#"{"service":"payments","severity":"info","message":"not mine"}"#,
+        r#"{"service":"cart-v2","severity":"warn","message":"slow"}"#,
+    ]
+    .join("\n");
+    let (status, _, report) = post(
+        &gateway,
+        "/api/v1/logs",
+        body.clone(),
+        &[("x-api-key", ingest)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{report}");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(report["errors"][0]["index"], 1);
+    let reason = report["errors"][0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("payments") && reason.contains("checkout-shipper"),
+        "{reason}"
+    );
+    let mut stored: Vec<String> = context
+        .take_records(&context.settings.broker.storage_queue)
+        .await
+        .into_iter()
+        .map(|record| record.service)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, vec!["cart-v2", "checkout"]);
+
+    // Only other services: every record refused, 400 with the reasons.
+    let (status, _, report) = post(
+        &gateway,
+        "/api/v1/logs/raw?format=plain&service=payments",
+        "2026-11-21 10:00:00 payments info a line",
+        &[("x-api-key", ingest)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{report}");
+    assert_eq!(report["error"]["code"], "no_valid_record");
+
+    // A read key may not write; a wrong key and no key get 401.
+    for (headers, status, code) in [
+        (
+            vec![("x-api-key", reader)],
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            vec![("x-api-key", "checkout-ingest-0123456780")],
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (vec![], StatusCode::UNAUTHORIZED, "unauthorized"),
+    ] {
+        let (got, _, body) = post(&gateway, "/api/v1/logs", body.clone(), &headers).await;
+        assert_eq!(got, status, "{headers:?}: {body}");
+        assert_eq!(body["error"]["code"], code);
+    }
     context.cleanup().await;
 }

@@ -49,7 +49,8 @@ pub struct AnalyzerSettings {
     /// within this).
     #[serde(with = "super::millis")]
     pub refresh_ms: std::time::Duration,
-    /// Keys the registration API wants (as `search.api_keys`); empty leaves it open.
+    /// Deprecated: use `[[auth.keys]]` with the `admin` scope. Keys in clear for the
+    /// registration API only; a warning at start says so.
     pub api_keys: Vec<String>,
     /// `none`, or `service`: for analyzers that keep per-service state, each service's logs
     /// to one analyzer (shares then follow the weights over services, not over logs).

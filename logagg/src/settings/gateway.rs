@@ -18,8 +18,8 @@ pub struct GatewaySettings {
     pub rate_per_second: u64,
     /// Records a key may send at once above the sustained rate.
     pub burst: u64,
-    /// Keys clients must present; empty leaves the gateway open. From the environment:
-    /// comma-separated.
+    /// Deprecated: use `[[auth.keys]]`. Keys in clear that write every service, for the
+    /// gateway only; a warning at start says so. From the environment: comma-separated.
     pub api_keys: Vec<String>,
     /// Records published and not yet confirmed, across all requests, at most; a request
     /// that would go beyond gets 503 with Retry-After instead of waiting in memory.

@@ -24,8 +24,9 @@ pub struct SearchSettings {
     /// Longest `q` or `contains` parameter, characters (as the OpenAPI document's
     /// `maxLength` counts them; the key's name is older than that).
     pub max_text_bytes: usize,
-    /// Keys a client must present (`Authorization: Bearer KEY` or `X-API-Key: KEY`); empty
-    /// leaves the API open. From the environment: comma-separated.
+    /// Deprecated: use `[[auth.keys]]`. Keys in clear that read every service
+    /// (`Authorization: Bearer KEY` or `X-API-Key: KEY`), for this API only; a warning at
+    /// start says so. From the environment: comma-separated.
     pub api_keys: Vec<String>,
     /// Most live-tail clients at once; more get 503.
     pub max_tail_clients: usize,

@@ -22,7 +22,10 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// A tracing filter: `info`, `logagg=debug,lapin=warn`, …
     pub log_level: String,
-    /// Address of the admin server; port 0 picks a free one.
+    /// Address of the admin server (`/healthz`, `/metrics`, and a service's admin routes,
+    /// which want an `admin` key when keys are configured): loopback by default, so only
+    /// this host reaches it; compose sets `0.0.0.0:9100` inside its network and publishes
+    /// no admin port. Port 0 picks a free one.
     pub admin_listen: std::net::SocketAddr,
 }
 
@@ -31,7 +34,7 @@ impl Default for TelemetrySettings {
         Self {
             log_format: LogFormat::Text,
             log_level: "info,lapin=warn,mongodb=warn".into(),
-            admin_listen: std::net::SocketAddr::from(([0, 0, 0, 0], 9100)),
+            admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9100)),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! itself would not do: SecantusDB keeps a unique index's old key when the field is updated
 //! or unset, so the pair could never fire again.)
 
+use crate::auth::ServiceScope;
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -197,9 +198,13 @@ impl Database {
         &self,
         state: Option<AlertState>,
         service: Option<&str>,
+        scope: &ServiceScope,
         limit: i64,
     ) -> Result<Vec<AlertEntry>, StoreError> {
         let mut filter = Document::new();
+        if let Some(condition) = scope.condition() {
+            filter.insert(alert_fields::SERVICE, condition);
+        }
         if let Some(state) = state {
             filter.insert(alert_fields::STATE, state.as_str());
         }

@@ -20,16 +20,16 @@ use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use chrono::Utc;
-use logagg::api_keys::{self, presented_key, ApiKeys};
+use logagg::auth::{self, Caller, Guard};
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::http_error::{error_response, ErrorBody, ErrorCode};
 use logagg::parse::{parse_message, record_body, Envelope};
 use logagg::publisher::{GiveUp, Outgoing, PublishError, Resender, Settled};
 use logagg::record::{positioned_id, request_id};
 use logagg::runtime::{Declare, LazyChannel};
-use logagg::settings::{BrokerSettings, GatewaySettings};
+use logagg::settings::{AuthSettings, BrokerSettings, GatewaySettings, Scope};
 use logagg::telemetry::Health;
 use logagg::{broker, LogRecord};
 use serde::{Deserialize, Serialize};
@@ -141,23 +141,32 @@ impl Gateway {
     }
 }
 
-/// The gateway's routes; with keys set, each wants one.
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    let keys = ApiKeys::new(&gateway.settings.api_keys);
+/// The gateway's routes; with keys configured, each wants one with the `ingest` scope
+/// (`gateway.api_keys`, deprecated, count as unscoped keys of the gateway).
+pub fn router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
+    let guard = Guard::new(
+        auth,
+        Scope::Ingest,
+        Some(("gateway.api_keys", &gateway.settings.api_keys)),
+    );
     Router::new()
         .route("/api/v1/logs", post(ingest_json))
         .route("/api/v1/logs/raw", post(ingest_raw))
-        .route_layer(middleware::from_fn_with_state(keys, api_keys::require_key))
+        .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
         .with_state(gateway)
 }
 
-async fn ingest_json(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn ingest_json(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Response {
     let received_at = Utc::now();
     let outcome = async {
-        let body = read_body(&gateway, request).await?;
+        let body = read_body(&gateway, &caller, request).await?;
         let items = json_items(&body.text, &body.content_type)?;
         check_count(&gateway, items.len())?;
         let parsed = items
@@ -176,7 +185,7 @@ async fn ingest_json(State(gateway): State<Arc<Gateway>>, request: Request) -> R
                 .map_err(|error| error.to_string())
             })
             .collect();
-        publish_all(&gateway, &body.rate_key, parsed).await
+        publish_all(&gateway, &caller, &body.rate_key, parsed).await
     };
     respond(outcome.await)
 }
@@ -190,6 +199,7 @@ pub struct RawQuery {
 
 async fn ingest_raw(
     State(gateway): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Response {
@@ -203,7 +213,7 @@ async fn ingest_raw(
             logagg::parse::validate_service(service)
                 .map_err(|error| GatewayError::BadParameter(format!("`service`: {error}")))?;
         }
-        let body = read_body(&gateway, request).await?;
+        let body = read_body(&gateway, &caller, request).await?;
         let lines: Vec<&str> = body
             .text
             .lines()
@@ -222,7 +232,7 @@ async fn ingest_raw(
                 parse_line(format, line, id, &context).map_err(|error| error.to_string())
             })
             .collect();
-        publish_all(&gateway, &body.rate_key, parsed).await
+        publish_all(&gateway, &caller, &body.rate_key, parsed).await
     };
     respond(outcome.await)
 }
@@ -259,7 +269,8 @@ fn check_count(gateway: &Gateway, count: usize) -> Result<(), GatewayError> {
 
 /// An ingest request's body, read and checked.
 struct RequestBody {
-    /// Whose token bucket the records are taken from: the API key, else the client address.
+    /// Whose token bucket the records are taken from: the key's name, else (an open
+    /// gateway) the client address.
     rate_key: String,
     /// Lower-cased `Content-Type`, empty without one.
     content_type: String,
@@ -271,7 +282,11 @@ struct RequestBody {
 }
 
 /// Reads the body within the size and time limits, gunzipping it when the client says so.
-async fn read_body(gateway: &Gateway, request: Request) -> Result<RequestBody, GatewayError> {
+async fn read_body(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: Request,
+) -> Result<RequestBody, GatewayError> {
     let limit = gateway.settings.max_body_bytes;
     let route_and_query = request
         .uri()
@@ -279,8 +294,8 @@ async fn read_body(gateway: &Gateway, request: Request) -> Result<RequestBody, G
         .map_or_else(|| request.uri().path().to_owned(), ToString::to_string);
     let too_large = || GatewayError::TooLarge(format!("body over {limit} bytes"));
     let headers = request.headers();
-    let rate_key = match presented_key(headers) {
-        Some(key) => format!("key:{}", String::from_utf8_lossy(key)),
+    let rate_key = match &caller.key {
+        Some(name) => format!("key:{name}"),
         None => request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -353,9 +368,11 @@ fn json_items(text: &str, content_type: &str) -> Result<Vec<String>, GatewayErro
     Ok(lines.into_iter().map(str::to_owned).collect())
 }
 
-/// Rate-limits, then publishes every parsed record and waits for all confirms.
+/// Rate-limits, then publishes every parsed record whose service the caller's key may
+/// write, and waits for all confirms; the others are refused with the reason.
 async fn publish_all(
     gateway: &Gateway,
+    caller: &Caller,
     rate_key: &str,
     parsed: Vec<Result<LogRecord, String>>,
 ) -> Result<IngestReport, GatewayError> {
@@ -363,6 +380,14 @@ async fn publish_all(
     let mut errors = Vec::new();
     for (index, result) in parsed.into_iter().enumerate() {
         match result {
+            Ok(record) if !caller.services.admits(&record.service) => errors.push(Rejection {
+                index,
+                reason: format!(
+                    "service `{}` is not among the services key `{}` may write",
+                    record.service,
+                    caller.name()
+                ),
+            }),
             Ok(record) => records.push(record),
             Err(reason) => errors.push(Rejection { index, reason }),
         }
