@@ -167,7 +167,8 @@ pub struct LogsPage {
     responses(
         (status = 200, description = "One page", body = LogsPage),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
     ))]
 async fn search_logs(
@@ -204,7 +205,8 @@ async fn search_logs(
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "RabbitMQ unreachable, or `search.max_tail_clients` tails open", body = ErrorBody)
     ))]
 async fn tail(
@@ -230,7 +232,8 @@ async fn tail(
     responses(
         (status = 200, description = "The stats", body = Stats),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
     ))]
 async fn get_stats(
@@ -257,7 +260,8 @@ async fn get_stats(
     responses(
         (status = 200, description = "The services", body = Services),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
     ))]
 async fn list_services(
@@ -302,7 +306,8 @@ async fn list_services(
     responses(
         (status = 200, description = "The alerts", body = Alerts),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable", body = ErrorBody)
     ))]
 async fn list_alerts(
@@ -362,7 +367,8 @@ async fn list_alerts(
     responses(
         (status = 200, description = "The registered analyzers", body = AnalyzerList),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable", body = ErrorBody)
     ))]
 async fn list_analyzers(
@@ -439,7 +445,8 @@ fn sse_event(event: TailEvent) -> Event {
         (status = 200, description = "The log", body = LogRecord),
         (status = 404, description = "No log has this id", body = ErrorBody),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
     ))]
 async fn get_log(
@@ -476,7 +483,8 @@ pub struct CompatLogs {
     responses(
         (status = 200, description = "The logs", body = CompatLogs),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
     ))]
 async fn compat_service_logs(
@@ -494,7 +502,8 @@ async fn compat_service_logs(
     responses(
         (status = 200, description = "The logs", body = CompatLogs),
         (status = 400, description = "A bad parameter, named in the message", body = ErrorBody),
-        (status = 401, description = "API keys are set and none was presented", body = ErrorBody),
+        (status = 401, description = "API keys are set and none (or an unknown one) was presented", body = ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope", body = ErrorBody),
         (status = 503, description = "MongoDB unreachable or the query ran past its time limit", body = ErrorBody)
     ))]
 async fn compat_service_severity_logs(
