@@ -11,6 +11,7 @@ pub mod schedule;
 use std::sync::Arc;
 
 use anyhow::Context;
+use logagg::http_server;
 use logagg::runtime::{self, Reconnecting};
 use logagg::settings::{Section, Settings};
 use logagg::store::Database;
@@ -28,6 +29,7 @@ pub const SECTIONS: &[Section] = &[
     Section::Telemetry,
     Section::Analyzers,
     Section::Auth,
+    Section::Tls,
 ];
 
 /// Serves the registration API on `listener` and distributes until `shutdown`.
@@ -52,7 +54,11 @@ pub async fn run(
         .await
         .context("configuring the MongoDB client")?;
 
-    info!(address = %listener.local_addr()?, "analyzer registration API listening");
+    info!(
+        address = %listener.local_addr()?,
+        scheme = http_server::scheme(&settings.tls),
+        "analyzer registration API listening"
+    );
     let app = api::router(
         api::AppState {
             store: store.clone(),
@@ -61,15 +67,8 @@ pub async fn run(
         &settings.auth,
     );
     let api = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-        }
+        let (shutdown, tls) = (shutdown.clone(), settings.tls.clone());
+        async move { http_server::serve(listener, app, &tls, shutdown).await }
     });
 
     let (sender, registered) = tokio::sync::watch::channel(Arc::new(Vec::new()));

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod broker;
 pub mod formats;
 pub mod http_error;
+pub mod http_server;
 pub mod parse;
 pub mod publisher;
 pub mod record;

@@ -17,6 +17,7 @@ mod search;
 mod source;
 mod store;
 mod telemetry;
+mod tls;
 
 use std::collections::HashMap;
 
@@ -34,6 +35,7 @@ pub use search::SearchSettings;
 pub use source::{MessageFormat, SourceSettings, TrafficProfile};
 pub use store::{StoreSettings, WriteAcknowledgment};
 pub use telemetry::{LogFormat, TelemetrySettings};
+pub use tls::TlsSettings;
 
 /// Environment variable naming an extra settings file (TOML).
 pub const CONFIG_FILE_ENV: &str = "LOGAGG_CONFIG";
@@ -95,6 +97,8 @@ pub struct Settings {
     pub analyzers: AnalyzerSettings,
     /// API keys of every HTTP surface (search, gateway, analyzers, admin routes).
     pub auth: AuthSettings,
+    /// HTTPS for the HTTP listeners (search, gateway, analyzers).
+    pub tls: TlsSettings,
 }
 
 /// A section of the settings, as a service names the ones it uses.
@@ -111,10 +115,11 @@ pub enum Section {
     Gateway,
     Analyzers,
     Auth,
+    Tls,
 }
 
 impl Section {
-    pub const ALL: [Section; 11] = [
+    pub const ALL: [Section; 12] = [
         Section::Broker,
         Section::Store,
         Section::Telemetry,
@@ -126,6 +131,7 @@ impl Section {
         Section::Gateway,
         Section::Analyzers,
         Section::Auth,
+        Section::Tls,
     ];
 
     /// The section's name in files and in `LOGAGG__<SECTION>__…`.
@@ -142,6 +148,7 @@ impl Section {
             Section::Gateway => "gateway",
             Section::Analyzers => "analyzers",
             Section::Auth => "auth",
+            Section::Tls => "tls",
         }
     }
 }
@@ -193,6 +200,7 @@ impl Settings {
             Section::Gateway => self.gateway = typed_section(layered, name)?,
             Section::Analyzers => self.analyzers = typed_section(layered, name)?,
             Section::Auth => self.auth = typed_section(layered, name)?,
+            Section::Tls => self.tls = typed_section(layered, name)?,
         }
         Ok(())
     }
@@ -212,6 +220,7 @@ impl Settings {
                 Section::Gateway => self.gateway.validate()?,
                 Section::Analyzers => self.analyzers.validate()?,
                 Section::Auth => self.auth.validate()?,
+                Section::Tls => self.tls.validate()?,
             }
         }
         Ok(())
@@ -678,5 +687,25 @@ mod tests {
             "search.api_keys",
         );
         let _ = std::fs::remove_dir_all(&directory);
+    }
+
+    #[test]
+    fn tls_wants_both_files_and_names_the_one_that_is_missing() {
+        let half = Settings::load_all(&env(&[("LOGAGG__TLS__CERT_FILE", "Cargo.toml")]));
+        assert!(half.expect_err("half").to_string().contains("`tls`"));
+        let missing = Settings::load_all(&env(&[
+            ("LOGAGG__TLS__CERT_FILE", "Cargo.toml"),
+            ("LOGAGG__TLS__KEY_FILE", "/nonexistent/server.key"),
+        ]));
+        assert!(missing
+            .expect_err("missing")
+            .to_string()
+            .contains("tls.key_file"));
+        let both = Settings::load_all(&env(&[
+            ("LOGAGG__TLS__CERT_FILE", "Cargo.toml"),
+            ("LOGAGG__TLS__KEY_FILE", "Cargo.toml"),
+        ]))
+        .expect("both set");
+        assert!(both.tls.files().is_some());
     }
 }

@@ -640,3 +640,48 @@ pub fn close_broker_connections(name: &str) -> usize {
     }
     pids.len()
 }
+
+/// A certificate authority and a server certificate it signed for `localhost` and
+/// `127.0.0.1`, made for one test, with the files a TLS listener reads.
+pub struct TestCertificates {
+    /// The CA's certificate (PEM): what a verifying client trusts.
+    pub ca_pem: String,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
+impl TestCertificates {
+    /// Makes them and writes them under `directory` (created).
+    pub fn new(directory: &std::path::Path) -> TestCertificates {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        std::fs::create_dir_all(directory).expect("certificate directory");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "logagg test CA");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_pem = ca_params.self_signed(&ca_key).expect("CA").pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().expect("server key");
+        let cert = params.signed_by(&key, &issuer).expect("server certificate");
+        let write = |name: &str, text: &str| {
+            let path = directory.join(name);
+            std::fs::write(&path, text).expect("writing a certificate file");
+            path
+        };
+        TestCertificates {
+            cert_file: write("server.pem", &cert.pem()),
+            key_file: write("server.key", &key.serialize_pem()),
+            ca_file: write("ca.pem", &ca_pem),
+            ca_pem,
+        }
+    }
+}

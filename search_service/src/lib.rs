@@ -12,6 +12,7 @@ pub mod stats;
 pub mod tail;
 
 use anyhow::Context;
+use logagg::http_server;
 use logagg::runtime;
 use logagg::settings::{Section, Settings};
 use logagg::store::Database;
@@ -31,6 +32,7 @@ pub const SECTIONS: &[Section] = &[
     // Only `analyzers.max_failures`, for the dashboard's Analyzers page.
     Section::Analyzers,
     Section::Auth,
+    Section::Tls,
 ];
 
 /// What the service runs on, made by its caller (`main`, or a test with its own database and
@@ -75,19 +77,15 @@ pub async fn run(
         let (store, shutdown) = (store.clone(), shutdown.clone());
         async move { runtime::ensure_indexes(&store, &health, &shutdown).await }
     });
-    info!(address = %listener.local_addr()?, "search API listening");
+    info!(
+        address = %listener.local_addr()?,
+        scheme = http_server::scheme(&settings.tls),
+        "search API listening"
+    );
     let state = api::AppState::new(store.clone(), &settings, shutdown.clone());
     let tails = std::sync::Arc::clone(&state.tails);
     let app = api::router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown({
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    })
-    .await;
+    let served = http_server::serve(listener, app, &settings.tls, shutdown.clone()).await;
     shutdown.cancel();
     runtime::wait_for_tasks(tails.tasks(), runtime::TASKS_DEADLINE).await;
     let _ = indexes.await;

@@ -109,6 +109,7 @@ impl Command {
                 Section::Telemetry,
                 Section::Gateway,
                 Section::Auth,
+                Section::Tls,
             ],
             Command::Ship { .. } => &[Section::Broker, Section::Telemetry],
         }

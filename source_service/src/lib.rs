@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod load;
 
 use anyhow::Context;
+use logagg::http_server;
 use logagg::settings::Settings;
 use logagg::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,11 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await
         .with_context(|| format!("binding gateway.listen {}", settings.gateway.listen))?;
-    info!(address = %listener.local_addr()?, "ingest gateway listening");
+    info!(
+        address = %listener.local_addr()?,
+        scheme = http_server::scheme(&settings.tls),
+        "ingest gateway listening"
+    );
     let gateway = ingest::gateway::Gateway::new(settings.gateway.clone(), settings.broker.clone());
     let (_address, admin_task) = telemetry::serve_admin(
         settings.telemetry.admin_listen,
@@ -31,12 +36,7 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
     .await
     .context("binding the admin server")?;
     let app = ingest::gateway::router(gateway, &settings.auth);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await;
+    let served = http_server::serve(listener, app, &settings.tls, shutdown).await;
     let _ = admin_task.await;
     served.context("serving the gateway")
 }
