@@ -14,8 +14,12 @@
 #                                     node reports it (it may lag a leader change by seconds)
 #   scripts/cluster.sh ctl ARGS...    rabbitmqctl ARGS on the first running node (list_queues,
 #                                     delete_queue, …)
+#   scripts/cluster.sh tls-urls       the nodes' AMQPS URIs (with LOGAGG_CLUSTER_TLS_DIR)
 # Node N is logagg-cluster-N@localhost with AMQP on 127.0.0.1:$((BASE_PORT + N)), 5701-5703
-# by default. LOGAGG_CLUSTER_DIR (default .data/cluster) holds everything it writes.
+# by default. LOGAGG_CLUSTER_DIR (default .data/cluster) holds everything it writes;
+# LOGAGG_CLUSTER_NODES (default "1 2 3") picks the nodes (node 1 alone: one standalone
+# node); LOGAGG_CLUSTER_TLS_DIR, a directory with ca.pem, server.pem and server.key, gives
+# each node an AMQPS listener on 127.0.0.1:$((BASE_PORT + 10 + N)) (the TLS test's broker).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${LOGAGG_CLUSTER_DIR:-$ROOT/.data/cluster}"
@@ -27,7 +31,8 @@ BASE_PORT="${LOGAGG_CLUSTER_BASE_PORT:-5700}"
 EPMD_PORT="${LOGAGG_CLUSTER_EPMD_PORT:-4370}"
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
 CTL=/usr/lib/rabbitmq/bin/rabbitmqctl
-NODES=(1 2 3)
+read -r -a NODES <<<"${LOGAGG_CLUSTER_NODES:-1 2 3}"
+TLS_DIR="${LOGAGG_CLUSTER_TLS_DIR:-}"
 
 log() { printf '[cluster] %s\n' "$*"; }
 
@@ -69,6 +74,15 @@ prepare() {
   fi
   : >"$DIR/rabbitmq-env.conf"
   printf 'listeners.tcp.1 = 127.0.0.1:%s\nloopback_users = none\n' $((BASE_PORT + n)) >"$base/rabbitmq.conf"
+  if [ -n "$TLS_DIR" ]; then
+    {
+      printf 'listeners.ssl.1 = 127.0.0.1:%s\n' $((BASE_PORT + 10 + n))
+      printf 'ssl_options.cacertfile = %s/ca.pem\n' "$TLS_DIR"
+      printf 'ssl_options.certfile = %s/server.pem\n' "$TLS_DIR"
+      printf 'ssl_options.keyfile = %s/server.key\n' "$TLS_DIR"
+      printf 'ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n'
+    } >>"$base/rabbitmq.conf"
+  fi
   printf '[].\n' >"$base/advanced.config"
   printf '[].\n' >"$base/enabled_plugins"
 }
@@ -158,7 +172,7 @@ case "${1:-}" in
   start)
     for n in "${NODES[@]}"; do start_node "$n"; done
     for n in "${NODES[@]}"; do await_node "$n"; done
-    for n in 2 3; do join_node "$n"; done
+    for n in "${NODES[@]}"; do [ "$n" = 1 ] || join_node "$n"; done
     log "ready: $("$0" urls)"
     ;;
   stop) stop_all ;;
@@ -169,6 +183,11 @@ case "${1:-}" in
     check_node_argument "${2:-}"
     start_node "$2"
     await_node "$2"
+    ;;
+  tls-urls)
+    urls=()
+    for n in "${NODES[@]}"; do urls+=("amqps://guest:guest@localhost:$((BASE_PORT + 10 + n))/%2f"); done
+    (IFS=,; printf '%s\n' "${urls[*]}")
     ;;
   urls)
     urls=()
@@ -201,7 +220,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

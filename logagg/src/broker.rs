@@ -5,8 +5,9 @@ use std::str::FromStr;
 
 use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,6 +28,12 @@ pub enum BrokerError {
     Connect(#[source] lapin::Error),
     #[error("RabbitMQ did not answer within {0:?}")]
     ConnectTimeout(std::time::Duration),
+    #[error("reading broker.tls_ca_file {path}: {source}")]
+    CaFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not declare {kind} `{name}`: {source}")]
     Declare {
         kind: &'static str,
@@ -181,7 +188,22 @@ async fn connect_node(
     };
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(connection_name));
-    Connection::connect_uri(uri, properties)
+    // `amqps://`: the node's certificate is verified against the bundled roots plus the CA
+    // file's, re-read on each connect so a renewed CA needs no restart.
+    let tls = match &settings.tls_ca_file {
+        Some(path) if uri.scheme == AMQPScheme::AMQPS => OwnedTLSConfig {
+            identity: None,
+            cert_chain: Some(std::fs::read_to_string(path).map_err(|source| {
+                BrokerError::CaFile {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?),
+        },
+        _ => OwnedTLSConfig::default(),
+    };
+    let runtime = lapin::runtime::default_runtime().map_err(BrokerError::Connect)?;
+    Connection::connect_uri_with_config(uri, properties, tls, runtime)
         .await
         .map_err(BrokerError::Connect)
 }

@@ -51,6 +51,11 @@ pub struct BrokerSettings {
     /// process starts at a random one, so consumers spread over the nodes); empty: `url`
     /// alone. From the environment: comma-separated. Never logged.
     pub urls: Vec<String>,
+    /// PEM file of the certificate authorities that sign the nodes' certificates, trusted
+    /// for `amqps://` URLs besides the bundled Mozilla roots. Certificates are always
+    /// verified (name and chain); unset: the bundled roots alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Durable topic exchange that publishers send `<service>.<severity>` to.
     pub exchange: String,
     /// Durable queue bound to every key, consumed by the collectors with manual acks.
@@ -106,6 +111,7 @@ impl Default for BrokerSettings {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             urls: Vec::new(),
+            tls_ca_file: None,
             exchange: "logs_exchange".into(),
             storage_queue: "logs.storage".into(),
             storage_queue_type: QueueType::Quorum,
@@ -138,6 +144,11 @@ impl BrokerSettings {
     }
 
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(path) = &self.tls_ca_file {
+            if let Err(error) = std::fs::read(path) {
+                return invalid("broker.tls_ca_file", format!("{}: {error}", path.display()));
+            }
+        }
         for node in self.nodes() {
             if let Err(reason) = node.parse::<lapin::uri::AMQPUri>() {
                 let setting = if self.urls.is_empty() {
