@@ -800,3 +800,46 @@ async fn a_restarted_distributor_resumes_without_registration() {
     second.cancel();
     context.cleanup().await;
 }
+
+/// `[tls]`: the registration API serves HTTPS that a client trusting the test's CA accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registration_api_serves_https_when_tls_is_set() {
+    let context = TestContext::new("analyzers_https").await;
+    let directory =
+        std::env::temp_dir().join(format!("logagg-analyzers-https-{}", std::process::id()));
+    let certificates = logagg::testsuite::TestCertificates::new(&directory);
+    let mut settings = settings_for(&context);
+    settings.tls.cert_file = Some(certificates.cert_file.clone());
+    settings.tls.key_file = Some(certificates.key_file.clone());
+    let shutdown = CancellationToken::new();
+    let base = start_service(settings, shutdown.clone())
+        .await
+        .replace("http://", "https://");
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certificates.ca_pem.as_bytes()).expect("CA"),
+        )
+        .build()
+        .expect("client");
+    let url = format!("{base}/api/v1/analyzers");
+    let answered = logagg::testsuite::wait_until(Duration::from_secs(30), || async {
+        client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await;
+    assert!(answered, "the registration API never answered over HTTPS");
+    let plain = reqwest::get(url.replace("https://", "http://")).await;
+    assert!(
+        plain
+            .as_ref()
+            .map_or(true, |response| !response.status().is_success()),
+        "{plain:?}"
+    );
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&directory);
+    context.cleanup().await;
+}
