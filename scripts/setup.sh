@@ -3,12 +3,16 @@
 # 127.0.0.1:5672 (installed from Debian's packages when missing), the MongoDB-compatible
 # SecantusDB server on 127.0.0.1:27017 (built once with cargo), Chromium with
 # ChromeDriver for the dashboard's browser tests, and schemathesis (from PyPI, in a venv
-# under .data/) for the OpenAPI conformance test.
+# under .data/) for the OpenAPI conformance test, with the shippers' Python clients the
+# protocol tests drive (python-logging-loki, loki-logger-handler, python-snappy).
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
 SECANTUS_VERSION="0.5.3-beta.196"
 SCHEMATHESIS_VERSION="4.32.5"
+LOGGING_LOKI_VERSION="0.3.1"
+LOKI_LOGGER_HANDLER_VERSION="1.1.2"
+PYTHON_SNAPPY_VERSION="0.7.3"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA_DIR="${LOGAGG_DATA_DIR:-$ROOT/.data}"
 MONGO_PORT="${LOGAGG_MONGO_PORT:-27017}"
@@ -101,10 +105,26 @@ install_schemathesis() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
+# The shippers' own client libraries, from PyPI into the same venv, for the protocol tests
+# (each drives our listener with the real client, unchanged).
+install_python_clients() {
+  local venv="$DATA_DIR/venv"
+  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy" 2>/dev/null; then
+    return 0
+  fi
+  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy)"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "python-logging-loki==$LOGGING_LOKI_VERSION" \
+    "loki-logger-handler==$LOKI_LOGGER_HANDLER_VERSION" \
+    "python-snappy==$PYTHON_SNAPPY_VERSION"
+}
+
 install_rabbitmq
 install_secantus
 install_browser
 install_schemathesis
+install_python_clients
 start_rabbitmq
 # A test that raises a memory alarm (tests/blocked_broker.rs) lifts it when it ends; should
 # it have died first, publishers would stay blocked: lift it here too.

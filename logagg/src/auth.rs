@@ -220,6 +220,7 @@ impl Guard {
     /// the first differing byte is.
     fn identify(&self, headers: &HeaderMap) -> Option<&Key> {
         let presented: [u8; 32] = Sha256::digest(presented_key(headers)?).into();
+
         self.keys.iter().fold(None, |found, key| {
             if constant_time_eq(&key.digest, &presented) {
                 Some(key)
@@ -252,14 +253,28 @@ fn parse_hex_digest(hex: &str) -> [u8; 32] {
     digest
 }
 
-/// The key a request presents, if any.
-pub fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
-    headers
+/// The key a request presents, if any: `Authorization: Bearer KEY`, `X-API-Key: KEY`, or
+/// HTTP Basic with the key as the password (the user name is not checked), which is how
+/// Loki and Elasticsearch clients send credentials.
+pub fn presented_key(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use base64::Engine;
+    use std::borrow::Cow;
+    let authorization = headers
         .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::as_bytes)
-        .or_else(|| headers.get(API_KEY_HEADER).map(|value| value.as_bytes()))
+        .and_then(|value| value.to_str().ok());
+    if let Some(key) = authorization.and_then(|value| value.strip_prefix("Bearer ")) {
+        return Some(Cow::Borrowed(key.as_bytes()));
+    }
+    if let Some(encoded) = authorization.and_then(|value| value.strip_prefix("Basic ")) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let colon = decoded.iter().position(|byte| *byte == b':')?;
+        return Some(Cow::Owned(decoded[colon + 1..].to_vec()));
+    }
+    headers
+        .get(API_KEY_HEADER)
+        .map(|value| Cow::Borrowed(value.as_bytes()))
 }
 
 fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
@@ -399,7 +414,18 @@ mod tests {
             named(&headers("x-api-key", "0123456789abcdef")).as_deref(),
             Some("search.api_keys[0]")
         );
+        assert_eq!(
+            named(&headers(
+                "authorization",
+                "Basic dXNlcjpmZWRjYmE5ODc2NTQzMjEw"
+            ))
+            .as_deref(),
+            Some("team"),
+            "Basic user:fedcba9876543210"
+        );
         for (name, value) in [
+            ("authorization", "Basic dXNlcjpmZWRjYmE5ODc2NTQzMjE="),
+            ("authorization", "Basic not-base64"),
             ("authorization", "Bearer 0123456789abcde"),
             ("authorization", "Basic 0123456789abcdef"),
             ("authorization", "0123456789abcdef"),

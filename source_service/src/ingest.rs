@@ -3,4 +3,5 @@
 //! publisher confirms.
 
 pub mod gateway;
+pub mod loki;
 pub mod shipper;

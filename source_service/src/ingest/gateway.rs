@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{middleware, Extension, Json, Router};
 use chrono::Utc;
 use logagg::auth::{self, Caller, Guard};
@@ -152,7 +152,9 @@ pub fn router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
     Router::new()
         .route("/api/v1/logs", post(ingest_json))
         .route("/api/v1/logs/raw", post(ingest_raw))
+        .route(super::loki::PUSH_PATH, post(super::loki::push))
         .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
+        .route(super::loki::READY_PATH, get(super::loki::ready))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
@@ -167,7 +169,7 @@ async fn ingest_json(
     let received_at = Utc::now();
     let outcome = async {
         let body = read_body(&gateway, &caller, request).await?;
-        let items = json_items(&body.text, &body.content_type)?;
+        let items = json_items(body.text()?, &body.content_type)?;
         check_count(&gateway, items.len())?;
         let parsed = items
             .iter()
@@ -215,7 +217,7 @@ async fn ingest_raw(
         }
         let body = read_body(&gateway, &caller, request).await?;
         let lines: Vec<&str> = body
-            .text
+            .text()?
             .lines()
             .filter(|line| !line.trim().is_empty())
             .collect();
@@ -254,7 +256,7 @@ fn respond(outcome: Result<IngestReport, GatewayError>) -> Response {
     }
 }
 
-fn check_count(gateway: &Gateway, count: usize) -> Result<(), GatewayError> {
+pub(crate) fn check_count(gateway: &Gateway, count: usize) -> Result<(), GatewayError> {
     if count == 0 {
         return Err(GatewayError::BadRequest("the body holds no record".into()));
     }
@@ -268,21 +270,30 @@ fn check_count(gateway: &Gateway, count: usize) -> Result<(), GatewayError> {
 }
 
 /// An ingest request's body, read and checked.
-struct RequestBody {
+pub(crate) struct RequestBody {
     /// Whose token bucket the records are taken from: the key's name, else (an open
     /// gateway) the client address.
-    rate_key: String,
+    pub(crate) rate_key: String,
     /// Lower-cased `Content-Type`, empty without one.
-    content_type: String,
-    text: String,
+    pub(crate) content_type: String,
+    /// The body, gunzipped when the client said gzip.
+    pub(crate) bytes: Vec<u8>,
     /// [`request_id`] of the route, query and (gunzipped) body: item `n`'s record id is
     /// `<request_id>-<n>`, so a retried request maps to the same records and identical
     /// items of one request or of two different requests stay distinct.
-    request_id: String,
+    pub(crate) request_id: String,
+}
+
+impl RequestBody {
+    /// The body as text: the JSON and line routes want UTF-8.
+    pub(crate) fn text(&self) -> Result<&str, GatewayError> {
+        std::str::from_utf8(&self.bytes)
+            .map_err(|_| GatewayError::BadRequest("the body is not UTF-8".into()))
+    }
 }
 
 /// Reads the body within the size and time limits, gunzipping it when the client says so.
-async fn read_body(
+pub(crate) async fn read_body(
     gateway: &Gateway,
     caller: &Caller,
     request: Request,
@@ -340,12 +351,10 @@ async fn read_body(
         bytes.to_vec()
     };
     let id = request_id(&route_and_query, &bytes);
-    let text = String::from_utf8(bytes)
-        .map_err(|_| GatewayError::BadRequest("the body is not UTF-8".into()))?;
     Ok(RequestBody {
         rate_key,
         content_type,
-        text,
+        bytes,
         request_id: id,
     })
 }
@@ -370,7 +379,7 @@ fn json_items(text: &str, content_type: &str) -> Result<Vec<String>, GatewayErro
 
 /// Rate-limits, then publishes every parsed record whose service the caller's key may
 /// write, and waits for all confirms; the others are refused with the reason.
-async fn publish_all(
+pub(crate) async fn publish_all(
     gateway: &Gateway,
     caller: &Caller,
     rate_key: &str,

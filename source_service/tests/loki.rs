@@ -1,0 +1,208 @@
+//! Loki's push API driven by real clients from PyPI (installed by `scripts/setup.sh` into
+//! `.data/venv`): `python-logging-loki` in its legacy JSON (`version="0"`) and JSON
+//! (`version="1"`) forms with HTTP Basic credentials, `loki-logger-handler` (gzip JSON with
+//! structured metadata), and a protobuf `PushRequest` encoded by hand in Python and
+//! compressed with python-snappy, as Promtail, Alloy and Vector send. Every entry reaches
+//! the storage queue as a record; a retried push maps to the same record ids.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use logagg::auth::sha256_hex;
+use logagg::settings::{KeySetting, Scope};
+use logagg::testsuite::{free_port, wait_until, TestContext};
+use logagg::LogRecord;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "loki-shipper-key-0123456789";
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("LOGAGG_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.data"))
+        .join("venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/setup.sh (it installs the Python clients into .data/venv)",
+        venv.display()
+    );
+    venv
+}
+
+/// The clients' script: each pushes one or more entries; the protobuf push goes twice (a
+/// client's retry). It fails on any answer but 204 it can see.
+const CLIENTS: &str = r#"
+import logging, sys, time, requests, snappy
+import logging_loki
+from loki_logger_handler.loki_logger_handler import LokiLoggerHandler
+
+url, key = sys.argv[1], sys.argv[2]
+push = url + "/loki/api/v1/push"
+
+def logger(name, handler):
+    log = logging.getLogger(name)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(handler)
+    return log
+
+legacy = logging_loki.LokiHandler(url=push, tags={"service": "loki-legacy"}, auth=("user", key), version="0")
+logger("legacy", legacy).warning("a legacy line")
+modern = logging_loki.LokiHandler(url=push, tags={"service_name": "loki-modern", "env": "test"}, auth=("user", key), version="1")
+logger("modern", modern).error("a modern line")
+
+handler = LokiLoggerHandler(url=push, labels={"app": "loki-handler", "level": "info"}, auth=("user", key),
+                            compressed=True, timeout=1)
+logger("handler", handler).info("a handler line")
+handler._send()
+
+def varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+def field(tag, payload):
+    return varint(tag << 3 | 2) + varint(len(payload)) + payload
+
+def number(tag, value):
+    return varint(tag << 3) + varint(value)
+
+now = time.time_ns()
+entry = (field(1, number(1, now // 10**9) + number(2, now % 10**9))
+         + field(2, b"a protobuf line")
+         + field(3, field(1, b"trace_id") + field(2, b"4bf92f35")))
+stream = field(1, b'{job="loki-proto", detected_level="error", host="node-7"}') + field(2, entry)
+body = snappy.compress(field(1, stream))
+for attempt in range(2):
+    answer = requests.post(push, data=body, headers={"Content-Type": "application/x-protobuf",
+                                                     "Authorization": "Bearer " + key})
+    if answer.status_code != 204:
+        sys.exit(f"protobuf push: {answer.status_code} {answer.text}")
+ready = requests.get(url + "/ready")
+if ready.status_code != 200:
+    sys.exit(f"/ready: {ready.status_code}")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
+    let mut context = TestContext::new("loki").await;
+    context.settings.auth.keys = vec![KeySetting {
+        name: "loki-shipper".into(),
+        sha256: sha256_hex(KEY),
+        scopes: vec![Scope::Ingest],
+        services: Some(vec!["loki-*".into()]),
+    }];
+    let port = free_port();
+    context.settings.gateway.listen = ([127, 0, 0, 1], port).into();
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(source_service::serve_gateway(
+        context.settings.clone(),
+        shutdown.clone(),
+    ));
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = wait_until(Duration::from_secs(30), || async {
+        reqwest::get(format!("{url}/ready"))
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await;
+    assert!(ready, "the gateway never became ready");
+
+    let output = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            Command::new(python())
+                .args(["-c", CLIENTS, &url, KEY])
+                .output()
+                .expect("python runs")
+        }
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "clients failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Every push was answered before the script ended: the records are queued.
+    let records: Vec<LogRecord> = context
+        .take_records(&context.settings.broker.storage_queue)
+        .await;
+    assert_eq!(records.len(), 5, "{records:?}");
+    let find = |service: &str| -> Vec<&LogRecord> {
+        records
+            .iter()
+            .filter(|record| record.service == service)
+            .collect()
+    };
+    let legacy = find("loki-legacy");
+    assert_eq!(legacy.len(), 1, "{records:?}");
+    assert_eq!(legacy[0].message, "a legacy line");
+    assert_eq!(legacy[0].severity, logagg::Severity::Warn);
+    assert_eq!(legacy[0].attributes["logger"], "legacy");
+    let modern = find("loki-modern");
+    assert_eq!(modern.len(), 1, "{records:?}");
+    assert_eq!(modern[0].severity, logagg::Severity::Error);
+    assert_eq!(modern[0].attributes["env"], "test");
+    let handler = find("loki-handler");
+    assert_eq!(handler.len(), 1, "{records:?}");
+    assert!(
+        handler[0].message.contains("a handler line"),
+        "{:?}",
+        handler[0]
+    );
+    let proto = find("loki-proto");
+    assert_eq!(proto.len(), 2, "the push and its retry: {records:?}");
+    assert_eq!(
+        proto[0].id, proto[1].id,
+        "a retried push maps to the same record"
+    );
+    assert_eq!(proto[0].message, "a protobuf line");
+    assert_eq!(proto[0].severity, logagg::Severity::Error);
+    assert_eq!(proto[0].host.as_deref(), Some("node-7"));
+    assert_eq!(proto[0].attributes["trace_id"], "4bf92f35");
+    let age = chrono::Utc::now() - proto[0].timestamp;
+    assert!(age.num_seconds().abs() < 60, "the entry's own time: {age}");
+
+    // A key's services bound what it may push; no key is refused.
+    let other = r#"{"streams":[{"stream":{"service_name":"payments"},"values":[["1764740000000000000","x"]]}]}"#;
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("{url}/loki/api/v1/push"))
+        .header("content-type", "application/json")
+        .basic_auth("user", Some(KEY))
+        .body(other)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert!(
+        body["errors"][0]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("payments")),
+        "{body}"
+    );
+    let anonymous = client
+        .post(format!("{url}/loki/api/v1/push"))
+        .header("content-type", "application/json")
+        .body(other)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(anonymous.status(), 401);
+
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}
