@@ -65,6 +65,6 @@ request = function()
 end
 LUA
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" http://127.0.0.1:18080 | tee "$WORK/wrk.txt"
-ACCEPTED=$(curl -s http://127.0.0.1:19180/metrics | awk '/^logagg_gateway_records_accepted_total/ {print $2}')
+ACCEPTED=$(curl -s http://127.0.0.1:19180/metrics | awk '/^logagg_ingest_records_total\{.*outcome="accepted"/ {sum += $2} END {print sum + 0}')
 echo "== gateway accepted ${ACCEPTED:-0} records in ${DURATION}s: $(python3 -c "print(round(${ACCEPTED:-0}/$DURATION))") records/s (202s only, confirmed)"
 grep -E "Non-2xx" "$WORK/wrk.txt" || echo "every response was 2xx"

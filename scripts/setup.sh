@@ -4,7 +4,8 @@
 # SecantusDB server on 127.0.0.1:27017 (built once with cargo), Chromium with
 # ChromeDriver for the dashboard's browser tests, and schemathesis (from PyPI, in a venv
 # under .data/) for the OpenAPI conformance test, with the shippers' Python clients the
-# protocol tests drive (python-logging-loki, loki-logger-handler, python-snappy).
+# protocol tests drive (python-logging-loki, loki-logger-handler, python-snappy,
+# elasticsearch).
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ SCHEMATHESIS_VERSION="4.32.5"
 LOGGING_LOKI_VERSION="0.3.1"
 LOKI_LOGGER_HANDLER_VERSION="1.1.2"
 PYTHON_SNAPPY_VERSION="0.7.3"
+ELASTICSEARCH_PY_VERSION="9.5.1"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA_DIR="${LOGAGG_DATA_DIR:-$ROOT/.data}"
 MONGO_PORT="${LOGAGG_MONGO_PORT:-27017}"
@@ -109,15 +111,16 @@ install_schemathesis() {
 # (each drives our listener with the real client, unchanged).
 install_python_clients() {
   local venv="$DATA_DIR/venv"
-  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy" 2>/dev/null; then
+  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy, elasticsearch" 2>/dev/null; then
     return 0
   fi
-  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy)"
+  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy, elasticsearch)"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "python-logging-loki==$LOGGING_LOKI_VERSION" \
     "loki-logger-handler==$LOKI_LOGGER_HANDLER_VERSION" \
-    "python-snappy==$PYTHON_SNAPPY_VERSION"
+    "python-snappy==$PYTHON_SNAPPY_VERSION" \
+    "elasticsearch==$ELASTICSEARCH_PY_VERSION"
 }
 
 install_rabbitmq

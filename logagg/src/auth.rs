@@ -253,9 +253,10 @@ fn parse_hex_digest(hex: &str) -> [u8; 32] {
     digest
 }
 
-/// The key a request presents, if any: `Authorization: Bearer KEY`, `X-API-Key: KEY`, or
+/// The key a request presents, if any: `Authorization: Bearer KEY`, `X-API-Key: KEY`,
 /// HTTP Basic with the key as the password (the user name is not checked), which is how
-/// Loki and Elasticsearch clients send credentials.
+/// Loki clients send credentials, or Elasticsearch's `Authorization: ApiKey
+/// base64(id:KEY)`.
 pub fn presented_key(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, [u8]>> {
     use base64::Engine;
     use std::borrow::Cow;
@@ -271,6 +272,20 @@ pub fn presented_key(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, [u8]>> 
             .ok()?;
         let colon = decoded.iter().position(|byte| *byte == b':')?;
         return Some(Cow::Owned(decoded[colon + 1..].to_vec()));
+    }
+    // Elasticsearch's form: base64 of `id:key` (the key after the colon), or the key as is.
+    if let Some(value) = authorization.and_then(|value| value.strip_prefix("ApiKey ")) {
+        let value = value.trim();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value).ok();
+        return Some(
+            match decoded.and_then(|bytes| {
+                let colon = bytes.iter().position(|byte| *byte == b':')?;
+                Some(bytes[colon + 1..].to_vec())
+            }) {
+                Some(key) => Cow::Owned(key),
+                None => Cow::Borrowed(value.as_bytes()),
+            },
+        );
     }
     headers
         .get(API_KEY_HEADER)
@@ -422,6 +437,19 @@ mod tests {
             .as_deref(),
             Some("team"),
             "Basic user:fedcba9876543210"
+        );
+        assert_eq!(
+            named(&headers(
+                "authorization",
+                "ApiKey aWQ6ZmVkY2JhOTg3NjU0MzIxMA=="
+            ))
+            .as_deref(),
+            Some("team"),
+            "ApiKey base64(id:fedcba9876543210)"
+        );
+        assert_eq!(
+            named(&headers("authorization", "ApiKey fedcba9876543210")).as_deref(),
+            Some("team")
         );
         for (name, value) in [
             ("authorization", "Basic dXNlcjpmZWRjYmE5ODc2NTQzMjE="),

@@ -2,6 +2,7 @@
 //! normalise each record as the collector would, and publish it persistent and mandatory with
 //! publisher confirms.
 
+pub mod elasticsearch;
 pub mod gateway;
 pub mod loki;
 pub mod shipper;

@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{middleware, Extension, Json, Router};
 use chrono::Utc;
 use logagg::auth::{self, Caller, Guard};
@@ -37,8 +37,31 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-const ACCEPTED: &str = "logagg_gateway_records_accepted_total";
-const REJECTED: &str = "logagg_gateway_records_rejected_total";
+/// Records by protocol (`json`, `lines`, `loki`, `elasticsearch`) and outcome (`accepted`:
+/// confirmed by the broker; `rejected`: refused with a reason).
+const RECORDS: &str = "logagg_ingest_records_total";
+
+/// The protocol a request came in by: a label of [`RECORDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// `POST /api/v1/logs`.
+    Json,
+    /// `POST /api/v1/logs/raw`.
+    Lines,
+    Loki,
+    Elasticsearch,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Json => "json",
+            Protocol::Lines => "lines",
+            Protocol::Loki => "loki",
+            Protocol::Elasticsearch => "elasticsearch",
+        }
+    }
+}
 const REFUSED: &str = "logagg_gateway_requests_refused_total";
 
 /// Why a request was refused as a whole.
@@ -153,12 +176,28 @@ pub fn router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
         .route("/api/v1/logs", post(ingest_json))
         .route("/api/v1/logs/raw", post(ingest_raw))
         .route(super::loki::PUSH_PATH, post(super::loki::push))
+        .merge(elasticsearch_routes())
         .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
         .route(super::loki::READY_PATH, get(super::loki::ready))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
         .with_state(gateway)
+}
+
+/// The Elasticsearch API's routes, each answer marked as Elasticsearch's.
+fn elasticsearch_routes() -> Router<Arc<Gateway>> {
+    use super::elasticsearch as es;
+    Router::new()
+        .route("/", get(es::root))
+        .route("/_license", get(es::license))
+        .route("/_cluster/health", get(es::health))
+        .route("/_bulk", post(es::bulk).put(es::bulk))
+        .route("/{index}/_bulk", post(es::bulk_index).put(es::bulk_index))
+        .route("/_index_template/{name}", any(es::accepted))
+        .route("/_template/{name}", any(es::accepted))
+        .route("/_ilm/policy/{name}", any(es::accepted))
+        .layer(middleware::map_response(es::product_header))
 }
 
 async fn ingest_json(
@@ -187,7 +226,7 @@ async fn ingest_json(
                 .map_err(|error| error.to_string())
             })
             .collect();
-        publish_all(&gateway, &caller, &body.rate_key, parsed).await
+        publish_all(&gateway, &caller, Protocol::Json, &body.rate_key, parsed).await
     };
     respond(outcome.await)
 }
@@ -234,7 +273,7 @@ async fn ingest_raw(
                 parse_line(format, line, id, &context).map_err(|error| error.to_string())
             })
             .collect();
-        publish_all(&gateway, &caller, &body.rate_key, parsed).await
+        publish_all(&gateway, &caller, Protocol::Lines, &body.rate_key, parsed).await
     };
     respond(outcome.await)
 }
@@ -382,6 +421,7 @@ fn json_items(text: &str, content_type: &str) -> Result<Vec<String>, GatewayErro
 pub(crate) async fn publish_all(
     gateway: &Gateway,
     caller: &Caller,
+    protocol: Protocol,
     rate_key: &str,
     parsed: Vec<Result<LogRecord, String>>,
 ) -> Result<IngestReport, GatewayError> {
@@ -401,7 +441,8 @@ pub(crate) async fn publish_all(
             Err(reason) => errors.push(Rejection { index, reason }),
         }
     }
-    metrics::counter!(REJECTED).increment(errors.len() as u64);
+    metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "rejected")
+        .increment(errors.len() as u64);
     let report = IngestReport {
         accepted: records.len(),
         rejected: errors.len(),
@@ -425,7 +466,8 @@ pub(crate) async fn publish_all(
         .publisher
         .publish(&records, gateway.settings.confirm_timeout_ms)
         .await?;
-    metrics::counter!(ACCEPTED).increment(report.accepted as u64);
+    metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "accepted")
+        .increment(report.accepted as u64);
     Ok(report)
 }
 

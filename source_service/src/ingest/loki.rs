@@ -27,7 +27,9 @@ use logagg::LogRecord;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::gateway::{check_count, publish_all, read_body, Gateway, GatewayError, IngestReport};
+use super::gateway::{
+    check_count, publish_all, read_body, Gateway, GatewayError, IngestReport, Protocol,
+};
 
 /// Where clients push.
 pub const PUSH_PATH: &str = "/loki/api/v1/push";
@@ -74,7 +76,7 @@ pub async fn push(
                 entry_record(entry, &id, received_at)
             })
             .collect();
-        publish_all(&gateway, &caller, &body.rate_key, parsed).await
+        publish_all(&gateway, &caller, Protocol::Loki, &body.rate_key, parsed).await
     };
     match outcome.await {
         Ok(report) if report.rejected == 0 => StatusCode::NO_CONTENT.into_response(),

@@ -1,9 +1,12 @@
-//! Loki's push API driven by real clients from PyPI (installed by `scripts/setup.sh` into
-//! `.data/venv`): `python-logging-loki` in its legacy JSON (`version="0"`) and JSON
-//! (`version="1"`) forms with HTTP Basic credentials, `loki-logger-handler` (gzip JSON with
-//! structured metadata), and a protobuf `PushRequest` encoded by hand in Python and
-//! compressed with python-snappy, as Promtail, Alloy and Vector send. Every entry reaches
-//! the storage queue as a record; a retried push maps to the same record ids.
+//! Other shippers' protocols on the gateway, driven by their real clients from PyPI
+//! (installed by `scripts/setup.sh` into `.data/venv`); every entry or document reaches the
+//! storage queue as a record, and a retried request maps to the same record ids.
+//! - Loki push: `python-logging-loki` in its legacy JSON (`version="0"`) and JSON
+//!   (`version="1"`) forms with HTTP Basic credentials, `loki-logger-handler` (gzip JSON),
+//!   and a protobuf `PushRequest` encoded by hand in Python and compressed with
+//!   python-snappy, as Promtail, Alloy and Vector send.
+//! - Elasticsearch bulk: the `elasticsearch` client (`info`, `cluster.health`,
+//!   `helpers.bulk` with `index`, `create` and a refused `delete`) with an `ApiKey`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,7 +35,7 @@ fn python() -> PathBuf {
 
 /// The clients' script: each pushes one or more entries; the protobuf push goes twice (a
 /// client's retry). It fails on any answer but 204 it can see.
-const CLIENTS: &str = r#"
+const LOKI_CLIENTS: &str = r#"
 import logging, sys, time, requests, snappy
 import logging_loki
 from loki_logger_handler.loki_logger_handler import LokiLoggerHandler
@@ -89,18 +92,20 @@ if ready.status_code != 200:
     sys.exit(f"/ready: {ready.status_code}")
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
-    let mut context = TestContext::new("loki").await;
+/// A gateway on a free port whose one key may write `services`; its base URL once ready.
+async fn start_gateway(
+    context: &mut TestContext,
+    services: &str,
+    shutdown: &CancellationToken,
+) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
     context.settings.auth.keys = vec![KeySetting {
-        name: "loki-shipper".into(),
+        name: "shipper".into(),
         sha256: sha256_hex(KEY),
         scopes: vec![Scope::Ingest],
-        services: Some(vec!["loki-*".into()]),
+        services: Some(vec![services.into()]),
     }];
     let port = free_port();
     context.settings.gateway.listen = ([127, 0, 0, 1], port).into();
-    let shutdown = CancellationToken::new();
     let gateway = tokio::spawn(source_service::serve_gateway(
         context.settings.clone(),
         shutdown.clone(),
@@ -113,23 +118,34 @@ async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
     })
     .await;
     assert!(ready, "the gateway never became ready");
+    (url, gateway)
+}
 
-    let output = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || {
-            Command::new(python())
-                .args(["-c", CLIENTS, &url, KEY])
-                .output()
-                .expect("python runs")
-        }
+/// Runs a client script with the gateway's URL and the key; it must succeed.
+async fn run_clients(script: &'static str, url: &str) {
+    let url = url.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .args(["-c", script, &url, KEY])
+            .output()
+            .expect("python runs")
     })
     .await
     .expect("join");
     assert!(
         output.status.success(),
-        "clients failed: {}",
+        "clients failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
+    let mut context = TestContext::new("loki").await;
+    let shutdown = CancellationToken::new();
+    let (url, gateway) = start_gateway(&mut context, "loki-*", &shutdown).await;
+    run_clients(LOKI_CLIENTS, &url).await;
 
     // Every push was answered before the script ended: the records are queued.
     let records: Vec<LogRecord> = context
@@ -198,6 +214,103 @@ async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
         .await
         .expect("push");
     assert_eq!(anonymous.status(), 401);
+
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}
+
+/// The Elasticsearch client: the calls it makes first, then two bulks (the second a retry
+/// of the first, byte for byte): `index` into a data stream, `create` with an `_id` and a
+/// service, and a `delete`, refused.
+const ES_CLIENTS: &str = r#"
+import sys
+from elasticsearch import Elasticsearch, helpers
+
+url, key = sys.argv[1], sys.argv[2]
+es = Elasticsearch(url, api_key=("shipper", key))
+info = es.info()
+assert info["tagline"] == "You Know, for Search", info
+assert es.cluster.health()["status"] == "green"
+actions = [
+    {"_op_type": "index", "_index": "logs-esweb-default",
+     "_source": {"@timestamp": "2026-12-03T05:00:00.250Z", "message": "GET /cart 200",
+                 "log": {"level": "warn"}, "host": {"name": "web-1"},
+                 "http": {"request": {"method": "GET"}, "response": {"status_code": 200}},
+                 "url": {"path": "/cart"}, "event": {"duration": 1500000}, "trace": {"id": "t-1"}}},
+    {"_op_type": "create", "_index": "anything", "_id": "doc-1",
+     "_source": {"service": {"name": "es-api"}, "message": "paid", "log.level": "error"}},
+    {"_op_type": "delete", "_index": "anything", "_id": "doc-1"},
+]
+for attempt in range(2):
+    stored, errors = helpers.bulk(es, actions, raise_on_error=False, stats_only=False)
+    assert stored == 2, (stored, errors)
+    assert len(errors) == 1 and errors[0]["delete"]["status"] == 400, errors
+    assert "append-only" in errors[0]["delete"]["error"]["reason"], errors
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elasticsearch_client_bulks_into_records() {
+    let mut context = TestContext::new("elasticsearch").await;
+    let shutdown = CancellationToken::new();
+    let (url, gateway) = start_gateway(&mut context, "es*", &shutdown).await;
+    run_clients(ES_CLIENTS, &url).await;
+
+    let records: Vec<LogRecord> = context
+        .take_records(&context.settings.broker.storage_queue)
+        .await;
+    assert_eq!(records.len(), 4, "two bulks of two: {records:?}");
+    let web: Vec<&LogRecord> = records.iter().filter(|r| r.service == "esweb").collect();
+    assert_eq!(web.len(), 2, "{records:?}");
+    assert_eq!(
+        web[0].id, web[1].id,
+        "the retried bulk maps to the same record"
+    );
+    assert_eq!(web[0].severity, logagg::Severity::Warn);
+    assert_eq!(web[0].host.as_deref(), Some("web-1"));
+    let http = web[0].http.clone().expect("http fields");
+    assert_eq!(
+        (
+            http.method.as_deref(),
+            http.path.as_deref(),
+            http.status,
+            http.duration_ms
+        ),
+        (Some("GET"), Some("/cart"), Some(200), Some(1.5))
+    );
+    assert_eq!(web[0].attributes["trace"]["id"], "t-1");
+    assert_eq!(
+        web[0]
+            .timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "2026-12-03T05:00:00.250Z"
+    );
+    let api: Vec<&LogRecord> = records.iter().filter(|r| r.service == "es-api").collect();
+    assert_eq!(api.len(), 2, "{records:?}");
+    assert!(
+        api.iter().all(|record| record.id == "doc-1"),
+        "the action's _id"
+    );
+    assert_eq!(api[0].severity, logagg::Severity::Error);
+    // Counted per protocol and outcome (this test alone speaks Elasticsearch here).
+    let metrics = logagg::telemetry::metrics_handle().render();
+    let counted = |outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("logagg_ingest_records_total{"))
+            .filter(|line| line.contains("protocol=\"elasticsearch\""))
+            .filter(|line| line.contains(&format!("outcome=\"{outcome}\"")))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        (counted("accepted"), counted("rejected")),
+        (4.0, 2.0),
+        "{metrics}"
+    );
 
     shutdown.cancel();
     gateway
