@@ -24,12 +24,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use logagg::auth::Caller;
-use logagg::parse::{parse_message, Envelope};
 use logagg::record::positioned_id;
 use logagg::LogRecord;
 use serde_json::{json, Map, Value};
 
-use super::gateway::{check_count, publish_all, read_body, Gateway, GatewayError, Protocol};
+use super::gateway::{
+    check_count, json_record, publish_all, read_body, Gateway, GatewayError, Protocol,
+};
 
 /// The header Elasticsearch clients (8 and later) require on every answer.
 pub const PRODUCT_HEADER: &str = "x-elastic-product";
@@ -364,16 +365,11 @@ fn document_record(
         record.insert("http".into(), Value::Object(http));
     }
     record.insert("attributes".into(), Value::Object(document));
-    let body = Value::Object(record).to_string();
-    parse_message(&Envelope {
-        routing_key: "",
-        body: body.as_bytes(),
-        content_type: Some("application/json"),
-        message_id: Some(id),
-        amqp_timestamp: None,
+    json_record(
+        Value::Object(record).to_string().as_bytes(),
+        id,
         received_at,
-    })
-    .map_err(|error| error.to_string())
+    )
 }
 
 #[cfg(test)]

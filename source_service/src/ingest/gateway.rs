@@ -215,20 +215,30 @@ async fn ingest_json(
             .enumerate()
             .map(|(index, item)| {
                 let id = positioned_id(&body.request_id, index as u64);
-                parse_message(&Envelope {
-                    routing_key: "",
-                    body: item.as_bytes(),
-                    content_type: Some("application/json"),
-                    message_id: Some(&id),
-                    amqp_timestamp: None,
-                    received_at,
-                })
-                .map_err(|error| error.to_string())
+                json_record(item.as_bytes(), &id, received_at)
             })
             .collect();
         publish_all(&gateway, &caller, Protocol::Json, &body.rate_key, parsed).await
     };
     respond(outcome.await)
+}
+
+/// A JSON record (our shape, or one a protocol module built) as the collector parses it:
+/// every protocol's records pass the same checks and limits.
+pub(crate) fn json_record(
+    json: &[u8],
+    id: &str,
+    received_at: chrono::DateTime<Utc>,
+) -> Result<LogRecord, String> {
+    parse_message(&Envelope {
+        routing_key: "",
+        body: json,
+        content_type: Some("application/json"),
+        message_id: Some(id),
+        amqp_timestamp: None,
+        received_at,
+    })
+    .map_err(|error| error.to_string())
 }
 
 /// Query of `POST /api/v1/logs/raw`.

@@ -21,14 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use logagg::auth::Caller;
-use logagg::parse::{parse_message, Envelope};
 use logagg::record::positioned_id;
 use logagg::LogRecord;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::gateway::{
-    check_count, publish_all, read_body, Gateway, GatewayError, IngestReport, Protocol,
+    check_count, json_record, publish_all, read_body, Gateway, GatewayError, IngestReport, Protocol,
 };
 
 /// Where clients push.
@@ -271,16 +270,11 @@ fn entry_record(entry: &Entry, id: &str, received_at: DateTime<Utc>) -> Result<L
         }
     }
     object.insert("attributes".into(), Value::Object(attributes));
-    let body = Value::Object(object).to_string();
-    parse_message(&Envelope {
-        routing_key: "",
-        body: body.as_bytes(),
-        content_type: Some("application/json"),
-        message_id: Some(id),
-        amqp_timestamp: None,
+    json_record(
+        Value::Object(object).to_string().as_bytes(),
+        id,
         received_at,
-    })
-    .map_err(|error| error.to_string())
+    )
 }
 
 /// Loki's `logproto.PushRequest`, the fields clients send.
