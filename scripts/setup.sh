@@ -5,7 +5,7 @@
 # ChromeDriver for the dashboard's browser tests, and schemathesis (from PyPI, in a venv
 # under .data/) for the OpenAPI conformance test, with the shippers' Python clients the
 # protocol tests drive (python-logging-loki, loki-logger-handler, python-snappy,
-# elasticsearch).
+# elasticsearch, opentelemetry-sdk) and the JavaScript OTLP exporter (npm, into .data/node).
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
@@ -15,6 +15,11 @@ LOGGING_LOKI_VERSION="0.3.1"
 LOKI_LOGGER_HANDLER_VERSION="1.1.2"
 PYTHON_SNAPPY_VERSION="0.7.3"
 ELASTICSEARCH_PY_VERSION="9.5.1"
+OTEL_PY_VERSION="1.45.2"
+OTEL_JS_EXPORTER_VERSION="0.301.0"
+OTEL_JS_SDK_LOGS_VERSION="3.1.0"
+OTEL_JS_RESOURCES_VERSION="3.1.1"
+OTEL_JS_API_VERSION="1.10.0"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA_DIR="${LOGAGG_DATA_DIR:-$ROOT/.data}"
 MONGO_PORT="${LOGAGG_MONGO_PORT:-27017}"
@@ -111,16 +116,36 @@ install_schemathesis() {
 # (each drives our listener with the real client, unchanged).
 install_python_clients() {
   local venv="$DATA_DIR/venv"
-  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy, elasticsearch" 2>/dev/null; then
+  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy, elasticsearch, opentelemetry.exporter.otlp.proto.http" 2>/dev/null; then
     return 0
   fi
-  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy, elasticsearch)"
+  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy, elasticsearch, opentelemetry-sdk with its OTLP/HTTP exporter)"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "python-logging-loki==$LOGGING_LOKI_VERSION" \
     "loki-logger-handler==$LOKI_LOGGER_HANDLER_VERSION" \
     "python-snappy==$PYTHON_SNAPPY_VERSION" \
-    "elasticsearch==$ELASTICSEARCH_PY_VERSION"
+    "elasticsearch==$ELASTICSEARCH_PY_VERSION" \
+    "opentelemetry-sdk==$OTEL_PY_VERSION" \
+    "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION"
+}
+
+# The JavaScript OTLP/HTTP log exporter (JSON), for the OTLP test, into .data/node.
+install_node_clients() {
+  local prefix="$DATA_DIR/node"
+  if [ -f "$prefix/node_modules/@opentelemetry/exporter-logs-otlp-http/package.json" ] \
+    && grep -q "\"version\": \"$OTEL_JS_EXPORTER_VERSION\"" \
+      "$prefix/node_modules/@opentelemetry/exporter-logs-otlp-http/package.json"; then
+    return 0
+  fi
+  command -v npm >/dev/null || apt_install nodejs npm
+  log "installing the JavaScript OTLP exporter (@opentelemetry/exporter-logs-otlp-http $OTEL_JS_EXPORTER_VERSION)"
+  mkdir -p "$prefix"
+  npm install --prefix "$prefix" --no-audit --no-fund --silent \
+    "@opentelemetry/exporter-logs-otlp-http@$OTEL_JS_EXPORTER_VERSION" \
+    "@opentelemetry/sdk-logs@$OTEL_JS_SDK_LOGS_VERSION" \
+    "@opentelemetry/resources@$OTEL_JS_RESOURCES_VERSION" \
+    "@opentelemetry/api@$OTEL_JS_API_VERSION"
 }
 
 install_rabbitmq
@@ -128,6 +153,7 @@ install_secantus
 install_browser
 install_schemathesis
 install_python_clients
+install_node_clients
 start_rabbitmq
 # A test that raises a memory alarm (tests/blocked_broker.rs) lifts it when it ends; should
 # it have died first, publishers would stay blocked: lift it here too.

@@ -12,10 +12,12 @@ mod broker;
 mod collector;
 mod gateway;
 mod monitor;
+mod otlp;
 mod retention;
 mod search;
 mod source;
 mod store;
+mod syslog;
 mod telemetry;
 mod tls;
 
@@ -30,10 +32,12 @@ pub use broker::{BrokerSettings, DeadLetterStrategy, QueueType};
 pub use collector::CollectorSettings;
 pub use gateway::GatewaySettings;
 pub use monitor::{AlertRule, MonitorSettings, RuleKind, SinkKind, SinkSettings};
+pub use otlp::OtlpSettings;
 pub use retention::{parse_schedule, RetentionPolicy, RetentionSettings};
 pub use search::SearchSettings;
 pub use source::{MessageFormat, SourceSettings, TrafficProfile};
 pub use store::{StoreSettings, WriteAcknowledgment};
+pub use syslog::SyslogSettings;
 pub use telemetry::{LogFormat, TelemetrySettings};
 pub use tls::TlsSettings;
 
@@ -99,6 +103,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// HTTPS for the HTTP listeners (search, gateway, analyzers).
     pub tls: TlsSettings,
+    /// The gateway's OTLP/HTTP listener.
+    pub otlp: OtlpSettings,
+    /// The gateway's syslog listeners.
+    pub syslog: SyslogSettings,
 }
 
 /// A section of the settings, as a service names the ones it uses.
@@ -116,10 +124,12 @@ pub enum Section {
     Analyzers,
     Auth,
     Tls,
+    Otlp,
+    Syslog,
 }
 
 impl Section {
-    pub const ALL: [Section; 12] = [
+    pub const ALL: [Section; 14] = [
         Section::Broker,
         Section::Store,
         Section::Telemetry,
@@ -132,6 +142,8 @@ impl Section {
         Section::Analyzers,
         Section::Auth,
         Section::Tls,
+        Section::Otlp,
+        Section::Syslog,
     ];
 
     /// The section's name in files and in `LOGAGG__<SECTION>__…`.
@@ -149,6 +161,8 @@ impl Section {
             Section::Analyzers => "analyzers",
             Section::Auth => "auth",
             Section::Tls => "tls",
+            Section::Otlp => "otlp",
+            Section::Syslog => "syslog",
         }
     }
 }
@@ -201,6 +215,8 @@ impl Settings {
             Section::Analyzers => self.analyzers = typed_section(layered, name)?,
             Section::Auth => self.auth = typed_section(layered, name)?,
             Section::Tls => self.tls = typed_section(layered, name)?,
+            Section::Otlp => self.otlp = typed_section(layered, name)?,
+            Section::Syslog => self.syslog = typed_section(layered, name)?,
         }
         Ok(())
     }
@@ -221,6 +237,8 @@ impl Settings {
                 Section::Analyzers => self.analyzers.validate()?,
                 Section::Auth => self.auth.validate()?,
                 Section::Tls => self.tls.validate()?,
+                Section::Otlp => self.otlp.validate()?,
+                Section::Syslog => self.syslog.validate()?,
             }
         }
         Ok(())

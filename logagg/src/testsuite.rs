@@ -90,6 +90,10 @@ impl TestContext {
         settings.store.server_selection_timeout_ms = std::time::Duration::from_millis(2_000);
         settings.store.connect_timeout_ms = std::time::Duration::from_millis(1_000);
         settings.telemetry.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        // The gateway's other listeners on free ports: tests run side by side.
+        settings.otlp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.syslog.listen_tcp = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.syslog.listen_udp = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.collector.retry_initial_ms = std::time::Duration::from_millis(50);
         settings.collector.retry_max_ms = std::time::Duration::from_millis(500);
 

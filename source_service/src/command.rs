@@ -110,6 +110,8 @@ impl Command {
                 Section::Gateway,
                 Section::Auth,
                 Section::Tls,
+                Section::Otlp,
+                Section::Syslog,
             ],
             Command::Ship { .. } => &[Section::Broker, Section::Telemetry],
         }

@@ -5,4 +5,5 @@
 pub mod elasticsearch;
 pub mod gateway;
 pub mod loki;
+pub mod otlp;
 pub mod shipper;

@@ -17,26 +17,57 @@ pub use load::{publish, run, simulate, PublishReport, Traffic};
 
 pub const SERVICE_NAME: &str = "source_service";
 
-/// Serves the ingest gateway on `gateway.listen` (and the admin server) until `shutdown`.
+/// Serves the ingest gateway on `gateway.listen`, OTLP on `otlp.listen` and syslog on
+/// `syslog.listen_tcp`/`listen_udp` (those enabled), and the admin server, until
+/// `shutdown`. A listener that fails stops the others.
 pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
-        .await
-        .with_context(|| format!("binding gateway.listen {}", settings.gateway.listen))?;
-    info!(
-        address = %listener.local_addr()?,
-        scheme = http_server::scheme(&settings.tls),
-        "ingest gateway listening"
-    );
     let gateway = ingest::gateway::Gateway::new(settings.gateway.clone(), settings.broker.clone());
+    let stop = shutdown.child_token();
+    let mut servers = tokio::task::JoinSet::new();
+    let scheme = http_server::scheme(&settings.tls);
+    let http_apps = [
+        (
+            "gateway.listen",
+            Some(settings.gateway.listen),
+            ingest::gateway::router(gateway.clone(), &settings.auth),
+        ),
+        (
+            "otlp.listen",
+            settings.otlp.enabled.then_some(settings.otlp.listen),
+            ingest::gateway::otlp_router(gateway.clone(), &settings.auth),
+        ),
+    ];
+    for (setting, address, app) in http_apps {
+        let Some(address) = address else { continue };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {setting} {address}"))?;
+        info!(address = %listener.local_addr()?, scheme, setting, "ingest listening");
+        let (tls, stop) = (settings.tls.clone(), stop.clone());
+        servers.spawn(async move {
+            http_server::serve(listener, app, &tls, stop)
+                .await
+                .with_context(|| format!("serving {setting}"))
+        });
+    }
     let (_address, admin_task) = telemetry::serve_admin(
         settings.telemetry.admin_listen,
         telemetry::admin_router(gateway.health.clone()),
-        shutdown.clone(),
+        stop.clone(),
     )
     .await
     .context("binding the admin server")?;
-    let app = ingest::gateway::router(gateway, &settings.auth);
-    let served = http_server::serve(listener, app, &settings.tls, shutdown).await;
+    let mut outcome = Ok(());
+    while let Some(joined) = servers.join_next().await {
+        let served = joined
+            .context("a listener panicked")
+            .and_then(|served| served);
+        if served.is_err() && outcome.is_ok() {
+            stop.cancel();
+            outcome = served;
+        }
+    }
+    stop.cancel();
     let _ = admin_task.await;
-    served.context("serving the gateway")
+    outcome
 }

@@ -7,6 +7,10 @@
 //!   python-snappy, as Promtail, Alloy and Vector send.
 //! - Elasticsearch bulk: the `elasticsearch` client (`info`, `cluster.health`,
 //!   `helpers.bulk` with `index`, `create` and a refused `delete`) with an `ApiKey`.
+//! - OTLP/HTTP: the Python SDK's exporter (protobuf, gzip and deflate) on the OTLP
+//!   listener found through `OTEL_EXPORTER_OTLP_ENDPOINT`, the JavaScript exporter (JSON,
+//!   installed by setup.sh with npm into `.data/node`) on the gateway's address, and an
+//!   export sent twice, with a record the gateway refuses (`partial_success`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,11 +24,14 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "loki-shipper-key-0123456789";
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("LOGAGG_DATA_DIR")
+fn data_dir() -> PathBuf {
+    std::env::var_os("LOGAGG_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.data"))
-        .join("venv/bin/python");
+}
+
+fn python() -> PathBuf {
+    let venv = data_dir().join("venv/bin/python");
     assert!(
         venv.exists(),
         "{} is missing: run scripts/setup.sh (it installs the Python clients into .data/venv)",
@@ -106,6 +113,7 @@ async fn start_gateway(
     }];
     let port = free_port();
     context.settings.gateway.listen = ([127, 0, 0, 1], port).into();
+    context.settings.otlp.listen = ([127, 0, 0, 1], free_port()).into();
     let gateway = tokio::spawn(source_service::serve_gateway(
         context.settings.clone(),
         shutdown.clone(),
@@ -123,15 +131,16 @@ async fn start_gateway(
 
 /// Runs a client script with the gateway's URL and the key; it must succeed.
 async fn run_clients(script: &'static str, url: &str) {
-    let url = url.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["-c", script, &url, KEY])
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("join");
+    let mut command = Command::new(python());
+    command.args(["-c", script, url, KEY]);
+    run(command).await;
+}
+
+/// Runs a client's command; it must succeed.
+async fn run(mut command: Command) {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("the client runs"))
+        .await
+        .expect("join");
     assert!(
         output.status.success(),
         "clients failed: {}{}",
@@ -311,6 +320,204 @@ async fn the_elasticsearch_client_bulks_into_records() {
         (4.0, 2.0),
         "{metrics}"
     );
+
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}
+
+/// The Python SDK's logging handler and OTLP/HTTP exporter (protobuf), its endpoint from
+/// the environment as deployments set it; once gzip, once deflate. Two identical lines
+/// each time: both count.
+const OTLP_PYTHON: &str = r#"
+import logging, sys
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk.resources import Resource
+
+failures = []
+class Checked(OTLPLogExporter):
+    def export(self, batch):
+        result = super().export(batch)
+        if result.name != "SUCCESS":
+            failures.append(result)
+        return result
+
+resource = Resource.create({"service.name": "otel-py", "host.name": "py-host", "deployment.environment": "test"})
+for compression in (Compression.Gzip, Compression.Deflate):
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(Checked(compression=compression)))
+    log = logging.getLogger("py-" + compression.value)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(LoggingHandler(level=logging.DEBUG, logger_provider=provider))
+    log.warning("a python otlp line", extra={"order.id": 42})
+    log.warning("a python otlp line", extra={"order.id": 42})
+    provider.shutdown()
+if failures:
+    sys.exit(f"exports failed: {failures}")
+"#;
+
+/// The JavaScript SDK's OTLP/HTTP log exporter (JSON) on the gateway's own address.
+const OTLP_JS: &str = r#"
+const { OTLPLogExporter } = require('@opentelemetry/exporter-logs-otlp-http');
+const { LoggerProvider, SimpleLogRecordProcessor } = require('@opentelemetry/sdk-logs');
+const { resourceFromAttributes } = require('@opentelemetry/resources');
+const [url, key] = process.argv.slice(-2);
+const exporter = new OTLPLogExporter({ url: url + '/v1/logs', headers: { Authorization: 'Bearer ' + key } });
+const failures = [];
+const exportOnce = exporter.export.bind(exporter);
+exporter.export = (logs, done) => exportOnce(logs, (result) => {
+  if (result.code !== 0) failures.push(String(result.error));
+  done(result);
+});
+const provider = new LoggerProvider({
+  resource: resourceFromAttributes({ 'service.name': 'otel-js' }),
+  processors: [new SimpleLogRecordProcessor({ exporter })],
+});
+const logger = provider.getLogger('js-scope');
+logger.emit({ severityNumber: 17, severityText: 'ERROR', body: 'a js otlp line', attributes: { 'user.id': 'u-1' } });
+logger.emit({ severityNumber: 9, body: { structured: true, n: 3 } });
+provider.shutdown().then(() => {
+  if (failures.length) { console.error('exports failed:', failures); process.exit(1); }
+});
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_exporters_send_protobuf_and_json_and_a_retried_export_is_stored_once() {
+    use prost::Message;
+    use source_service::ingest::otlp::proto;
+
+    let mut context = TestContext::new("otlp").await;
+    let shutdown = CancellationToken::new();
+    let (url, gateway) = start_gateway(&mut context, "otel-*", &shutdown).await;
+    let otlp_url = format!("http://{}", context.settings.otlp.listen);
+
+    let mut python_client = Command::new(python());
+    python_client
+        .args(["-c", OTLP_PYTHON])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_url)
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("Authorization=Bearer%20{KEY}"),
+        );
+    run(python_client).await;
+    let mut js_client = Command::new("node");
+    js_client
+        .args(["-e", OTLP_JS, &url, KEY])
+        .env("NODE_PATH", data_dir().join("node/node_modules"));
+    run(js_client).await;
+
+    // An export with a record the key may write and one without a service, sent twice.
+    let log = |body: &str| proto::LogRecord {
+        time_unix_nano: 1_764_740_000_000_000_000,
+        severity_number: 13,
+        body: Some(proto::AnyValue {
+            value: Some(proto::any_value::Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    };
+    let resource = |attributes: Vec<proto::KeyValue>| proto::ResourceLogs {
+        resource: Some(proto::Resource { attributes }),
+        scope_logs: vec![proto::ScopeLogs {
+            scope: None,
+            log_records: vec![log("retried")],
+        }],
+    };
+    let export = proto::ExportLogsServiceRequest {
+        resource_logs: vec![
+            resource(vec![proto::KeyValue {
+                key: "service.name".into(),
+                value: Some(proto::AnyValue {
+                    value: Some(proto::any_value::Value::StringValue("otel-retry".into())),
+                }),
+            }]),
+            resource(Vec::new()),
+        ],
+    }
+    .encode_to_vec();
+    let client = reqwest::Client::new();
+    for _attempt in 0..2 {
+        let answer = client
+            .post(format!("{otlp_url}/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .bearer_auth(KEY)
+            .body(export.clone())
+            .send()
+            .await
+            .expect("export");
+        assert_eq!(answer.status(), 200);
+        let response =
+            proto::ExportLogsServiceResponse::decode(answer.bytes().await.expect("body").as_ref())
+                .expect("an ExportLogsServiceResponse");
+        let partial = response.partial_success.expect("partial_success");
+        assert_eq!(partial.rejected_log_records, 1);
+        assert!(
+            partial.error_message.contains("service.name"),
+            "{partial:?}"
+        );
+    }
+    // A body that is no export: 400, a google.rpc.Status (JSON for a JSON request).
+    let bad = client
+        .post(format!("{otlp_url}/v1/logs"))
+        .header("content-type", "application/json")
+        .bearer_auth(KEY)
+        .body("[1,2]")
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(bad.status(), 400);
+    let status: serde_json::Value = bad.json().await.expect("JSON");
+    assert_eq!(status["code"], 3, "{status}");
+
+    let records: Vec<LogRecord> = context
+        .take_records(&context.settings.broker.storage_queue)
+        .await;
+    let find = |service: &str| -> Vec<&LogRecord> {
+        records
+            .iter()
+            .filter(|record| record.service == service)
+            .collect()
+    };
+    let python = find("otel-py");
+    assert_eq!(python.len(), 4, "{records:?}");
+    let ids: std::collections::HashSet<&str> =
+        python.iter().map(|record| record.id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "identical lines are distinct records");
+    assert_eq!(python[0].message, "a python otlp line");
+    assert_eq!(python[0].severity, logagg::Severity::Warn);
+    assert_eq!(python[0].host.as_deref(), Some("py-host"));
+    assert_eq!(python[0].attributes["order_id"], 42);
+    assert_eq!(python[0].attributes["deployment_environment"], "test");
+    assert!(python
+        .iter()
+        .any(|record| record.attributes["otel_scope"] == "py-deflate"));
+    let js = find("otel-js");
+    assert_eq!(js.len(), 2, "{records:?}");
+    let line = js.iter().find(|record| record.message == "a js otlp line");
+    let line = line.expect("the JS line");
+    assert_eq!(line.severity, logagg::Severity::Error);
+    assert_eq!(line.attributes["user_id"], "u-1");
+    assert_eq!(line.attributes["otel_scope"], "js-scope");
+    let structured = js
+        .iter()
+        .find(|record| record.severity == logagg::Severity::Info);
+    let structured: serde_json::Value =
+        serde_json::from_str(&structured.expect("the structured body").message)
+            .expect("a structured body kept as JSON");
+    assert_eq!(structured, serde_json::json!({"structured": true, "n": 3}));
+    let retried = find("otel-retry");
+    assert_eq!(retried.len(), 2, "the export and its retry: {records:?}");
+    assert_eq!(
+        retried[0].id, retried[1].id,
+        "a retried export maps to the same record"
+    );
+    assert_eq!(retried[0].timestamp.timestamp(), 1_764_740_000);
 
     shutdown.cancel();
     gateway

@@ -24,13 +24,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use logagg::auth::Caller;
-use logagg::record::positioned_id;
 use logagg::LogRecord;
 use serde_json::{json, Map, Value};
 
-use super::gateway::{
-    check_count, json_record, publish_all, read_body, Gateway, GatewayError, Protocol,
-};
+use super::gateway::{ingest, json_record, Gateway, GatewayError, Ingested, Protocol};
 
 /// The header Elasticsearch clients (8 and later) require on every answer.
 pub const PRODUCT_HEADER: &str = "x-elastic-product";
@@ -111,41 +108,21 @@ async fn bulk_into(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let received_at = Utc::now();
-    let outcome = async {
-        let body = read_body(&gateway, &caller, request).await?;
-        let items =
-            parse_bulk(body.text()?, default_index.as_deref()).map_err(GatewayError::BadRequest)?;
-        check_count(&gateway, items.len())?;
-        let parsed: Vec<Result<LogRecord, String>> = items
-            .iter()
-            .enumerate()
-            .map(|(position, item)| {
-                let id = item
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| positioned_id(&body.request_id, position as u64));
-                item.document
-                    .clone()
-                    .and_then(|document| document_record(document, &item.index, &id, received_at))
-            })
-            .collect();
-        let ids: Vec<Option<String>> = parsed
-            .iter()
-            .map(|record| record.as_ref().ok().map(|record| record.id.clone()))
-            .collect();
-        let report = publish_all(
-            &gateway,
-            &caller,
-            Protocol::Elasticsearch,
-            &body.rate_key,
-            parsed,
-        )
-        .await?;
-        Ok::<_, GatewayError>((items, ids, report))
-    };
+    let outcome = ingest(
+        &gateway,
+        &caller,
+        Protocol::Elasticsearch,
+        request,
+        |body| parse_bulk(body.text()?, default_index.as_deref()).map_err(GatewayError::BadRequest),
+        |item, positioned, received_at| {
+            let id = item.id.clone().unwrap_or(positioned);
+            item.document
+                .clone()
+                .and_then(|document| document_record(document, &item.index, &id, received_at))
+        },
+    );
     match outcome.await {
-        Ok((items, ids, report)) => {
+        Ok(Ingested { items, ids, report }) => {
             let mut refused: Vec<Option<String>> = vec![None; items.len()];
             for error in report.errors {
                 if let Some(slot) = refused.get_mut(error.index) {

@@ -3,7 +3,7 @@
 //! record is validated and normalised, published persistent and mandatory with publisher
 //! confirms, and the client hears 202 only once the broker confirmed them all.
 //!
-//! Memory is bounded: bodies by `gateway.max_body_bytes` (after gzip) and
+//! Memory is bounded: bodies by `gateway.max_body_bytes` (after gzip or deflate) and
 //! `gateway.body_timeout_ms`, records per request by `gateway.max_records`, and records
 //! awaiting confirms across requests by `gateway.max_unconfirmed` (503 with Retry-After
 //! beyond, never a queue). Each key, or client address without keys, has a token bucket of
@@ -21,7 +21,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{middleware, Extension, Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use logagg::auth::{self, Caller, Guard};
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::http_error::{error_response, ErrorBody, ErrorCode};
@@ -37,7 +37,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-/// Records by protocol (`json`, `lines`, `loki`, `elasticsearch`) and outcome (`accepted`:
+/// Records by protocol (`json`, `lines`, `loki`, `elasticsearch`, `otlp`, `syslog`) and outcome (`accepted`:
 /// confirmed by the broker; `rejected`: refused with a reason).
 const RECORDS: &str = "logagg_ingest_records_total";
 
@@ -50,6 +50,7 @@ pub(crate) enum Protocol {
     Lines,
     Loki,
     Elasticsearch,
+    Otlp,
 }
 
 impl Protocol {
@@ -59,6 +60,7 @@ impl Protocol {
             Protocol::Lines => "lines",
             Protocol::Loki => "loki",
             Protocol::Elasticsearch => "elasticsearch",
+            Protocol::Otlp => "otlp",
         }
     }
 }
@@ -167,15 +169,12 @@ impl Gateway {
 /// The gateway's routes; with keys configured, each wants one with the `ingest` scope
 /// (`gateway.api_keys`, deprecated, count as unscoped keys of the gateway).
 pub fn router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
-    let guard = Guard::new(
-        auth,
-        Scope::Ingest,
-        Some(("gateway.api_keys", &gateway.settings.api_keys)),
-    );
+    let guard = ingest_guard(&gateway, auth);
     Router::new()
         .route("/api/v1/logs", post(ingest_json))
         .route("/api/v1/logs/raw", post(ingest_raw))
         .route(super::loki::PUSH_PATH, post(super::loki::push))
+        .route(super::otlp::LOGS_PATH, post(super::otlp::export))
         .merge(elasticsearch_routes())
         .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
         .route(super::loki::READY_PATH, get(super::loki::ready))
@@ -183,6 +182,26 @@ pub fn router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
         .with_state(gateway)
+}
+
+/// The OTLP listener's one route (`otlp.listen`), with the gateway's keys.
+pub fn otlp_router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
+    let guard = ingest_guard(&gateway, auth);
+    Router::new()
+        .route(super::otlp::LOGS_PATH, post(super::otlp::export))
+        .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        })
+        .with_state(gateway)
+}
+
+fn ingest_guard(gateway: &Gateway, auth: &AuthSettings) -> Guard {
+    Guard::new(
+        auth,
+        Scope::Ingest,
+        Some(("gateway.api_keys", &gateway.settings.api_keys)),
+    )
 }
 
 /// The Elasticsearch API's routes, each answer marked as Elasticsearch's.
@@ -205,22 +224,58 @@ async fn ingest_json(
     Extension(caller): Extension<Caller>,
     request: Request,
 ) -> Response {
+    let outcome = ingest(
+        &gateway,
+        &caller,
+        Protocol::Json,
+        request,
+        |body| json_items(body.text()?, &body.content_type),
+        |item, id, received_at| json_record(item.as_bytes(), &id, received_at),
+    );
+    respond(outcome.await.map(|ingested| ingested.report))
+}
+
+/// A request's items, the ids their records were given (`None` where refused before a
+/// record was made), and the report.
+pub(crate) struct Ingested<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) ids: Vec<Option<String>>,
+    pub(crate) report: IngestReport,
+}
+
+/// The path every HTTP protocol shares: reads the body within the limits, lets the
+/// protocol `decode` it into items, checks their count, makes each item a record
+/// (`record` is given the item's positioned id: the request's content and the item's
+/// position, so a retried request maps to the same records), and publishes them all.
+pub(crate) async fn ingest<T>(
+    gateway: &Gateway,
+    caller: &Caller,
+    protocol: Protocol,
+    request: Request,
+    decode: impl FnOnce(&RequestBody) -> Result<Vec<T>, GatewayError>,
+    record: impl Fn(&T, String, DateTime<Utc>) -> Result<LogRecord, String>,
+) -> Result<Ingested<T>, GatewayError> {
     let received_at = Utc::now();
-    let outcome = async {
-        let body = read_body(&gateway, &caller, request).await?;
-        let items = json_items(body.text()?, &body.content_type)?;
-        check_count(&gateway, items.len())?;
-        let parsed = items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| {
-                let id = positioned_id(&body.request_id, index as u64);
-                json_record(item.as_bytes(), &id, received_at)
-            })
-            .collect();
-        publish_all(&gateway, &caller, Protocol::Json, &body.rate_key, parsed).await
-    };
-    respond(outcome.await)
+    let body = read_body(gateway, caller, request).await?;
+    let items = decode(&body)?;
+    check_count(gateway, items.len())?;
+    let parsed: Vec<Result<LogRecord, String>> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            record(
+                item,
+                positioned_id(&body.request_id, index as u64),
+                received_at,
+            )
+        })
+        .collect();
+    let ids = parsed
+        .iter()
+        .map(|record| record.as_ref().ok().map(|record| record.id.clone()))
+        .collect();
+    let report = publish_all(gateway, caller, protocol, &body.rate_key, parsed).await?;
+    Ok(Ingested { items, ids, report })
 }
 
 /// A JSON record (our shape, or one a protocol module built) as the collector parses it:
@@ -254,7 +309,6 @@ async fn ingest_raw(
     query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Response {
-    let received_at = Utc::now();
     let outcome = async {
         let Query(query) = query.map_err(|_| {
             GatewayError::BadParameter("`format` is required: ?format=clf&service=web".into())
@@ -264,26 +318,30 @@ async fn ingest_raw(
             logagg::parse::validate_service(service)
                 .map_err(|error| GatewayError::BadParameter(format!("`service`: {error}")))?;
         }
-        let body = read_body(&gateway, &caller, request).await?;
-        let lines: Vec<&str> = body
-            .text()?
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .collect();
-        check_count(&gateway, lines.len())?;
-        let context = LineContext {
-            service: query.service.as_deref(),
-            received_at,
-        };
-        let parsed = lines
-            .iter()
-            .enumerate()
-            .map(|(index, line)| {
-                let id = positioned_id(&body.request_id, index as u64);
+        let ingested = ingest(
+            &gateway,
+            &caller,
+            Protocol::Lines,
+            request,
+            |body| {
+                let lines: Vec<String> = body
+                    .text()?
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Ok(lines)
+            },
+            |line, id, received_at| {
+                let context = LineContext {
+                    service: query.service.as_deref(),
+                    received_at,
+                };
                 parse_line(format, line, id, &context).map_err(|error| error.to_string())
-            })
-            .collect();
-        publish_all(&gateway, &caller, Protocol::Lines, &body.rate_key, parsed).await
+            },
+        )
+        .await?;
+        Ok(ingested.report)
     };
     respond(outcome.await)
 }
@@ -325,9 +383,9 @@ pub(crate) struct RequestBody {
     pub(crate) rate_key: String,
     /// Lower-cased `Content-Type`, empty without one.
     pub(crate) content_type: String,
-    /// The body, gunzipped when the client said gzip.
+    /// The body, inflated when the client said gzip or deflate.
     pub(crate) bytes: Vec<u8>,
-    /// [`request_id`] of the route, query and (gunzipped) body: item `n`'s record id is
+    /// [`request_id`] of the route, query and (inflated) body: item `n`'s record id is
     /// `<request_id>-<n>`, so a retried request maps to the same records and identical
     /// items of one request or of two different requests stay distinct.
     pub(crate) request_id: String,
@@ -341,7 +399,7 @@ impl RequestBody {
     }
 }
 
-/// Reads the body within the size and time limits, gunzipping it when the client says so.
+/// Reads the body within the size and time limits, inflating it when the client says so.
 pub(crate) async fn read_body(
     gateway: &Gateway,
     caller: &Caller,
@@ -369,15 +427,17 @@ pub(crate) async fn read_body(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let gzip = match headers
+    let encoding = match headers
         .get(CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
+        .map(str::trim)
     {
-        None | Some("identity") => false,
-        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => true,
+        None | Some("identity" | "") => BodyEncoding::Identity,
+        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => BodyEncoding::Gzip,
+        Some(encoding) if encoding.eq_ignore_ascii_case("deflate") => BodyEncoding::Deflate,
         Some(other) => {
             return Err(GatewayError::BadRequest(format!(
-                "Content-Encoding `{other}` is not supported; send gzip or nothing"
+                "Content-Encoding `{other}` is not supported; send gzip, deflate or nothing"
             )))
         }
     };
@@ -386,19 +446,14 @@ pub(crate) async fn read_body(
         .await
         .map_err(|_| GatewayError::BadRequest("the body took too long to arrive".into()))?
         .map_err(|_| too_large())?;
-    let bytes = if gzip {
-        let mut inflated = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .take(limit as u64 + 1)
-            .read_to_end(&mut inflated)
-            .map_err(|_| GatewayError::BadRequest("the body is not valid gzip".into()))?;
-        if inflated.len() > limit {
-            return Err(too_large());
-        }
-        inflated
-    } else {
-        bytes.to_vec()
-    };
+    let bytes = encoding
+        .inflate(&bytes, limit)
+        .map_err(|error| match error {
+            InflateError::TooLarge => too_large(),
+            InflateError::Invalid(name) => {
+                GatewayError::BadRequest(format!("the body is not valid {name}"))
+            }
+        })?;
     let id = request_id(&route_and_query, &bytes);
     Ok(RequestBody {
         rate_key,
@@ -406,6 +461,43 @@ pub(crate) async fn read_body(
         bytes,
         request_id: id,
     })
+}
+
+/// A body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyEncoding {
+    Identity,
+    Gzip,
+    /// zlib-wrapped as HTTP means it; a raw deflate stream, as some clients send, too.
+    Deflate,
+}
+
+enum InflateError {
+    TooLarge,
+    Invalid(&'static str),
+}
+
+impl BodyEncoding {
+    /// The body as sent, at most `limit` bytes once inflated.
+    fn inflate(self, bytes: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        fn read_all(reader: impl Read, limit: usize) -> std::io::Result<Vec<u8>> {
+            let mut inflated = Vec::new();
+            reader.take(limit as u64 + 1).read_to_end(&mut inflated)?;
+            Ok(inflated)
+        }
+        let inflated = match self {
+            BodyEncoding::Identity => return Ok(bytes.to_vec()),
+            BodyEncoding::Gzip => read_all(flate2::read::GzDecoder::new(bytes), limit)
+                .map_err(|_| InflateError::Invalid("gzip"))?,
+            BodyEncoding::Deflate => read_all(flate2::read::ZlibDecoder::new(bytes), limit)
+                .or_else(|_| read_all(flate2::read::DeflateDecoder::new(bytes), limit))
+                .map_err(|_| InflateError::Invalid("deflate"))?,
+        };
+        if inflated.len() > limit {
+            return Err(InflateError::TooLarge);
+        }
+        Ok(inflated)
+    }
 }
 
 /// The JSON items of a body: an array's elements, NDJSON's lines, or the one object.

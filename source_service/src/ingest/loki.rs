@@ -21,14 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use logagg::auth::Caller;
-use logagg::record::positioned_id;
 use logagg::LogRecord;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::gateway::{
-    check_count, json_record, publish_all, read_body, Gateway, GatewayError, IngestReport, Protocol,
-};
+use super::gateway::{ingest, json_record, Gateway, GatewayError, IngestReport, Protocol};
 
 /// Where clients push.
 pub const PUSH_PATH: &str = "/loki/api/v1/push";
@@ -62,24 +59,17 @@ pub async fn push(
     Extension(caller): Extension<Caller>,
     request: Request,
 ) -> Response {
-    let received_at = Utc::now();
-    let outcome = async {
-        let body = read_body(&gateway, &caller, request).await?;
-        let entries = decode(&body.bytes, &body.content_type).map_err(GatewayError::BadRequest)?;
-        check_count(&gateway, entries.len())?;
-        let parsed = entries
-            .iter()
-            .enumerate()
-            .map(|(index, entry)| {
-                let id = positioned_id(&body.request_id, index as u64);
-                entry_record(entry, &id, received_at)
-            })
-            .collect();
-        publish_all(&gateway, &caller, Protocol::Loki, &body.rate_key, parsed).await
-    };
+    let outcome = ingest(
+        &gateway,
+        &caller,
+        Protocol::Loki,
+        request,
+        |body| decode(&body.bytes, &body.content_type).map_err(GatewayError::BadRequest),
+        |entry, id, received_at| entry_record(entry, &id, received_at),
+    );
     match outcome.await {
-        Ok(report) if report.rejected == 0 => StatusCode::NO_CONTENT.into_response(),
-        Ok(report) => refused(report),
+        Ok(ingested) if ingested.report.rejected == 0 => StatusCode::NO_CONTENT.into_response(),
+        Ok(ingested) => refused(ingested.report),
         Err(error) => error.into_response(),
     }
 }
