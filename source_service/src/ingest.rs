@@ -7,3 +7,4 @@ pub mod gateway;
 pub mod loki;
 pub mod otlp;
 pub mod shipper;
+pub mod syslog;

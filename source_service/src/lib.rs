@@ -50,6 +50,21 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
                 .with_context(|| format!("serving {setting}"))
         });
     }
+    if settings.syslog.enabled {
+        let (tcp, udp) = ingest::syslog::bind(&settings.syslog).await?;
+        servers.spawn(ingest::syslog::serve_tcp(
+            tcp,
+            gateway.clone(),
+            settings.syslog.clone(),
+            stop.clone(),
+        ));
+        servers.spawn(ingest::syslog::serve_udp(
+            udp,
+            gateway.clone(),
+            settings.syslog.clone(),
+            stop.clone(),
+        ));
+    }
     let (_address, admin_task) = telemetry::serve_admin(
         settings.telemetry.admin_listen,
         telemetry::admin_router(gateway.health.clone()),

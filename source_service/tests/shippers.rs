@@ -526,3 +526,119 @@ async fn otlp_exporters_send_protobuf_and_json_and_a_retried_export_is_stored_on
         .expect("the gateway stopped cleanly");
     context.cleanup().await;
 }
+
+/// util-linux `logger` over TCP with octet counting (two lines on one connection) and with
+/// LF framing, and over UDP in RFC 3164; then a raw connection sending a good line, a line
+/// that is no syslog (dead-lettered with the reason) and an octet count over the limit
+/// (the connection is closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logger_sends_syslog_over_tcp_and_udp_and_a_bad_frame_is_dead_lettered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut context = TestContext::new("syslog").await;
+    context.settings.syslog.listen_tcp = ([127, 0, 0, 1], free_port()).into();
+    context.settings.syslog.listen_udp = ([127, 0, 0, 1], free_port()).into();
+    context.settings.syslog.max_frame_bytes = 1_000;
+    // One frame per publish: a connection's later frames wait for nothing but the confirm.
+    context.settings.syslog.max_unconfirmed = 1;
+    let shutdown = CancellationToken::new();
+    let (_url, gateway) = start_gateway(&mut context, "*", &shutdown).await;
+    let (tcp, udp) = (
+        context.settings.syslog.listen_tcp.port().to_string(),
+        context.settings.syslog.listen_udp.port().to_string(),
+    );
+    let logger = |args: &[&str]| {
+        let mut command = Command::new("logger");
+        command.args(["-n", "127.0.0.1"]).args(args);
+        command
+    };
+    // logger sends one message per line of its standard input, on one connection.
+    let mut two_lines = Command::new("sh");
+    two_lines.args([
+        "-c",
+        "printf 'the same line\\nthe same line\\n' | logger -n 127.0.0.1 -P \"$0\" -T --octet-count -t syslog-octet",
+        &tcp,
+    ]);
+    run(two_lines).await;
+    run(logger(&[
+        "-P",
+        &tcp,
+        "-T",
+        "-t",
+        "syslog-lf",
+        "a line ended by LF",
+    ]))
+    .await;
+    run(logger(&[
+        "-P",
+        &udp,
+        "-d",
+        "--rfc3164",
+        "-p",
+        "user.warning",
+        "-t",
+        "syslog-udp",
+        "a datagram",
+    ]))
+    .await;
+    let mut raw = tokio::net::TcpStream::connect(context.settings.syslog.listen_tcp)
+        .await
+        .expect("connect");
+    raw.write_all(
+        b"<11>Dec  3 08:00:00 web-1 syslog-raw: a raw line\nthis is not syslog\n99999 <13>too long",
+    )
+    .await
+    .expect("write");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), raw.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a count over the limit closes the connection"
+    );
+
+    let storage = context.settings.broker.storage_queue.clone();
+    let dead = context.settings.broker.dead_letter_queue.clone();
+    let arrived = wait_until(Duration::from_secs(30), || async {
+        let ready = |state: Option<logagg::testsuite::QueueState>| state.map_or(0, |s| s.ready);
+        ready(context.queue_state(&storage).await) >= 5
+            && ready(context.queue_state(&dead).await) >= 1
+    })
+    .await;
+    assert!(arrived, "5 records and 1 dead letter");
+    let records: Vec<LogRecord> = context.take_records(&storage).await;
+    assert_eq!(records.len(), 5, "{records:?}");
+    let find = |service: &str| -> Vec<&LogRecord> {
+        records
+            .iter()
+            .filter(|record| record.service == service)
+            .collect()
+    };
+    let octet = find("syslog-octet");
+    assert_eq!(octet.len(), 2, "{records:?}");
+    assert_ne!(octet[0].id, octet[1].id, "identical lines are two records");
+    assert_eq!(octet[0].message, "the same line");
+    assert_eq!(octet[0].severity, logagg::Severity::Notice);
+    assert_eq!(find("syslog-lf")[0].message, "a line ended by LF");
+    let datagram = find("syslog-udp");
+    assert_eq!(datagram.len(), 1, "{records:?}");
+    assert_eq!(datagram[0].severity, logagg::Severity::Warn);
+    let raw_line = find("syslog-raw");
+    assert_eq!(raw_line.len(), 1, "{records:?}");
+    assert_eq!(raw_line[0].host.as_deref(), Some("web-1"));
+    let dead_letters = logagg::testsuite::take_all(&context.connection, &dead).await;
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0].data, b"this is not syslog");
+    let reason = logagg::testsuite::header_text(
+        &dead_letters[0].properties,
+        logagg::topology::HEADER_REASON,
+    )
+    .expect("a reason");
+    assert!(!reason.is_empty());
+
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}

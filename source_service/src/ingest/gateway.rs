@@ -51,6 +51,7 @@ pub(crate) enum Protocol {
     Loki,
     Elasticsearch,
     Otlp,
+    Syslog,
 }
 
 impl Protocol {
@@ -61,6 +62,7 @@ impl Protocol {
             Protocol::Loki => "loki",
             Protocol::Elasticsearch => "elasticsearch",
             Protocol::Otlp => "otlp",
+            Protocol::Syslog => "syslog",
         }
     }
 }
@@ -566,7 +568,7 @@ pub(crate) async fn publish_all(
         })?;
     gateway
         .publisher
-        .publish(&records, gateway.settings.confirm_timeout_ms)
+        .publish_records(&records, gateway.settings.confirm_timeout_ms)
         .await?;
     metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "accepted")
         .increment(report.accepted as u64);
@@ -581,29 +583,14 @@ struct BrokerLink {
 }
 
 impl BrokerLink {
-    /// Publishes `records` and waits until the broker queued every one. A record whose
+    /// Publishes `messages` and waits until the broker queued every one. A message whose
     /// confirm fails (its node lost, a nack) is sent again, on another node if need be,
-    /// until `confirm_timeout`; then the client is told to retry (503), and records already
-    /// queued are not duplicated by its retry (their ids are kept).
-    async fn publish(
-        &self,
-        records: &[LogRecord],
-        confirm_timeout: std::time::Duration,
-    ) -> Result<(), GatewayError> {
-        let give_up = GiveUp {
-            deadline: Some(tokio::time::Instant::now() + confirm_timeout),
-            shutdown: None,
-        };
+    /// until `give_up`; messages already queued are not duplicated by a retry (their ids
+    /// are kept).
+    async fn publish(&self, messages: Vec<Outgoing>, give_up: GiveUp) -> Result<(), PublishError> {
         let mut resender = Resender::new(&self.channel, give_up);
-        let exchange = lapin::types::ShortString::from(self.channel.settings().exchange.as_str());
         let mut outcome = Ok(());
-        for record in records {
-            let message = Outgoing {
-                exchange: exchange.clone(),
-                routing_key: logagg::parse::routing_key(&record.service, record.severity).into(),
-                body: record_body(record),
-                properties: broker::log_properties(broker::CONTENT_TYPE_JSON, &record.id),
-            };
+        for message in messages {
             if let Err(error) = resender.send(message, ()).await {
                 outcome = Err(error);
                 break;
@@ -628,7 +615,26 @@ impl BrokerLink {
             }
         }
         self.health.set("broker", outcome.is_ok());
-        outcome.map_err(|error| {
+        outcome
+    }
+
+    /// Publishes `records` for an HTTP client: until `confirm_timeout`, then the client is
+    /// told to retry (503).
+    async fn publish_records(
+        &self,
+        records: &[LogRecord],
+        confirm_timeout: std::time::Duration,
+    ) -> Result<(), GatewayError> {
+        let give_up = GiveUp {
+            deadline: Some(tokio::time::Instant::now() + confirm_timeout),
+            shutdown: None,
+        };
+        let exchange = self.exchange();
+        let messages = records
+            .iter()
+            .map(|record| record_message(&exchange, record))
+            .collect();
+        self.publish(messages, give_up).await.map_err(|error| {
             warn!(%error, "publishing failed; the client is told to retry");
             match error {
                 PublishError::Unreachable { .. } | PublishError::Broker(_) => {
@@ -644,6 +650,89 @@ impl BrokerLink {
             }
         })
     }
+
+    fn exchange(&self) -> lapin::types::ShortString {
+        self.channel.settings().exchange.as_str().into()
+    }
+}
+
+/// A record as the message that carries it onto the exchange.
+fn record_message(exchange: &lapin::types::ShortString, record: &LogRecord) -> Outgoing {
+    Outgoing {
+        exchange: exchange.clone(),
+        routing_key: logagg::parse::routing_key(&record.service, record.severity).into(),
+        body: record_body(record),
+        properties: broker::log_properties(broker::CONTENT_TYPE_JSON, &record.id),
+    }
+}
+
+impl Gateway {
+    /// Publishes, for a listener that has no client to answer (syslog), what it read:
+    /// each record onto the exchange, each frame that is none dead-lettered with why.
+    /// Waits for every confirm, re-sending until `shutdown`: the listener stops reading
+    /// meanwhile, which is the back-pressure its senders feel.
+    pub(crate) async fn publish_or_dead_letter(
+        &self,
+        protocol: Protocol,
+        source: &str,
+        parsed: Vec<Result<LogRecord, Unparsed>>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), PublishError> {
+        let exchange = self.publisher.exchange();
+        let dead_letter_exchange: lapin::types::ShortString = self
+            .publisher
+            .channel
+            .settings()
+            .dead_letter_exchange
+            .as_str()
+            .into();
+        let (mut accepted, mut rejected) = (0, 0);
+        let messages = parsed
+            .into_iter()
+            .map(|result| match result {
+                Ok(record) => {
+                    accepted += 1;
+                    record_message(&exchange, &record)
+                }
+                Err(unparsed) => {
+                    rejected += 1;
+                    let properties = lapin::BasicProperties::default()
+                        .with_content_type(broker::CONTENT_TYPE_TEXT.into())
+                        .with_message_id(unparsed.id.as_str().into());
+                    Outgoing {
+                        exchange: dead_letter_exchange.clone(),
+                        routing_key: format!("{}.unparsed", protocol.as_str()).into(),
+                        body: unparsed.bytes,
+                        properties: broker::dead_letter_properties(
+                            &properties,
+                            unparsed.code,
+                            &unparsed.reason,
+                            source,
+                        ),
+                    }
+                }
+            })
+            .collect();
+        let give_up = GiveUp {
+            deadline: None,
+            shutdown: Some(shutdown.clone()),
+        };
+        self.publisher.publish(messages, give_up).await?;
+        metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "accepted")
+            .increment(accepted);
+        metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "rejected")
+            .increment(rejected);
+        Ok(())
+    }
+}
+
+/// What a listener read that is no record: dead-lettered with its id and why.
+pub(crate) struct Unparsed {
+    pub(crate) id: String,
+    pub(crate) bytes: Vec<u8>,
+    /// A stable reason code (`ParseError::code`, or the listener's own).
+    pub(crate) code: &'static str,
+    pub(crate) reason: String,
 }
 
 /// Token buckets per key: `rate` records a second, up to `burst` at once.
