@@ -4,6 +4,7 @@
 
 pub mod elasticsearch;
 pub mod gateway;
+pub mod listener;
 pub mod loki;
 pub mod otlp;
 pub mod shipper;

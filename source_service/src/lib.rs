@@ -6,7 +6,10 @@ pub mod command;
 pub mod ingest;
 pub mod load;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use ingest::listener;
 use logagg::http_server;
 use logagg::settings::Settings;
 use logagg::telemetry;
@@ -52,16 +55,19 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
     }
     if settings.syslog.enabled {
         let (tcp, udp) = ingest::syslog::bind(&settings.syslog).await?;
-        servers.spawn(ingest::syslog::serve_tcp(
+        let syslog = Arc::new(ingest::syslog::Syslog {
+            settings: settings.syslog.clone(),
+        });
+        servers.spawn(listener::serve_tcp(
             tcp,
             gateway.clone(),
-            settings.syslog.clone(),
+            syslog.clone(),
             stop.clone(),
         ));
-        servers.spawn(ingest::syslog::serve_udp(
+        servers.spawn(listener::serve_udp(
             udp,
             gateway.clone(),
-            settings.syslog.clone(),
+            syslog,
             stop.clone(),
         ));
     }

@@ -43,7 +43,7 @@ const RECORDS: &str = "logagg_ingest_records_total";
 
 /// The protocol a request came in by: a label of [`RECORDS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
+pub enum Protocol {
     /// `POST /api/v1/logs`.
     Json,
     /// `POST /api/v1/logs/raw`.
@@ -55,7 +55,7 @@ pub(crate) enum Protocol {
 }
 
 impl Protocol {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Json => "json",
             Protocol::Lines => "lines",

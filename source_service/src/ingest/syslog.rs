@@ -1,72 +1,45 @@
 //! Syslog listeners on the gateway, for rsyslog, syslog-ng, `logger` and network devices:
 //! TCP on `syslog.listen_tcp`, each frame by RFC 6587 octet counting (`<length> <message>`)
-//! or ended by LF, chosen per frame; UDP on `syslog.listen_udp`, one message a datagram.
-//! RFC 5424 (`<pri>1 …`) and RFC 3164 (`<pri>Mmm dd hh:mm:ss host tag: …`) are told apart
-//! per message and parsed by the gateway's syslog line formats: service from the app name
-//! (or tag), else `syslog.default_service`.
-//!
-//! Every frame is a record or, when it is none (unparseable, over `syslog.max_frame_bytes`,
-//! cut by the connection's end), dead-lettered with the reason. What a connection (or the
-//! UDP socket) read is published and confirmed before more is read: a slow broker slows the
-//! senders, nothing queues in memory. Syslog has no acknowledgement: frames read but not
-//! yet confirmed when the gateway stops are lost to the sender, as are UDP datagrams the
-//! network or a full socket buffer drops (README, "Syslog").
-
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! or ended by LF, chosen per frame; UDP on `syslog.listen_udp`, one message a datagram
+//! (both served by [`super::listener`]). RFC 5424 (`<pri>1 …`) and RFC 3164
+//! (`<pri>Mmm dd hh:mm:ss host tag: …`) are told apart per message and parsed by the
+//! gateway's syslog line formats: service from the app name (or tag), else
+//! `syslog.default_service`. A message that is none (unparseable, not UTF-8, over
+//! `syslog.max_frame_bytes`, cut by the connection's end) is dead-lettered with the reason.
 
 use chrono::Utc;
 use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::parse::ParseError;
-use logagg::record::positioned_id;
 use logagg::settings::SyslogSettings;
 use logagg::LogRecord;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::info;
 
-use super::gateway::{Gateway, Protocol, Unparsed};
+use super::gateway::Protocol;
+use super::listener::{Frame, Framing, FramingError, Limits, Messages, Step};
 
-/// TCP connections closed because their framing could not be followed, by reason.
-const CLOSED: &str = "logagg_syslog_connections_closed_total";
-
-/// One frame of a TCP stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    Message(Vec<u8>),
-    /// A frame over the limit: its first bytes (the rest is skipped).
-    TooLong(Vec<u8>),
+/// The syslog protocol, as its listeners use it.
+pub struct Syslog {
+    pub settings: SyslogSettings,
 }
 
-/// What [`Framer::next`] found at the front of a buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// A frame, and the bytes it took.
-    Frame(Frame, usize),
-    /// Bytes that are no frame (a blank line, the rest of a frame over the limit).
-    Skip(usize),
-    /// Not a whole frame yet.
-    More,
-}
+impl Messages for Syslog {
+    const PROTOCOL: Protocol = Protocol::Syslog;
 
-/// Why a TCP stream cannot be framed further: the connection is closed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FramingError {
-    #[error("octet count is not digits followed by a space")]
-    BadOctetCount,
-    #[error("octet count {0} is over syslog.max_frame_bytes")]
-    OctetCountTooLarge(usize),
-}
-
-impl FramingError {
-    fn label(&self) -> &'static str {
-        match self {
-            FramingError::BadOctetCount => "bad_octet_count",
-            FramingError::OctetCountTooLarge(_) => "octet_count_too_large",
+    fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.settings.max_connections,
+            max_frame_bytes: self.settings.max_frame_bytes,
+            max_unconfirmed: self.settings.max_unconfirmed,
         }
+    }
+
+    fn framer(&self) -> Box<dyn Framing> {
+        Box::new(Framer::new(self.settings.max_frame_bytes))
+    }
+
+    fn record(&self, message: &[u8], id: String) -> Result<LogRecord, (&'static str, String)> {
+        message_record(message, id, &self.settings.default_service)
     }
 }
 
@@ -89,10 +62,12 @@ impl Framer {
             skipping: false,
         }
     }
+}
 
+impl Framing for Framer {
     /// What the front of `buffer` holds: a complete frame, bytes to skip (blank lines,
     /// the rest of a frame over the limit), or not enough yet.
-    pub fn next(&mut self, buffer: &[u8]) -> Result<Step, FramingError> {
+    fn next(&mut self, buffer: &[u8]) -> Result<Step, FramingError> {
         if self.skipping {
             return Ok(match buffer.iter().position(|byte| *byte == b'\n') {
                 Some(end) => {
@@ -161,7 +136,7 @@ impl Framer {
 
     /// What is left when the connection ends: an LF frame without its LF is a frame; a
     /// cut octet-counted frame is none.
-    pub fn finish(&mut self, rest: &[u8]) -> Option<Result<Vec<u8>, Vec<u8>>> {
+    fn finish(&mut self, rest: &[u8]) -> Option<Result<Vec<u8>, Vec<u8>>> {
         if self.skipping || rest.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
@@ -202,208 +177,6 @@ pub fn message_record(
         other => Err(other),
     });
     parsed.map_err(|error| (error.code(), error.to_string()))
-}
-
-/// A frame as a record, or as what is dead-lettered.
-fn frame_record(frame: Frame, id: String, default_service: &str) -> Result<LogRecord, Unparsed> {
-    match frame {
-        Frame::Message(bytes) => {
-            message_record(&bytes, id.clone(), default_service).map_err(|(code, reason)| Unparsed {
-                id,
-                bytes,
-                code,
-                reason,
-            })
-        }
-        Frame::TooLong(head) => Err(Unparsed {
-            id,
-            bytes: head,
-            code: "too_large",
-            reason: "the frame is over syslog.max_frame_bytes; its first bytes are kept".into(),
-        }),
-    }
-}
-
-/// A fresh origin for record ids: a connection's, or a datagram's.
-fn origin(kind: &str) -> String {
-    format!("syslog-{kind}-{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Serves TCP syslog on `listener` until `shutdown`, `syslog.max_connections` at a time.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    settings: SyslogSettings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let connections = TaskTracker::new();
-    loop {
-        let slot = tokio::select! {
-            () = shutdown.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot?,
-        };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    warn!(%error, "accepting a syslog connection failed");
-                    continue;
-                }
-            },
-        };
-        let (gateway, settings, shutdown) = (
-            Arc::clone(&gateway),
-            Arc::clone(&settings),
-            shutdown.clone(),
-        );
-        connections.spawn(async move {
-            serve_connection(stream, peer, &gateway, &settings, &shutdown).await;
-            drop(slot);
-        });
-    }
-    connections.close();
-    connections.wait().await;
-    Ok(())
-}
-
-async fn serve_connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    gateway: &Gateway,
-    settings: &SyslogSettings,
-    shutdown: &CancellationToken,
-) {
-    debug!(%peer, "syslog connection");
-    let source = format!("syslog tcp from {peer}");
-    let origin = origin("tcp");
-    let mut framer = Framer::new(settings.max_frame_bytes);
-    let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut position = 0u64;
-    let (mut ended, mut more_needed) = (false, true);
-    loop {
-        if more_needed && !ended {
-            let read = tokio::select! {
-                () = shutdown.cancelled() => return,
-                read = stream.read_buf(&mut buffer) => read,
-            };
-            match read {
-                Ok(0) => ended = true,
-                Ok(_) => {}
-                Err(error) => {
-                    debug!(%peer, %error, "syslog connection failed");
-                    ended = true;
-                }
-            }
-        }
-        // The frames read, at most `max_unconfirmed` before they are published.
-        let mut parsed = Vec::new();
-        let mut taken = 0;
-        let mut framing_error = None;
-        more_needed = true;
-        loop {
-            if parsed.len() >= settings.max_unconfirmed {
-                more_needed = false;
-                break;
-            }
-            match framer.next(&buffer[taken..]) {
-                Ok(Step::Frame(frame, used)) => {
-                    taken += used;
-                    let id = positioned_id(&origin, position);
-                    position += 1;
-                    parsed.push(frame_record(frame, id, &settings.default_service));
-                }
-                Ok(Step::Skip(used)) => taken += used,
-                Ok(Step::More) => break,
-                Err(error) => {
-                    framing_error = Some(error);
-                    break;
-                }
-            }
-        }
-        buffer.drain(..taken);
-        let finished = ended && more_needed && framing_error.is_none();
-        if finished {
-            if let Some(rest) = framer.finish(&buffer) {
-                let id = positioned_id(&origin, position);
-                parsed.push(match rest {
-                    Ok(line) => frame_record(Frame::Message(line), id, &settings.default_service),
-                    Err(cut) => Err(Unparsed {
-                        id,
-                        bytes: cut,
-                        code: "truncated",
-                        reason: "the connection ended inside an octet-counted frame".into(),
-                    }),
-                });
-            }
-        }
-        if !parsed.is_empty()
-            && gateway
-                .publish_or_dead_letter(Protocol::Syslog, &source, parsed, shutdown)
-                .await
-                .is_err()
-        {
-            return; // Only shutdown ends the re-sending.
-        }
-        if let Some(error) = framing_error {
-            warn!(%peer, %error, "closing a syslog connection");
-            metrics::counter!(CLOSED, "reason" => error.label()).increment(1);
-            return;
-        }
-        if finished {
-            return;
-        }
-    }
-}
-
-/// Serves UDP syslog on `socket` until `shutdown`: the datagrams that have arrived are
-/// published together, and the next read waits for their confirms.
-pub async fn serve_udp(
-    socket: UdpSocket,
-    gateway: Arc<Gateway>,
-    settings: SyslogSettings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let source = format!("syslog udp on {}", socket.local_addr()?);
-    let mut datagram = vec![0u8; settings.max_frame_bytes + 1];
-    loop {
-        let mut parsed = Vec::new();
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            received = socket.recv_from(&mut datagram) => received,
-        };
-        let mut received = Some(first);
-        while let Some(outcome) = received.take() {
-            match outcome {
-                Ok((length, _peer)) => {
-                    let frame = if length > settings.max_frame_bytes {
-                        Frame::TooLong(datagram[..settings.max_frame_bytes].to_vec())
-                    } else {
-                        Frame::Message(datagram[..length].to_vec())
-                    };
-                    let id = positioned_id(&origin("udp"), 0);
-                    parsed.push(frame_record(frame, id, &settings.default_service));
-                }
-                Err(error) => warn!(%error, "receiving a syslog datagram failed"),
-            }
-            if parsed.len() < settings.max_unconfirmed {
-                received = match socket.try_recv_from(&mut datagram) {
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => None,
-                    other => Some(other),
-                };
-            }
-        }
-        if !parsed.is_empty()
-            && gateway
-                .publish_or_dead_letter(Protocol::Syslog, &source, parsed, &shutdown)
-                .await
-                .is_err()
-        {
-            return Ok(());
-        }
-    }
 }
 
 /// Binds the enabled syslog listeners.

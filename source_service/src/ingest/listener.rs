@@ -1,0 +1,337 @@
+//! The gateway's stream and datagram listeners (syslog, GELF): what they share, whatever
+//! the protocol. A TCP connection is split into frames by the protocol's [`Framing`]; a
+//! datagram is a message, or (GELF) a chunk of one. Each message becomes a record or, when
+//! it is none, is dead-lettered with the reason ([`Gateway::publish_or_dead_letter`]).
+//!
+//! What a connection (or the UDP socket) read is published and confirmed before more is
+//! read, at most `max_unconfirmed` messages at a time: a slow broker slows the senders,
+//! nothing queues in memory. `max_connections` connections are served at once; more wait
+//! in the kernel's backlog. These protocols have no acknowledgement: messages read but not
+//! yet confirmed when the gateway stops are lost to the sender, as are datagrams the
+//! network or a full socket buffer drops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use logagg::record::positioned_id;
+use logagg::LogRecord;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::gateway::{Gateway, Protocol, Unparsed};
+
+/// TCP connections closed because their framing could not be followed, by protocol and
+/// reason.
+const CLOSED: &str = "logagg_listener_connections_closed_total";
+
+/// One frame of a TCP stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Message(Vec<u8>),
+    /// A frame over the limit: its first bytes (the rest is skipped).
+    TooLong(Vec<u8>),
+}
+
+/// What [`Framer::next`] found at the front of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A frame, and the bytes it took.
+    Frame(Frame, usize),
+    /// Bytes that are no frame (a blank line, the rest of a frame over the limit).
+    Skip(usize),
+    /// Not a whole frame yet.
+    More,
+}
+
+/// Why a TCP stream cannot be framed further: the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("octet count is not digits followed by a space")]
+    BadOctetCount,
+    #[error("octet count {0} is over syslog.max_frame_bytes")]
+    OctetCountTooLarge(usize),
+}
+
+impl FramingError {
+    fn label(&self) -> &'static str {
+        match self {
+            FramingError::BadOctetCount => "bad_octet_count",
+            FramingError::OctetCountTooLarge(_) => "octet_count_too_large",
+        }
+    }
+}
+
+/// How a protocol splits a TCP stream into messages.
+pub trait Framing: Send {
+    /// What the front of `buffer` holds: a complete frame, bytes to skip, or not enough
+    /// yet; an error when the stream cannot be followed (the connection is closed).
+    fn next(&mut self, buffer: &[u8]) -> Result<Step, FramingError>;
+
+    /// What is left when the connection ends: a last frame without its end (`Ok`), a cut
+    /// frame that is none (`Err`), or nothing.
+    fn finish(&mut self, rest: &[u8]) -> Option<Result<Vec<u8>, Vec<u8>>>;
+}
+
+/// How big a listener's frames, connections and batches may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub max_unconfirmed: usize,
+}
+
+/// What a listener's protocol knows: how its streams are framed, what a datagram holds,
+/// how a message becomes a record.
+pub trait Messages: Send + Sync + 'static {
+    const PROTOCOL: Protocol;
+
+    fn limits(&self) -> Limits;
+
+    /// A fresh framer for a TCP connection.
+    fn framer(&self) -> Box<dyn Framing>;
+
+    /// A message as a record, or a reason code and the reason it is none.
+    fn record(&self, message: &[u8], id: String) -> Result<LogRecord, (&'static str, String)>;
+
+    /// The message a datagram completes: itself by default; GELF's chunks wait for the
+    /// rest of their message (`Ok(None)`).
+    fn datagram(&self, datagram: &[u8]) -> Result<Option<Vec<u8>>, (&'static str, String)> {
+        Ok(Some(datagram.to_vec()))
+    }
+}
+
+/// A frame as a record, or as what is dead-lettered.
+fn frame_record<M: Messages>(
+    messages: &M,
+    frame: Frame,
+    id: String,
+) -> Result<LogRecord, Unparsed> {
+    match frame {
+        Frame::Message(bytes) => messages
+            .record(&bytes, id.clone())
+            .map_err(|(code, reason)| Unparsed {
+                id,
+                bytes,
+                code,
+                reason,
+            }),
+        Frame::TooLong(head) => Err(Unparsed {
+            id,
+            bytes: head,
+            code: "too_large",
+            reason: format!(
+                "the frame is over {}.max_frame_bytes; its first bytes are kept",
+                M::PROTOCOL.as_str()
+            ),
+        }),
+    }
+}
+
+/// A fresh origin for record ids: a connection's, or a datagram's.
+fn origin<M: Messages>(kind: &str) -> String {
+    format!(
+        "{}-{kind}-{}",
+        M::PROTOCOL.as_str(),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+/// Serves `messages`' protocol on TCP `listener` until `shutdown`, `max_connections`
+/// connections at a time.
+pub async fn serve_tcp<M: Messages>(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    messages: Arc<M>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(messages.limits().max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot?,
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    warn!(%error, protocol = M::PROTOCOL.as_str(), "accepting a connection failed");
+                    continue;
+                }
+            },
+        };
+        let (gateway, messages, shutdown) = (
+            Arc::clone(&gateway),
+            Arc::clone(&messages),
+            shutdown.clone(),
+        );
+        connections.spawn(async move {
+            serve_connection(stream, peer, &gateway, &*messages, &shutdown).await;
+            drop(slot);
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+async fn serve_connection<M: Messages>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    gateway: &Gateway,
+    messages: &M,
+    shutdown: &CancellationToken,
+) {
+    let protocol = M::PROTOCOL.as_str();
+    debug!(%peer, protocol, "connection");
+    let source = format!("{protocol} tcp from {peer}");
+    let origin = origin::<M>("tcp");
+    let limits = messages.limits();
+    let mut framer = messages.framer();
+    let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut position = 0u64;
+    let (mut ended, mut more_needed) = (false, true);
+    loop {
+        if more_needed && !ended {
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return,
+                read = stream.read_buf(&mut buffer) => read,
+            };
+            match read {
+                Ok(0) => ended = true,
+                Ok(_) => {}
+                Err(error) => {
+                    debug!(%peer, %error, protocol, "connection failed");
+                    ended = true;
+                }
+            }
+        }
+        // The frames read, at most `max_unconfirmed` before they are published.
+        let mut parsed = Vec::new();
+        let mut taken = 0;
+        let mut framing_error = None;
+        more_needed = true;
+        loop {
+            if parsed.len() >= limits.max_unconfirmed {
+                more_needed = false;
+                break;
+            }
+            match framer.next(&buffer[taken..]) {
+                Ok(Step::Frame(frame, used)) => {
+                    taken += used;
+                    let id = positioned_id(&origin, position);
+                    position += 1;
+                    parsed.push(frame_record(messages, frame, id));
+                }
+                Ok(Step::Skip(used)) => taken += used,
+                Ok(Step::More) => break,
+                Err(error) => {
+                    framing_error = Some(error);
+                    break;
+                }
+            }
+        }
+        buffer.drain(..taken);
+        let finished = ended && more_needed && framing_error.is_none();
+        if finished {
+            if let Some(rest) = framer.finish(&buffer) {
+                let id = positioned_id(&origin, position);
+                parsed.push(match rest {
+                    Ok(line) => frame_record(messages, Frame::Message(line), id),
+                    Err(cut) => Err(Unparsed {
+                        id,
+                        bytes: cut,
+                        code: "truncated",
+                        reason: "the connection ended inside an octet-counted frame".into(),
+                    }),
+                });
+            }
+        }
+        if !parsed.is_empty()
+            && gateway
+                .publish_or_dead_letter(M::PROTOCOL, &source, parsed, shutdown)
+                .await
+                .is_err()
+        {
+            return; // Only shutdown ends the re-sending.
+        }
+        if let Some(error) = framing_error {
+            warn!(%peer, %error, protocol, "closing a connection");
+            metrics::counter!(CLOSED, "protocol" => protocol, "reason" => error.label())
+                .increment(1);
+            return;
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+/// Serves `messages`' protocol on UDP `socket` until `shutdown`: the datagrams that have
+/// arrived are published together, and the next read waits for their confirms.
+pub async fn serve_udp<M: Messages>(
+    socket: UdpSocket,
+    gateway: Arc<Gateway>,
+    messages: Arc<M>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let protocol = M::PROTOCOL.as_str();
+    let source = format!("{protocol} udp on {}", socket.local_addr()?);
+    let limits = messages.limits();
+    let mut datagram = vec![0u8; limits.max_frame_bytes + 1];
+    loop {
+        let mut parsed = Vec::new();
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            received = socket.recv_from(&mut datagram) => received,
+        };
+        let mut received = Some(first);
+        while let Some(outcome) = received.take() {
+            match outcome {
+                Ok((length, _peer)) => {
+                    let id = positioned_id(&origin::<M>("udp"), 0);
+                    let frame = if length > limits.max_frame_bytes {
+                        Some(Ok(Frame::TooLong(
+                            datagram[..limits.max_frame_bytes].to_vec(),
+                        )))
+                    } else {
+                        messages
+                            .datagram(&datagram[..length])
+                            .map(|whole| whole.map(Frame::Message))
+                            .transpose()
+                    };
+                    match frame {
+                        Some(Ok(frame)) => parsed.push(frame_record(&*messages, frame, id)),
+                        Some(Err((code, reason))) => parsed.push(Err(Unparsed {
+                            id,
+                            bytes: datagram[..length].to_vec(),
+                            code,
+                            reason,
+                        })),
+                        None => {}
+                    }
+                }
+                Err(error) => warn!(%error, protocol, "receiving a datagram failed"),
+            }
+            if parsed.len() < limits.max_unconfirmed {
+                received = match socket.try_recv_from(&mut datagram) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => None,
+                    other => Some(other),
+                };
+            }
+        }
+        if !parsed.is_empty()
+            && gateway
+                .publish_or_dead_letter(M::PROTOCOL, &source, parsed, &shutdown)
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
