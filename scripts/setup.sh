@@ -5,7 +5,7 @@
 # ChromeDriver for the dashboard's browser tests, and schemathesis (from PyPI, in a venv
 # under .data/) for the OpenAPI conformance test, with the shippers' Python clients the
 # protocol tests drive (python-logging-loki, loki-logger-handler, python-snappy,
-# elasticsearch, opentelemetry-sdk) and the JavaScript OTLP exporter (npm, into .data/node).
+# elasticsearch, opentelemetry-sdk, graypy) and the JavaScript OTLP exporter (npm, into .data/node).
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ LOKI_LOGGER_HANDLER_VERSION="1.1.2"
 PYTHON_SNAPPY_VERSION="0.7.3"
 ELASTICSEARCH_PY_VERSION="9.5.1"
 OTEL_PY_VERSION="1.45.2"
+GRAYPY_VERSION="2.1.0"
 OTEL_JS_EXPORTER_VERSION="0.301.0"
 OTEL_JS_SDK_LOGS_VERSION="3.1.0"
 OTEL_JS_RESOURCES_VERSION="3.1.1"
@@ -116,10 +117,10 @@ install_schemathesis() {
 # (each drives our listener with the real client, unchanged).
 install_python_clients() {
   local venv="$DATA_DIR/venv"
-  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy, elasticsearch, opentelemetry.exporter.otlp.proto.http" 2>/dev/null; then
+  if "$venv/bin/python" -c "import logging_loki, loki_logger_handler, snappy, elasticsearch, opentelemetry.exporter.otlp.proto.http, graypy" 2>/dev/null; then
     return 0
   fi
-  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy, elasticsearch, opentelemetry-sdk with its OTLP/HTTP exporter)"
+  log "installing the Python shipper clients (python-logging-loki, loki-logger-handler, python-snappy, elasticsearch, opentelemetry-sdk with its OTLP/HTTP exporter, graypy)"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "python-logging-loki==$LOGGING_LOKI_VERSION" \
@@ -127,7 +128,8 @@ install_python_clients() {
     "python-snappy==$PYTHON_SNAPPY_VERSION" \
     "elasticsearch==$ELASTICSEARCH_PY_VERSION" \
     "opentelemetry-sdk==$OTEL_PY_VERSION" \
-    "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION"
+    "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION" \
+    "graypy==$GRAYPY_VERSION"
 }
 
 # The JavaScript OTLP/HTTP log exporter (JSON), for the OTLP test, into .data/node.

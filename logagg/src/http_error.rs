@@ -53,6 +53,8 @@ pub enum ErrorCode {
     Store,
     /// Archiving failed during a job; nothing was deleted.
     Archive,
+    /// An unexpected failure (logged by the server); retrying is safe.
+    Internal,
 }
 
 impl ErrorCode {
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Interrupted => "interrupted",
             ErrorCode::Store => "store",
             ErrorCode::Archive => "archive",
+            ErrorCode::Internal => "internal",
         }
     }
 }

@@ -11,6 +11,7 @@ mod auth;
 mod broker;
 mod collector;
 mod gateway;
+mod gelf;
 mod monitor;
 mod otlp;
 mod retention;
@@ -31,6 +32,7 @@ pub use auth::{AuthSettings, KeySetting, Scope};
 pub use broker::{BrokerSettings, DeadLetterStrategy, QueueType};
 pub use collector::CollectorSettings;
 pub use gateway::GatewaySettings;
+pub use gelf::GelfSettings;
 pub use monitor::{AlertRule, MonitorSettings, RuleKind, SinkKind, SinkSettings};
 pub use otlp::OtlpSettings;
 pub use retention::{parse_schedule, RetentionPolicy, RetentionSettings};
@@ -107,6 +109,8 @@ pub struct Settings {
     pub otlp: OtlpSettings,
     /// The gateway's syslog listeners.
     pub syslog: SyslogSettings,
+    /// The gateway's GELF listeners.
+    pub gelf: GelfSettings,
 }
 
 /// A section of the settings, as a service names the ones it uses.
@@ -126,10 +130,11 @@ pub enum Section {
     Tls,
     Otlp,
     Syslog,
+    Gelf,
 }
 
 impl Section {
-    pub const ALL: [Section; 14] = [
+    pub const ALL: [Section; 15] = [
         Section::Broker,
         Section::Store,
         Section::Telemetry,
@@ -144,6 +149,7 @@ impl Section {
         Section::Tls,
         Section::Otlp,
         Section::Syslog,
+        Section::Gelf,
     ];
 
     /// The section's name in files and in `LOGAGG__<SECTION>__…`.
@@ -163,6 +169,7 @@ impl Section {
             Section::Tls => "tls",
             Section::Otlp => "otlp",
             Section::Syslog => "syslog",
+            Section::Gelf => "gelf",
         }
     }
 }
@@ -217,6 +224,7 @@ impl Settings {
             Section::Tls => self.tls = typed_section(layered, name)?,
             Section::Otlp => self.otlp = typed_section(layered, name)?,
             Section::Syslog => self.syslog = typed_section(layered, name)?,
+            Section::Gelf => self.gelf = typed_section(layered, name)?,
         }
         Ok(())
     }
@@ -239,6 +247,7 @@ impl Settings {
                 Section::Tls => self.tls.validate()?,
                 Section::Otlp => self.otlp.validate()?,
                 Section::Syslog => self.syslog.validate()?,
+                Section::Gelf => self.gelf.validate()?,
             }
         }
         Ok(())

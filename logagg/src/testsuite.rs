@@ -94,6 +94,8 @@ impl TestContext {
         settings.otlp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.syslog.listen_tcp = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.syslog.listen_udp = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.gelf.listen_tcp = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.gelf.listen_udp = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.collector.retry_initial_ms = std::time::Duration::from_millis(50);
         settings.collector.retry_max_ms = std::time::Duration::from_millis(500);
 

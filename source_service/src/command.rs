@@ -112,6 +112,7 @@ impl Command {
                 Section::Tls,
                 Section::Otlp,
                 Section::Syslog,
+                Section::Gelf,
             ],
             Command::Ship { .. } => &[Section::Broker, Section::Telemetry],
         }

@@ -4,6 +4,7 @@
 
 pub mod elasticsearch;
 pub mod gateway;
+pub mod gelf;
 pub mod listener;
 pub mod loki;
 pub mod otlp;

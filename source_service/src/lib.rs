@@ -20,9 +20,9 @@ pub use load::{publish, run, simulate, PublishReport, Traffic};
 
 pub const SERVICE_NAME: &str = "source_service";
 
-/// Serves the ingest gateway on `gateway.listen`, OTLP on `otlp.listen` and syslog on
-/// `syslog.listen_tcp`/`listen_udp` (those enabled), and the admin server, until
-/// `shutdown`. A listener that fails stops the others.
+/// Serves the ingest gateway on `gateway.listen`, OTLP on `otlp.listen`, syslog and GELF
+/// on their TCP and UDP addresses (those enabled), and the admin server, until `shutdown`.
+/// A listener that fails stops the others.
 pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let gateway = ingest::gateway::Gateway::new(settings.gateway.clone(), settings.broker.clone());
     let stop = shutdown.child_token();
@@ -68,6 +68,22 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
             udp,
             gateway.clone(),
             syslog,
+            stop.clone(),
+        ));
+    }
+    if settings.gelf.enabled {
+        let (tcp, udp) = ingest::gelf::bind(&settings.gelf).await?;
+        let gelf = Arc::new(ingest::gelf::Gelf::new(settings.gelf.clone()));
+        servers.spawn(listener::serve_tcp(
+            tcp,
+            gateway.clone(),
+            gelf.clone(),
+            stop.clone(),
+        ));
+        servers.spawn(listener::serve_udp(
+            udp,
+            gateway.clone(),
+            gelf,
             stop.clone(),
         ));
     }

@@ -11,6 +11,9 @@
 //!   listener found through `OTEL_EXPORTER_OTLP_ENDPOINT`, the JavaScript exporter (JSON,
 //!   installed by setup.sh with npm into `.data/node`) on the gateway's address, and an
 //!   export sent twice, with a record the gateway refuses (`partial_success`).
+//! - Syslog: util-linux `logger` over TCP (octet counting, LF) and UDP.
+//! - GELF: graypy's UDP (chunked), HTTP and TCP handlers, gzip and plain datagrams, and a
+//!   post sent twice.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -634,6 +637,138 @@ async fn logger_sends_syslog_over_tcp_and_udp_and_a_bad_frame_is_dead_lettered()
     )
     .expect("a reason");
     assert!(!reason.is_empty());
+
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}
+
+/// graypy's three handlers: UDP (a short message, and one of 20,000 characters sent in
+/// chunks of 1,420 bytes, its default), HTTP (its header for the key added) and TCP; then
+/// datagrams made by hand, gzip and plain.
+const GRAYPY: &str = r#"
+import gzip, json, logging, secrets, socket, sys, time
+import graypy
+
+host, udp, tcp, http, key = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+
+def logger(name, handler):
+    log = logging.getLogger(name)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(handler)
+    return log
+
+udp_log = logger("gelf-udp", graypy.GELFUDPHandler(host, udp))
+udp_log.warning("a short datagram", extra={"order_id": 42})
+udp_log.error(secrets.token_hex(10000))
+
+http_handler = graypy.GELFHTTPHandler(host, http, path="/gelf")
+http_handler.headers["Authorization"] = "Bearer " + key
+logger("gelf-http", http_handler).info("over HTTP", extra={"service": "gelf-http-svc"})
+
+tcp_handler = graypy.GELFTCPHandler(host, tcp)
+logger("gelf-tcp", tcp_handler).error("over TCP")
+tcp_handler.close()
+
+raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+message = {"version": "1.1", "host": "raw-host", "short_message": "gzip datagram", "_service": "gelf-raw", "timestamp": time.time(), "level": 4}
+raw.sendto(gzip.compress(json.dumps(message).encode()), (host, udp))
+message["short_message"] = "plain datagram"
+raw.sendto(json.dumps(message).encode(), (host, udp))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graypy_sends_gelf_over_udp_http_and_tcp_and_a_retried_post_is_stored_once() {
+    let mut context = TestContext::new("gelf").await;
+    context.settings.gelf.listen_tcp = ([127, 0, 0, 1], free_port()).into();
+    context.settings.gelf.listen_udp = ([127, 0, 0, 1], free_port()).into();
+    let shutdown = CancellationToken::new();
+    let (url, gateway) = start_gateway(&mut context, "gelf-*", &shutdown).await;
+    let mut graypy = Command::new(python());
+    graypy.args([
+        "-c",
+        GRAYPY,
+        "127.0.0.1",
+        &context.settings.gelf.listen_udp.port().to_string(),
+        &context.settings.gelf.listen_tcp.port().to_string(),
+        &context.settings.gateway.listen.port().to_string(),
+        KEY,
+    ]);
+    run(graypy).await;
+    // A post sent twice, as a client's retry.
+    let post = r#"{"version":"1.1","host":"h","short_message":"retried","_service":"gelf-retry"}"#;
+    for _attempt in 0..2 {
+        let answer = reqwest::Client::new()
+            .post(format!("{url}/gelf"))
+            .bearer_auth(KEY)
+            .body(post)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 202);
+    }
+
+    let storage = context.settings.broker.storage_queue.clone();
+    let arrived = wait_until(Duration::from_secs(30), || async {
+        context
+            .queue_state(&storage)
+            .await
+            .is_some_and(|state| state.ready >= 8)
+    })
+    .await;
+    let records: Vec<LogRecord> = context.take_records(&storage).await;
+    if !arrived {
+        let dead_letters = logagg::testsuite::take_all(
+            &context.connection,
+            &context.settings.broker.dead_letter_queue,
+        )
+        .await;
+        let reasons: Vec<Option<String>> = dead_letters
+            .iter()
+            .map(|letter| {
+                logagg::testsuite::header_text(&letter.properties, logagg::topology::HEADER_REASON)
+            })
+            .collect();
+        panic!("8 records expected: {records:?}; dead letters: {reasons:?}");
+    }
+    assert_eq!(records.len(), 8, "{records:?}");
+    let find = |service: &str| -> Vec<&LogRecord> {
+        records
+            .iter()
+            .filter(|record| record.service == service)
+            .collect()
+    };
+    let udp = find("gelf-udp");
+    assert_eq!(udp.len(), 2, "{records:?}");
+    let short = udp
+        .iter()
+        .find(|record| record.severity == logagg::Severity::Warn)
+        .expect("the short datagram");
+    assert_eq!(short.message, "a short datagram");
+    assert_eq!(short.attributes["order_id"], 42);
+    let chunked = udp
+        .iter()
+        .find(|record| record.severity == logagg::Severity::Error)
+        .expect("the chunked message");
+    assert_eq!(chunked.message.len(), 20_000, "all its chunks, joined");
+    let http = find("gelf-http-svc");
+    assert_eq!(http.len(), 1, "{records:?}");
+    assert_eq!(http[0].message, "over HTTP");
+    assert_eq!(find("gelf-tcp")[0].message, "over TCP");
+    let raw = find("gelf-raw");
+    assert_eq!(raw.len(), 2, "{records:?}");
+    assert!(raw.iter().any(|record| record.message == "gzip datagram"));
+    assert_eq!(raw[0].host.as_deref(), Some("raw-host"));
+    let retried = find("gelf-retry");
+    assert_eq!(retried.len(), 2, "{records:?}");
+    assert_eq!(
+        retried[0].id, retried[1].id,
+        "a retried post maps to the same record"
+    );
 
     shutdown.cancel();
     gateway

@@ -37,7 +37,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-/// Records by protocol (`json`, `lines`, `loki`, `elasticsearch`, `otlp`, `syslog`) and outcome (`accepted`:
+/// Records by protocol (`json`, `lines`, `loki`, `elasticsearch`, `otlp`, `syslog`, `gelf`) and outcome (`accepted`:
 /// confirmed by the broker; `rejected`: refused with a reason).
 const RECORDS: &str = "logagg_ingest_records_total";
 
@@ -52,6 +52,7 @@ pub enum Protocol {
     Elasticsearch,
     Otlp,
     Syslog,
+    Gelf,
 }
 
 impl Protocol {
@@ -63,6 +64,7 @@ impl Protocol {
             Protocol::Elasticsearch => "elasticsearch",
             Protocol::Otlp => "otlp",
             Protocol::Syslog => "syslog",
+            Protocol::Gelf => "gelf",
         }
     }
 }
@@ -177,7 +179,9 @@ pub fn router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
         .route("/api/v1/logs/raw", post(ingest_raw))
         .route(super::loki::PUSH_PATH, post(super::loki::push))
         .route(super::otlp::LOGS_PATH, post(super::otlp::export))
+        .route(super::gelf::HTTP_PATH, post(super::gelf::post))
         .merge(elasticsearch_routes())
+        .route_layer(middleware::from_fn(to_completion))
         .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
         .route(super::loki::READY_PATH, get(super::loki::ready))
         .fallback(|| async {
@@ -191,11 +195,29 @@ pub fn otlp_router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
     let guard = ingest_guard(&gateway, auth);
     Router::new()
         .route(super::otlp::LOGS_PATH, post(super::otlp::export))
+        .route_layer(middleware::from_fn(to_completion))
         .route_layer(middleware::from_fn_with_state(guard, auth::authorize))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
         .with_state(gateway)
+}
+
+/// Runs a request's handler to its end even when the client goes away: a client that
+/// sends and closes without reading the answer (graypy's HTTP handler does) still has its
+/// records published, and none is left half-sent.
+async fn to_completion(request: Request, next: middleware::Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            warn!(%error, "an ingest handler failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the request could not be handled",
+            )
+        }
+    }
 }
 
 fn ingest_guard(gateway: &Gateway, auth: &AuthSettings) -> Guard {
@@ -258,7 +280,7 @@ pub(crate) async fn ingest<T>(
     record: impl Fn(&T, String, DateTime<Utc>) -> Result<LogRecord, String>,
 ) -> Result<Ingested<T>, GatewayError> {
     let received_at = Utc::now();
-    let body = read_body(gateway, caller, request).await?;
+    let body = read_body(gateway, caller, protocol, request).await?;
     let items = decode(&body)?;
     check_count(gateway, items.len())?;
     let parsed: Vec<Result<LogRecord, String>> = items
@@ -401,10 +423,12 @@ impl RequestBody {
     }
 }
 
-/// Reads the body within the size and time limits, inflating it when the client says so.
-pub(crate) async fn read_body(
+/// Reads the body within the size and time limits, inflating it when the client says so
+/// (GELF: when its bytes say so, its clients' `Content-Encoding` being wrong).
+async fn read_body(
     gateway: &Gateway,
     caller: &Caller,
+    protocol: Protocol,
     request: Request,
 ) -> Result<RequestBody, GatewayError> {
     let limit = gateway.settings.max_body_bytes;
@@ -429,14 +453,15 @@ pub(crate) async fn read_body(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let encoding = match headers
+    let declared = headers
         .get(CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-    {
-        None | Some("identity" | "") => BodyEncoding::Identity,
-        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => BodyEncoding::Gzip,
-        Some(encoding) if encoding.eq_ignore_ascii_case("deflate") => BodyEncoding::Deflate,
+        .map(str::trim);
+    let encoding = match declared {
+        _ if protocol == Protocol::Gelf => None,
+        None | Some("identity" | "") => Some(BodyEncoding::Identity),
+        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => Some(BodyEncoding::Gzip),
+        Some(encoding) if encoding.eq_ignore_ascii_case("deflate") => Some(BodyEncoding::Deflate),
         Some(other) => {
             return Err(GatewayError::BadRequest(format!(
                 "Content-Encoding `{other}` is not supported; send gzip, deflate or nothing"
@@ -449,6 +474,7 @@ pub(crate) async fn read_body(
         .map_err(|_| GatewayError::BadRequest("the body took too long to arrive".into()))?
         .map_err(|_| too_large())?;
     let bytes = encoding
+        .unwrap_or_else(|| BodyEncoding::sniff(&bytes))
         .inflate(&bytes, limit)
         .map_err(|error| match error {
             InflateError::TooLarge => too_large(),
@@ -480,6 +506,15 @@ enum InflateError {
 }
 
 impl BodyEncoding {
+    /// The encoding a body's first bytes show: gzip's magic, zlib's header, else none.
+    fn sniff(bytes: &[u8]) -> BodyEncoding {
+        match bytes {
+            [0x1f, 0x8b, ..] => BodyEncoding::Gzip,
+            [0x78, ..] => BodyEncoding::Deflate,
+            _ => BodyEncoding::Identity,
+        }
+    }
+
     /// The body as sent, at most `limit` bytes once inflated.
     fn inflate(self, bytes: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
         fn read_all(reader: impl Read, limit: usize) -> std::io::Result<Vec<u8>> {
