@@ -5,7 +5,8 @@
 # ChromeDriver for the dashboard's browser tests, and schemathesis (from PyPI, in a venv
 # under .data/) for the OpenAPI conformance test, with the shippers' Python clients the
 # protocol tests drive (python-logging-loki, loki-logger-handler, python-snappy,
-# elasticsearch, opentelemetry-sdk, graypy) and the JavaScript OTLP exporter (npm, into .data/node).
+# elasticsearch, opentelemetry-sdk, graypy), the JavaScript OTLP exporter (npm, into
+# .data/node) and rsyslog with omelasticsearch (Debian packages).
 # Idempotent: anything already installed or running is left as it is.
 set -euo pipefail
 
@@ -132,6 +133,17 @@ install_python_clients() {
     "graypy==$GRAYPY_VERSION"
 }
 
+# rsyslog with omelasticsearch, which the shippers test runs to forward a file (omfwd to the
+# syslog listener, omelasticsearch to the bulk API). Installing it starts no daemon here.
+install_rsyslog() {
+  if command -v rsyslogd >/dev/null \
+    && ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing rsyslog and rsyslog-elasticsearch (Debian packages)"
+  apt_install rsyslog rsyslog-elasticsearch
+}
+
 # The JavaScript OTLP/HTTP log exporter (JSON), for the OTLP test, into .data/node.
 install_node_clients() {
   local prefix="$DATA_DIR/node"
@@ -156,6 +168,7 @@ install_browser
 install_schemathesis
 install_python_clients
 install_node_clients
+install_rsyslog
 start_rabbitmq
 # A test that raises a memory alarm (tests/blocked_broker.rs) lifts it when it ends; should
 # it have died first, publishers would stay blocked: lift it here too.

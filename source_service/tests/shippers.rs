@@ -14,6 +14,8 @@
 //! - Syslog: util-linux `logger` over TCP (octet counting, LF) and UDP.
 //! - GELF: graypy's UDP (chunked), HTTP and TCP handlers, gzip and plain datagrams, and a
 //!   post sent twice.
+//! - rsyslog (Debian's, installed by setup.sh) following a file and forwarding it with
+//!   `omfwd` (TCP, octet-counted) and `omelasticsearch` (bulk, Basic credentials).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -775,5 +777,110 @@ async fn graypy_sends_gelf_over_udp_http_and_tcp_and_a_retried_post_is_stored_on
         .await
         .expect("task")
         .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}
+
+/// rsyslog's configuration: follow `{dir}/app.log`, forward every line to the syslog
+/// listener (omfwd, TCP, octet-counted) and to the bulk API (omelasticsearch).
+fn rsyslog_config(dir: &std::path::Path, syslog_port: u16, http_port: u16) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+global(workDirectory="{dir}")
+module(load="imfile")
+module(load="omelasticsearch")
+input(type="imfile" File="{dir}/app.log" Tag="rsyslog-file" Ruleset="forward")
+template(name="document" type="list" option.jsonf="on") {{
+  property(outname="message" name="msg" format="jsonf")
+  property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="host.name" name="hostname" format="jsonf")
+}}
+ruleset(name="forward") {{
+  action(type="omfwd" target="127.0.0.1" port="{syslog_port}" protocol="tcp"
+         TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+  action(type="omelasticsearch" server="127.0.0.1" serverport="{http_port}"
+         searchIndex="rsyslog-es" template="document" bulkmode="on" esVersion.major="8"
+         uid="rsyslog" pwd="{KEY}")
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsyslog_forwards_a_file_with_omfwd_and_omelasticsearch() {
+    let mut context = TestContext::new("rsyslog").await;
+    context.settings.syslog.listen_tcp = ([127, 0, 0, 1], free_port()).into();
+    let shutdown = CancellationToken::new();
+    let (_url, gateway) = start_gateway(&mut context, "rsyslog-*", &shutdown).await;
+    let dir = std::env::temp_dir().join(format!(
+        "logagg-rsyslog-{}",
+        context.settings.store.database
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("rsyslog's directory");
+    let lines = "payment accepted for order 1\nthe same line\nthe same line\n";
+    std::fs::write(dir.join("app.log"), lines).expect("the followed file");
+    let config = dir.join("rsyslog.conf");
+    std::fs::write(
+        &config,
+        rsyslog_config(
+            &dir,
+            context.settings.syslog.listen_tcp.port(),
+            context.settings.gateway.listen.port(),
+        ),
+    )
+    .expect("rsyslog.conf");
+    let mut rsyslog = std::process::Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&config)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rsyslogd starts (scripts/setup.sh installs rsyslog and rsyslog-elasticsearch)");
+
+    let storage = context.settings.broker.storage_queue.clone();
+    let arrived = wait_until(Duration::from_secs(60), || async {
+        context
+            .queue_state(&storage)
+            .await
+            .is_some_and(|state| state.ready >= 6)
+    })
+    .await;
+    let _ = rsyslog.kill();
+    let output = rsyslog.wait_with_output().expect("rsyslogd's output");
+    let records: Vec<LogRecord> = context.take_records(&storage).await;
+    assert!(
+        arrived,
+        "3 lines by each path: {records:?}\nrsyslogd: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(records.len(), 6, "{records:?}");
+    for service in ["rsyslog-file", "rsyslog-es"] {
+        let mut messages: Vec<&str> = records
+            .iter()
+            .filter(|record| record.service == service)
+            .map(|record| record.message.as_str())
+            .collect();
+        messages.sort_unstable();
+        assert_eq!(
+            messages,
+            [
+                "payment accepted for order 1",
+                "the same line",
+                "the same line"
+            ],
+            "{service}: {records:?}"
+        );
+    }
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
     context.cleanup().await;
 }
