@@ -574,6 +574,25 @@ pub fn metric_in(exposition: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Sum of a metric's series in Prometheus text whose labels include every `(label, value)`
+/// of `labels` (0 when none does).
+pub fn metric_with_labels(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let wanted: Vec<String> = labels
+        .iter()
+        .map(|(label, value)| format!("{label}=\"{value}\""))
+        .collect();
+    exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|rest| rest.split_once('}'))
+        .filter(|(series, _)| {
+            let series: Vec<&str> = series.split(',').collect();
+            wanted.iter().all(|label| series.contains(&label.as_str()))
+        })
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// Sum of a metric's series in this process's own recorder (shared by all its tests).
 pub fn metric_value(name: &str) -> f64 {
     metric_in(&crate::telemetry::metrics_handle().render(), name)

@@ -698,28 +698,20 @@ async fn the_service_catches_up_a_missed_run_and_purges_on_post() {
     let (status, _) = http_request(admin_port, "GET", "/healthz").await;
     assert_eq!(status, 200);
     // Each request is counted by key name, route and outcome (never the key itself).
-    let requests = |labels: &[&str]| -> f64 {
-        metrics
-            .lines()
-            .filter(|line| line.starts_with("logagg_api_requests_total{"))
-            .filter(|line| labels.iter().all(|label| line.contains(label)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+    let requests = |key: &str, outcome: &str| -> f64 {
+        logagg::testsuite::metric_with_labels(
+            &metrics,
+            "logagg_api_requests_total",
+            &[
+                ("key", key),
+                ("route", "/api/v1/purge"),
+                ("outcome", outcome),
+            ],
+        )
     };
-    let purge = "route=\"/api/v1/purge\"";
-    assert_eq!(
-        requests(&["key=\"ops\"", purge, "outcome=\"allowed\""]),
-        3.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        requests(&["key=\"none\"", purge, "outcome=\"unauthorized\""]),
-        4.0
-    );
-    assert_eq!(
-        requests(&["key=\"reader\"", purge, "outcome=\"forbidden\""]),
-        2.0
-    );
+    assert_eq!(requests("ops", "allowed"), 3.0, "{metrics}");
+    assert_eq!(requests("none", "unauthorized"), 4.0);
+    assert_eq!(requests("reader", "forbidden"), 2.0);
     assert!(!metrics.contains(admin_key) && !metrics.contains(read_key));
 
     shutdown.cancel();

@@ -70,8 +70,21 @@ pub async fn push(
     match outcome.await {
         Ok(ingested) if ingested.report.rejected == 0 => StatusCode::NO_CONTENT.into_response(),
         Ok(ingested) => refused(ingested.report),
-        Err(error) => error.into_response(),
+        Err(error) => error_answer(error),
     }
+}
+
+/// A push refused whole, as Loki answers it: the status (and `Retry-After`) with the
+/// reason as plain text, which Promtail, Alloy and Vector log.
+fn error_answer(error: GatewayError) -> Response {
+    let reason = format!("{error}\n");
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    *response.body_mut() = axum::body::Body::from(reason);
+    response
 }
 
 fn refused(report: IngestReport) -> Response {
