@@ -99,7 +99,9 @@ async fn start_service(settings: Settings, shutdown: CancellationToken) -> Strin
 
 /// `GET` of the API's `path`, as JSON.
 async fn get_json(base: &str, path: &str) -> Value {
-    reqwest::get(format!("{base}{path}"))
+    client()
+        .get(format!("{base}{path}"))
+        .send()
         .await
         .expect("GET")
         .json()
@@ -108,7 +110,7 @@ async fn get_json(base: &str, path: &str) -> Value {
 }
 
 async fn put(base: &str, id: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = client()
         .put(format!("{base}/api/v1/analyzers/{id}"))
         .json(&body)
         .send()
@@ -128,14 +130,33 @@ fn settings_for(context: &TestContext) -> Settings {
 async fn publish(settings: &Settings, count: u64) {
     let mut settings = settings.clone();
     (settings.source.count, settings.source.rate) = (count, 0);
-    let report = source_service::simulate(
-        &settings,
-        &logagg::telemetry::Health::default(),
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("simulator");
-    assert_eq!(report.confirmed, count, "{report}");
+    // A deadline, so a broker that never confirms fails the test with the simulator's
+    // report (confirmed, re-sent, unroutable) instead of hanging it.
+    let give_up = CancellationToken::new();
+    let timer = tokio::spawn({
+        let give_up = give_up.clone();
+        async move {
+            tokio::time::sleep(TIMEOUT).await;
+            give_up.cancel();
+        }
+    });
+    let report =
+        source_service::simulate(&settings, &logagg::telemetry::Health::default(), &give_up)
+            .await
+            .expect("simulator");
+    timer.abort();
+    assert_eq!(
+        report.confirmed, count,
+        "not all confirmed within {TIMEOUT:?}: {report}"
+    );
+}
+
+/// An HTTP client that gives up: a service that stopped answering fails the test.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 /// Registers `analyzers` with their weights and waits until the distributor takes logs:
@@ -270,7 +291,7 @@ async fn a_failing_analyzer_goes_offline_and_its_logs_go_to_the_others() {
 
     // A heartbeat brings it back (its failures forgotten); it takes its share again.
     *b.status.lock().expect("status") = StatusCode::OK;
-    let back = reqwest::Client::new()
+    let back = client()
         .post(format!("{base}/api/v1/analyzers/b/heartbeat"))
         .send()
         .await

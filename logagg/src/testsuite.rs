@@ -139,6 +139,16 @@ impl TestContext {
             .collect()
     }
 
+    /// Drops every ready message of `queue` (benchmarks between their runs).
+    pub async fn purge_queue(&self, queue: &str) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .queue_purge(queue.into(), lapin::options::QueuePurgeOptions::default())
+            .await
+            .expect("queue.purge");
+        let _ = channel.close(200, "purged".into()).await;
+    }
+
     /// A queue's ready messages (not counting delivered-but-unacked ones) and consumers, or
     /// `None` if it does not exist. A passive declare of a missing queue closes the channel it
     /// runs on, so each call uses a channel of its own, closed afterwards.

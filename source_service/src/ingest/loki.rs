@@ -281,7 +281,7 @@ fn entry_record(entry: &Entry, id: &str, received_at: DateTime<Utc>) -> Result<L
 }
 
 /// Loki's `logproto.PushRequest`, the fields clients send.
-mod proto {
+pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct PushRequest {
         #[prost(message, repeated, tag = "1")]
