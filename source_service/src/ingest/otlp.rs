@@ -767,7 +767,68 @@ mod tests {
         }
     }
 
+    /// JSON values built from OTLP's own field names, nested: shapes a sender might get
+    /// wrong in every way.
+    fn otlp_shaped_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|number| serde_json::json!(number)),
+            "[0-9a-fA-Z_ ]{0,12}".prop_map(Value::from),
+        ];
+        let names = prop_oneof![
+            Just("resourceLogs"),
+            Just("resource"),
+            Just("attributes"),
+            Just("scopeLogs"),
+            Just("scope"),
+            Just("name"),
+            Just("logRecords"),
+            Just("timeUnixNano"),
+            Just("observedTimeUnixNano"),
+            Just("severityNumber"),
+            Just("severityText"),
+            Just("body"),
+            Just("key"),
+            Just("value"),
+            Just("stringValue"),
+            Just("intValue"),
+            Just("doubleValue"),
+            Just("boolValue"),
+            Just("bytesValue"),
+            Just("arrayValue"),
+            Just("kvlistValue"),
+            Just("values"),
+            Just("traceId"),
+            Just("spanId"),
+        ];
+        leaf.prop_recursive(6, 96, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::vec((names.clone(), inner), 0..5).prop_map(|pairs| {
+                    Value::Object(
+                        pairs
+                            .into_iter()
+                            .map(|(name, value)| (name.to_owned(), value))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn no_json_shape_makes_the_decoder_or_mapping_panic(value in otlp_shaped_json()) {
+            if let Ok(logs) = decode(value.to_string().as_bytes(), Encoding::Json) {
+                for log in &logs {
+                    let _ = log_record(log, "r-0", Utc::now());
+                }
+            }
+        }
+
         #[test]
         fn no_body_makes_the_decoders_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             if let Ok(logs) = decode(&body, Encoding::Protobuf) {
