@@ -228,9 +228,13 @@ fn parse_batch(envelope: &Envelope<'_>) -> Result<Vec<ParsedRecord>, ParseError>
 }
 
 fn message_id(envelope: &Envelope<'_>) -> Result<String, ParseError> {
-    let Some(publisher_id) = envelope.message_id else {
-        return Ok(derive_message_id(envelope.routing_key, envelope.body));
-    };
+    match envelope.message_id {
+        Some(publisher_id) => validated_message_id(publisher_id),
+        None => Ok(derive_message_id(envelope.routing_key, envelope.body)),
+    }
+}
+
+fn validated_message_id(publisher_id: &str) -> Result<String, ParseError> {
     if publisher_id.is_empty() {
         return Err(ParseError::InvalidMessageId("empty"));
     }
@@ -246,34 +250,36 @@ fn message_id(envelope: &Envelope<'_>) -> Result<String, ParseError> {
 /// The JSON body a record is published as, with its id as the AMQP message-id: what
 /// [`parse_message`] reads back into the same record (but `received_at`, set on receipt).
 pub fn record_body(record: &LogRecord) -> Vec<u8> {
-    let mut body = Map::new();
-    body.insert(
-        "timestamp".into(),
-        Value::from(
-            record
-                .timestamp
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        ),
-    );
-    body.insert("service".into(), Value::from(record.service.as_str()));
-    body.insert("severity".into(), Value::from(record.severity.as_str()));
-    body.insert("message".into(), Value::from(record.message.as_str()));
-    if let Some(host) = &record.host {
-        body.insert("host".into(), Value::from(host.as_str()));
+    /// The body's fields, borrowed from the record and written straight to bytes (no
+    /// intermediate `Value`: the gateway writes one per record).
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        timestamp: String,
+        service: &'a str,
+        severity: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<&'a str>,
+        #[serde(skip_serializing_if = "no_attributes")]
+        attributes: &'a Map<String, Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http: Option<&'a HttpFields>,
     }
-    if !record.attributes.is_empty() {
-        body.insert(
-            "attributes".into(),
-            Value::Object(record.attributes.clone()),
-        );
+    fn no_attributes(attributes: &&Map<String, Value>) -> bool {
+        attributes.is_empty()
     }
-    if let Some(http) = &record.http {
-        body.insert(
-            "http".into(),
-            serde_json::to_value(http).unwrap_or(Value::Null),
-        );
-    }
-    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+    serde_json::to_vec(&Body {
+        timestamp: record
+            .timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        service: &record.service,
+        severity: record.severity.as_str(),
+        message: &record.message,
+        host: record.host.as_deref(),
+        attributes: &record.attributes,
+        http: record.http.as_ref(),
+    })
+    .unwrap_or_default()
 }
 
 /// The parts of a plain-text log line.
@@ -433,6 +439,27 @@ fn take_first(object: &mut Map<String, Value>, keys: &[&str]) -> Option<Value> {
     found
 }
 
+/// A record from a JSON object another protocol's fields were mapped into (the gateway's
+/// Loki, Elasticsearch, OTLP and GELF routes): the checks of a JSON message, with `id` as
+/// its message id, without writing the object out and reading it back.
+pub fn record_from_json_object(
+    object: Map<String, Value>,
+    id: &str,
+    received_at: DateTime<Utc>,
+) -> Result<LogRecord, ParseError> {
+    let id = validated_message_id(id)?;
+    let envelope = Envelope {
+        routing_key: "",
+        body: &[],
+        content_type: None,
+        message_id: None,
+        amqp_timestamp: None,
+        received_at,
+    };
+    let received_at = truncate_to_millis(received_at);
+    record_from_object(object, &envelope, id, received_at)
+}
+
 fn parse_json_record(
     text: &str,
     envelope: &Envelope<'_>,
@@ -441,9 +468,18 @@ fn parse_json_record(
 ) -> Result<LogRecord, ParseError> {
     let value: Value =
         serde_json::from_str(text).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
-    let Value::Object(mut object) = value else {
+    let Value::Object(object) = value else {
         return Err(ParseError::NotAnObject);
     };
+    record_from_object(object, envelope, id, received_at)
+}
+
+fn record_from_object(
+    mut object: Map<String, Value>,
+    envelope: &Envelope<'_>,
+    id: String,
+    received_at: DateTime<Utc>,
+) -> Result<LogRecord, ParseError> {
     let routing_parts = split_routing_key(envelope.routing_key);
 
     let service = match take_first(&mut object, &SERVICE_KEYS) {

@@ -3,7 +3,8 @@
 //! `BENCH_CONNECTIONS` (8) clients for `BENCH_SECONDS` (10) each, as a ratio of the gateway's
 //! own NDJSON; then GELF over UDP sent at the NDJSON rate (what arrived of what was sent),
 //! and syslog over TCP as fast as its back-pressure lets one connection write.
-//! `cargo bench -p source_service --bench protocols`; docs/PERFORMANCE.md quotes it.
+//! `cargo bench -p source_service --bench protocols` (`BENCH_ROUNDS` 2, the order reversed in
+//! the second; `BENCH_ONLY=ndjson,otlp-json,…` for some); docs/PERFORMANCE.md quotes it.
 //!
 //! The gateway runs in this process (as `source_service gateway` does), its own exchange and
 //! queues; the storage queue is purged between protocols. Nothing consumes it: these are
@@ -44,6 +45,19 @@ impl Protocol {
         Protocol::OtlpJson,
         Protocol::GelfHttp,
     ];
+
+    /// Its name in `BENCH_ONLY`.
+    fn key(self) -> &'static str {
+        match self {
+            Protocol::Ndjson => "ndjson",
+            Protocol::LokiProtobuf => "loki-protobuf",
+            Protocol::LokiJson => "loki-json",
+            Protocol::Elasticsearch => "elasticsearch",
+            Protocol::OtlpProtobuf => "otlp-protobuf",
+            Protocol::OtlpJson => "otlp-json",
+            Protocol::GelfHttp => "gelf-http",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -291,68 +305,98 @@ fn main() {
         println!(
             "{connections} clients, {per_request} realistic records a request, {seconds} s each"
         );
-        let mut ndjson_rate = 0.0;
-        for protocol in Protocol::ALL {
-            context
-                .purge_queue(&context.settings.broker.storage_queue)
-                .await;
-            let records = Arc::new(AtomicU64::new(0));
-            let failures = Arc::new(AtomicU64::new(0));
-            let stop = Arc::new(AtomicBool::new(false));
-            let started = Instant::now();
-            let clients: Vec<_> = (0..connections)
-                .map(|client_index| {
-                    let (pool, records, failures, stop, client, url) = (
-                        Arc::clone(&pool),
-                        Arc::clone(&records),
-                        Arc::clone(&failures),
-                        Arc::clone(&stop),
-                        client.clone(),
-                        format!("{base}{}", protocol.path()),
-                    );
-                    tokio::spawn(async move {
-                        let mut request = client_index;
-                        while !stop.load(Ordering::Relaxed) {
-                            let start = (request * per_request) % (pool.len() - per_request);
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-                            let body = protocol.body(&pool[start..start + per_request], now);
-                            let answer = client
-                                .post(&url)
-                                .header("content-type", protocol.content_type())
-                                .body(body)
-                                .send()
-                                .await;
-                            match answer {
-                                Ok(answer) if answer.status().is_success() => {
-                                    records.fetch_add(per_request as u64, Ordering::Relaxed);
+        // Rounds alternate the order (NDJSON first, then last), so a broker slowing down over
+        // the run shows as a difference between rounds, not between protocols.
+        let rounds: usize = setting("BENCH_ROUNDS", 2);
+        let mut rates: Vec<(Protocol, f64)> = Vec::new();
+        // `BENCH_ONLY=ndjson,otlp-json` runs those alone (a profile's run).
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+        let mut order: Vec<Protocol> = Protocol::ALL
+            .into_iter()
+            .filter(|protocol| only.is_empty() || only.split(',').any(|key| key == protocol.key()))
+            .collect();
+        for round in 0..rounds {
+            if round > 0 {
+                order.reverse();
+            }
+            println!("-- round {}", round + 1);
+            for protocol in order.clone() {
+                context
+                    .purge_queue(&context.settings.broker.storage_queue)
+                    .await;
+                let records = Arc::new(AtomicU64::new(0));
+                let failures = Arc::new(AtomicU64::new(0));
+                let stop = Arc::new(AtomicBool::new(false));
+                let started = Instant::now();
+                let clients: Vec<_> = (0..connections)
+                    .map(|client_index| {
+                        let (pool, records, failures, stop, client, url) = (
+                            Arc::clone(&pool),
+                            Arc::clone(&records),
+                            Arc::clone(&failures),
+                            Arc::clone(&stop),
+                            client.clone(),
+                            format!("{base}{}", protocol.path()),
+                        );
+                        tokio::spawn(async move {
+                            let mut request = client_index;
+                            while !stop.load(Ordering::Relaxed) {
+                                let start = (request * per_request) % (pool.len() - per_request);
+                                let now = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+                                let body = protocol.body(&pool[start..start + per_request], now);
+                                let answer = client
+                                    .post(&url)
+                                    .header("content-type", protocol.content_type())
+                                    .body(body)
+                                    .send()
+                                    .await;
+                                match answer {
+                                    Ok(answer) if answer.status().is_success() => {
+                                        records.fetch_add(per_request as u64, Ordering::Relaxed);
+                                    }
+                                    _ => {
+                                        failures.fetch_add(1, Ordering::Relaxed);
+                                    }
                                 }
-                                _ => {
-                                    failures.fetch_add(1, Ordering::Relaxed);
-                                }
+                                request += connections;
                             }
-                            request += connections;
-                        }
+                        })
                     })
-                })
+                    .collect();
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                stop.store(true, Ordering::Relaxed);
+                for client in clients {
+                    let _ = client.await;
+                }
+                let elapsed = started.elapsed().as_secs_f64();
+                let rate = records.load(Ordering::Relaxed) as f64 / elapsed;
+                rates.push((protocol, rate));
+                println!(
+                    "{:<32} {:>9.0} records/s  ({} failed requests)",
+                    protocol.name(),
+                    rate,
+                    failures.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let mean = |wanted: Protocol| -> f64 {
+            let runs: Vec<f64> = rates
+                .iter()
+                .filter(|(protocol, _)| *protocol == wanted)
+                .map(|(_, rate)| *rate)
                 .collect();
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            stop.store(true, Ordering::Relaxed);
-            for client in clients {
-                let _ = client.await;
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            let rate = records.load(Ordering::Relaxed) as f64 / elapsed;
-            if protocol == Protocol::Ndjson {
-                ndjson_rate = rate;
-            }
+            runs.iter().sum::<f64>() / runs.len().max(1) as f64
+        };
+        let ndjson_rate = mean(Protocol::Ndjson);
+        println!("-- mean of the rounds, as a ratio of NDJSON's");
+        for protocol in order {
             println!(
-                "{:<32} {:>9.0} records/s  {:>5.2} of NDJSON  ({} failed requests)",
+                "{:<32} {:>9.0} records/s  {:>5.2}",
                 protocol.name(),
-                rate,
-                rate / ndjson_rate,
-                failures.load(Ordering::Relaxed)
+                mean(protocol),
+                mean(protocol) / ndjson_rate
             );
         }
 

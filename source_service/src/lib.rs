@@ -54,7 +54,8 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
         });
     }
     if settings.syslog.enabled {
-        let (tcp, udp) = ingest::syslog::bind(&settings.syslog).await?;
+        let syslog = &settings.syslog;
+        let (tcp, udp) = listener::bind("syslog", syslog.listen_tcp, syslog.listen_udp).await?;
         let syslog = Arc::new(ingest::syslog::Syslog {
             settings: settings.syslog.clone(),
         });
@@ -72,7 +73,8 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
         ));
     }
     if settings.gelf.enabled {
-        let (tcp, udp) = ingest::gelf::bind(&settings.gelf).await?;
+        let gelf = &settings.gelf;
+        let (tcp, udp) = listener::bind("gelf", gelf.listen_tcp, gelf.listen_udp).await?;
         let gelf = Arc::new(ingest::gelf::Gelf::new(settings.gelf.clone()));
         servers.spawn(listener::serve_tcp(
             tcp,

@@ -27,7 +27,7 @@ use logagg::auth::Caller;
 use logagg::LogRecord;
 use serde_json::{json, Map, Value};
 
-use super::gateway::{ingest, json_record, Gateway, GatewayError, Ingested, Protocol};
+use super::gateway::{ingest, object_record, Gateway, GatewayError, Ingested, Protocol};
 
 /// The header Elasticsearch clients (8 and later) require on every answer.
 pub const PRODUCT_HEADER: &str = "x-elastic-product";
@@ -342,11 +342,7 @@ fn document_record(
         record.insert("http".into(), Value::Object(http));
     }
     record.insert("attributes".into(), Value::Object(document));
-    json_record(
-        Value::Object(record).to_string().as_bytes(),
-        id,
-        received_at,
-    )
+    object_record(record, id, received_at)
 }
 
 #[cfg(test)]

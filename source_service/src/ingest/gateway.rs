@@ -320,6 +320,17 @@ pub(crate) fn json_record(
     .map_err(|error| error.to_string())
 }
 
+/// A JSON object a protocol module mapped its fields into, as a record: the checks of
+/// [`json_record`] without writing the object out and reading it back.
+pub(crate) fn object_record(
+    object: serde_json::Map<String, Value>,
+    id: &str,
+    received_at: chrono::DateTime<Utc>,
+) -> Result<LogRecord, String> {
+    logagg::parse::record_from_json_object(object, id, received_at)
+        .map_err(|error| error.to_string())
+}
+
 /// Query of `POST /api/v1/logs/raw`.
 #[derive(Debug, Deserialize)]
 pub struct RawQuery {
@@ -564,7 +575,8 @@ pub(crate) async fn publish_all(
     rate_key: &str,
     parsed: Vec<Result<LogRecord, String>>,
 ) -> Result<IngestReport, GatewayError> {
-    let mut records = Vec::with_capacity(parsed.len());
+    let exchange = gateway.publisher.exchange();
+    let mut messages = Vec::with_capacity(parsed.len());
     let mut errors = Vec::new();
     for (index, result) in parsed.into_iter().enumerate() {
         match result {
@@ -576,25 +588,40 @@ pub(crate) async fn publish_all(
                     caller.name()
                 ),
             }),
-            Ok(record) => records.push(record),
+            Ok(record) => {
+                // Written once here, and checked as the collector will read it.
+                let message = record_message(&exchange, &record);
+                if message.body.len() > logagg::parse::MAX_BODY_BYTES {
+                    let too_large = logagg::parse::ParseError::TooLarge {
+                        size: message.body.len(),
+                        max: logagg::parse::MAX_BODY_BYTES,
+                    };
+                    errors.push(Rejection {
+                        index,
+                        reason: too_large.to_string(),
+                    });
+                } else {
+                    messages.push(message);
+                }
+            }
             Err(reason) => errors.push(Rejection { index, reason }),
         }
     }
     metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "rejected")
         .increment(errors.len() as u64);
     let report = IngestReport {
-        accepted: records.len(),
+        accepted: messages.len(),
         rejected: errors.len(),
         errors,
     };
-    if records.is_empty() {
+    if messages.is_empty() {
         return Ok(report);
     }
     gateway
         .limiter
-        .take(rate_key, records.len() as u64)
+        .take(rate_key, messages.len() as u64)
         .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
-    let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    let count = u32::try_from(messages.len()).unwrap_or(u32::MAX);
     let _permits = Arc::clone(&gateway.unconfirmed)
         .try_acquire_many_owned(count)
         .map_err(|_| GatewayError::Unavailable {
@@ -603,7 +630,7 @@ pub(crate) async fn publish_all(
         })?;
     gateway
         .publisher
-        .publish_records(&records, gateway.settings.confirm_timeout_ms)
+        .publish_for_client(messages, gateway.settings.confirm_timeout_ms)
         .await?;
     metrics::counter!(RECORDS, "protocol" => protocol.as_str(), "outcome" => "accepted")
         .increment(report.accepted as u64);
@@ -653,22 +680,17 @@ impl BrokerLink {
         outcome
     }
 
-    /// Publishes `records` for an HTTP client: until `confirm_timeout`, then the client is
-    /// told to retry (503).
-    async fn publish_records(
+    /// Publishes records' messages for an HTTP client: until `confirm_timeout`, then the
+    /// client is told to retry (503).
+    async fn publish_for_client(
         &self,
-        records: &[LogRecord],
+        messages: Vec<Outgoing>,
         confirm_timeout: std::time::Duration,
     ) -> Result<(), GatewayError> {
         let give_up = GiveUp {
             deadline: Some(tokio::time::Instant::now() + confirm_timeout),
             shutdown: None,
         };
-        let exchange = self.exchange();
-        let messages = records
-            .iter()
-            .map(|record| record_message(&exchange, record))
-            .collect();
         self.publish(messages, give_up).await.map_err(|error| {
             warn!(%error, "publishing failed; the client is told to retry");
             match error {

@@ -25,10 +25,8 @@ use logagg::auth::Caller;
 use logagg::settings::GelfSettings;
 use logagg::LogRecord;
 use serde_json::{Map, Value};
-use tokio::net::{TcpListener, UdpSocket};
-use tracing::info;
 
-use super::gateway::{ingest, json_record, Gateway, GatewayError, Protocol};
+use super::gateway::{ingest, object_record, Gateway, GatewayError, Protocol};
 use super::listener::{Frame, Framing, FramingError, Limits, Messages, Step};
 
 /// Where clients post.
@@ -135,12 +133,7 @@ pub fn message_record(
         }
     }
     record.insert("attributes".into(), Value::Object(attributes));
-    json_record(
-        Value::Object(record).to_string().as_bytes(),
-        id,
-        received_at,
-    )
-    .map_err(|reason| ("invalid_record", reason))
+    object_record(record, id, received_at).map_err(|reason| ("invalid_record", reason))
 }
 
 /// The messages of a `POST /gelf` body: one JSON object, or several, one a line.
@@ -393,19 +386,6 @@ impl Messages for Gelf {
         };
         chunks.add(datagram, Instant::now())
     }
-}
-
-/// Binds the GELF listeners.
-pub async fn bind(settings: &GelfSettings) -> anyhow::Result<(TcpListener, UdpSocket)> {
-    use anyhow::Context;
-    let tcp = TcpListener::bind(settings.listen_tcp)
-        .await
-        .with_context(|| format!("binding gelf.listen_tcp {}", settings.listen_tcp))?;
-    let udp = UdpSocket::bind(settings.listen_udp)
-        .await
-        .with_context(|| format!("binding gelf.listen_udp {}", settings.listen_udp))?;
-    info!(tcp = %tcp.local_addr()?, udp = %udp.local_addr()?, "GELF listening");
-    Ok((tcp, udp))
 }
 
 #[cfg(test)]

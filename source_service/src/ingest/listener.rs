@@ -272,8 +272,15 @@ async fn serve_connection<M: Messages>(
     }
 }
 
-/// Serves `messages`' protocol on UDP `socket` until `shutdown`: the datagrams that have
-/// arrived are published together, and the next read waits for their confirms.
+/// Batches of parsed datagrams queued between the UDP receiver and its publisher: the
+/// receiver fills the next while one is being confirmed.
+const UDP_BATCHES_QUEUED: usize = 2;
+
+/// Serves `messages`' protocol on UDP `socket` until `shutdown`. One task receives and
+/// parses the datagrams that have arrived, at most `max_unconfirmed` a batch; another
+/// publishes each batch and waits for its confirms, while the receiver fills the next (at
+/// most [`UDP_BATCHES_QUEUED`] wait). When both are behind, the socket's buffer fills and the
+/// kernel drops what comes: UDP's back-pressure.
 pub async fn serve_udp<M: Messages>(
     socket: UdpSocket,
     gateway: Arc<Gateway>,
@@ -282,38 +289,35 @@ pub async fn serve_udp<M: Messages>(
 ) -> anyhow::Result<()> {
     let protocol = M::PROTOCOL.as_str();
     let source = format!("{protocol} udp on {}", socket.local_addr()?);
+    let (batches, mut to_publish) = tokio::sync::mpsc::channel(UDP_BATCHES_QUEUED);
+    let publisher = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            while let Some(parsed) = to_publish.recv().await {
+                if gateway
+                    .publish_or_dead_letter(M::PROTOCOL, &source, parsed, &shutdown)
+                    .await
+                    .is_err()
+                {
+                    return; // Only shutdown ends the re-sending.
+                }
+            }
+        }
+    });
     let limits = messages.limits();
     let mut datagram = vec![0u8; limits.max_frame_bytes + 1];
     loop {
         let mut parsed = Vec::new();
         let first = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => break,
             received = socket.recv_from(&mut datagram) => received,
         };
         let mut received = Some(first);
         while let Some(outcome) = received.take() {
             match outcome {
                 Ok((length, _peer)) => {
-                    let id = positioned_id(&origin::<M>("udp"), 0);
-                    let frame = if length > limits.max_frame_bytes {
-                        Some(Ok(Frame::TooLong(
-                            datagram[..limits.max_frame_bytes].to_vec(),
-                        )))
-                    } else {
-                        messages
-                            .datagram(&datagram[..length])
-                            .map(|whole| whole.map(Frame::Message))
-                            .transpose()
-                    };
-                    match frame {
-                        Some(Ok(frame)) => parsed.push(frame_record(&*messages, frame, id)),
-                        Some(Err((code, reason))) => parsed.push(Err(Unparsed {
-                            id,
-                            bytes: datagram[..length].to_vec(),
-                            code,
-                            reason,
-                        })),
-                        None => {}
+                    if let Some(result) = datagram_record(&*messages, &datagram, length, &limits) {
+                        parsed.push(result);
                     }
                 }
                 Err(error) => warn!(%error, protocol, "receiving a datagram failed"),
@@ -325,13 +329,88 @@ pub async fn serve_udp<M: Messages>(
                 };
             }
         }
-        if !parsed.is_empty()
-            && gateway
-                .publish_or_dead_letter(M::PROTOCOL, &source, parsed, &shutdown)
-                .await
-                .is_err()
-        {
-            return Ok(());
+        if parsed.is_empty() {
+            continue;
+        }
+        let queued = tokio::select! {
+            () = shutdown.cancelled() => break,
+            queued = batches.send(parsed) => queued,
+        };
+        if queued.is_err() {
+            break; // The publisher stopped: shutdown.
         }
     }
+    drop(batches);
+    let _ = publisher.await;
+    Ok(())
+}
+
+/// The record (or dead letter) a datagram of `length` bytes makes, `None` for a chunk
+/// whose message is not whole yet.
+fn datagram_record<M: Messages>(
+    messages: &M,
+    datagram: &[u8],
+    length: usize,
+    limits: &Limits,
+) -> Option<Result<LogRecord, Unparsed>> {
+    let id = positioned_id(&origin::<M>("udp"), 0);
+    let frame = if length > limits.max_frame_bytes {
+        Some(Ok(Frame::TooLong(
+            datagram[..limits.max_frame_bytes].to_vec(),
+        )))
+    } else {
+        messages
+            .datagram(&datagram[..length])
+            .map(|whole| whole.map(Frame::Message))
+            .transpose()
+    };
+    match frame? {
+        Ok(frame) => Some(frame_record(messages, frame, id)),
+        Err((code, reason)) => Some(Err(Unparsed {
+            id,
+            bytes: datagram[..length].to_vec(),
+            code,
+            reason,
+        })),
+    }
+}
+
+/// Binds a protocol's TCP and UDP listeners (`<section>.listen_tcp`, `.listen_udp`).
+pub async fn bind(
+    section: &str,
+    tcp: std::net::SocketAddr,
+    udp: std::net::SocketAddr,
+) -> anyhow::Result<(TcpListener, UdpSocket)> {
+    use anyhow::Context;
+    let tcp = TcpListener::bind(tcp)
+        .await
+        .with_context(|| format!("binding {section}.listen_tcp {tcp}"))?;
+    let udp = bind_udp(udp, &format!("{section}.listen_udp"))?;
+    tracing::info!(tcp = %tcp.local_addr()?, udp = %udp.local_addr()?, section, "listening");
+    Ok((tcp, udp))
+}
+
+/// What a UDP socket's receive buffer is asked to hold: bursts wait there while a batch is
+/// parsed. The kernel caps it at `net.core.rmem_max` (raise that for bigger bursts).
+pub const UDP_RECEIVE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// A UDP socket bound to `address` with [`UDP_RECEIVE_BUFFER_BYTES`] asked for; the size
+/// the kernel granted is logged.
+fn bind_udp(address: std::net::SocketAddr, setting: &str) -> anyhow::Result<UdpSocket> {
+    use anyhow::Context;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER_BYTES) {
+        warn!(%error, setting, "could not enlarge the UDP receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&address.into())
+        .with_context(|| format!("binding {setting} {address}"))?;
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    tracing::info!(setting, granted, "UDP receive buffer");
+    Ok(UdpSocket::from_std(socket.into())?)
 }

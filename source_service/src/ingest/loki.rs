@@ -25,7 +25,7 @@ use logagg::LogRecord;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::gateway::{ingest, json_record, Gateway, GatewayError, IngestReport, Protocol};
+use super::gateway::{ingest, object_record, Gateway, GatewayError, IngestReport, Protocol};
 
 /// Where clients push.
 pub const PUSH_PATH: &str = "/loki/api/v1/push";
@@ -273,11 +273,7 @@ fn entry_record(entry: &Entry, id: &str, received_at: DateTime<Utc>) -> Result<L
         }
     }
     object.insert("attributes".into(), Value::Object(attributes));
-    json_record(
-        Value::Object(object).to_string().as_bytes(),
-        id,
-        received_at,
-    )
+    object_record(object, id, received_at)
 }
 
 /// Loki's `logproto.PushRequest`, the fields clients send.

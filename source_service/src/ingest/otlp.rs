@@ -32,7 +32,7 @@ use logagg::LogRecord;
 use prost::Message;
 use serde_json::{Map, Value};
 
-use super::gateway::{ingest, json_record, Gateway, GatewayError, Ingested, Protocol};
+use super::gateway::{ingest, object_record, Gateway, GatewayError, Ingested, Protocol};
 
 /// Where exporters send logs.
 pub const LOGS_PATH: &str = "/v1/logs";
@@ -290,11 +290,7 @@ fn log_record(log: &Log, id: &str, received_at: DateTime<Utc>) -> Result<LogReco
         attributes.insert("event_name".into(), record.event_name.clone().into());
     }
     object.insert("attributes".into(), Value::Object(attributes));
-    json_record(
-        Value::Object(object).to_string().as_bytes(),
-        id,
-        received_at,
-    )
+    object_record(object, id, received_at)
 }
 
 /// An `AnyValue` as JSON: a kvlist an object, bytes base64, a double that JSON cannot

@@ -12,8 +12,6 @@ use logagg::formats::{parse_line, LineContext, LineFormat};
 use logagg::parse::ParseError;
 use logagg::settings::SyslogSettings;
 use logagg::LogRecord;
-use tokio::net::{TcpListener, UdpSocket};
-use tracing::info;
 
 use super::gateway::Protocol;
 use super::listener::{Frame, Framing, FramingError, Limits, Messages, Step};
@@ -177,19 +175,6 @@ pub fn message_record(
         other => Err(other),
     });
     parsed.map_err(|error| (error.code(), error.to_string()))
-}
-
-/// Binds the enabled syslog listeners.
-pub async fn bind(settings: &SyslogSettings) -> anyhow::Result<(TcpListener, UdpSocket)> {
-    use anyhow::Context;
-    let tcp = TcpListener::bind(settings.listen_tcp)
-        .await
-        .with_context(|| format!("binding syslog.listen_tcp {}", settings.listen_tcp))?;
-    let udp = UdpSocket::bind(settings.listen_udp)
-        .await
-        .with_context(|| format!("binding syslog.listen_udp {}", settings.listen_udp))?;
-    info!(tcp = %tcp.local_addr()?, udp = %udp.local_addr()?, "syslog listening");
-    Ok((tcp, udp))
 }
 
 #[cfg(test)]
