@@ -78,6 +78,26 @@ async fn a_blocked_broker_gets_503_with_retry_after_not_a_hang() {
         "{:?}",
         started.elapsed()
     );
+    // An OTLP export hears the same in OTLP's shape: 503, Retry-After (SDKs retry), and a
+    // google.rpc.Status with UNAVAILABLE in the request's encoding.
+    let export = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},"scopeLogs":[{"logRecords":[{"body":{"stringValue":"m"}}]}]}]}"#;
+    let response = gateway
+        .clone()
+        .oneshot(
+            Request::post("/v1/logs")
+                .header("content-type", "application/json")
+                .body(Body::from(export))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("a JSON Status");
+    assert_eq!(status["code"], 14, "{status}");
     drop(alarm);
     context.cleanup().await;
 }
