@@ -436,8 +436,16 @@ fn main() {
             }
             arrived = now;
         }
+        // The listener reads the kernel's drop count every 5 s: wait for one more reading.
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        let kernel_dropped = metric_with_labels(
+            &logagg::telemetry::metrics_handle().render(),
+            "logagg_udp_dropped_total",
+            &[("protocol", "gelf")],
+        );
         println!(
-            "GELF over UDP at {:.0} datagrams/s: {sent} sent, {arrived:.0} arrived ({:.2} %)",
+            "GELF over UDP at {:.0} datagrams/s: {sent} sent, {arrived:.0} arrived ({:.2} %); \
+             the kernel counted {kernel_dropped:.0} dropped (logagg_udp_dropped_total)",
             sent as f64 / sending,
             100.0 * arrived / sent.max(1) as f64
         );

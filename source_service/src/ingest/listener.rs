@@ -27,6 +27,10 @@ use super::gateway::{Gateway, Protocol, Unparsed};
 /// TCP connections closed because their framing could not be followed, by protocol and
 /// reason.
 const CLOSED: &str = "logagg_listener_connections_closed_total";
+/// Datagrams the kernel dropped for a UDP listener (its socket's buffer full), by protocol:
+/// the `drops` column of `/proc/net/udp`, read every [`DROPS_EVERY`].
+const UDP_DROPPED: &str = "logagg_udp_dropped_total";
+const DROPS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One frame of a TCP stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,10 +310,18 @@ pub async fn serve_udp<M: Messages>(
     });
     let limits = messages.limits();
     let mut datagram = vec![0u8; limits.max_frame_bytes + 1];
+    let inode = socket_inode(&socket);
+    let mut drops_check = tokio::time::interval(DROPS_EVERY);
     loop {
         let mut parsed = Vec::new();
         let first = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = drops_check.tick() => {
+                if let Some(dropped) = inode.and_then(kernel_drops) {
+                    metrics::counter!(UDP_DROPPED, "protocol" => protocol).absolute(dropped);
+                }
+                continue;
+            }
             received = socket.recv_from(&mut datagram) => received,
         };
         let mut received = Some(first);
@@ -343,6 +355,36 @@ pub async fn serve_udp<M: Messages>(
     drop(batches);
     let _ = publisher.await;
     Ok(())
+}
+
+/// The inode of a socket (`/proc/self/fd/<fd>` names it `socket:[<inode>]`), on Linux.
+fn socket_inode(socket: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+    let name = link.to_str()?;
+    name.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The kernel's count of datagrams dropped for the UDP socket `inode`.
+fn kernel_drops(inode: u64) -> Option<u64> {
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .find_map(|table| drops_in_table(&table, inode))
+}
+
+/// The `drops` column of the row of socket `inode` in a `/proc/net/udp` table.
+fn drops_in_table(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|row| {
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        (columns.get(9)?.parse::<u64>().ok()? == inode)
+            .then(|| columns.last()?.parse().ok())
+            .flatten()
+    })
 }
 
 /// The record (or dead letter) a datagram of `length` bytes makes, `None` for a chunk
@@ -413,4 +455,19 @@ fn bind_udp(address: std::net::SocketAddr, setting: &str) -> anyhow::Result<UdpS
     let granted = socket.recv_buffer_size().unwrap_or(0);
     tracing::info!(setting, granted, "UDP receive buffer");
     Ok(UdpSocket::from_std(socket.into())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drops_in_table;
+
+    #[test]
+    fn drops_are_read_from_the_sockets_row() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+ 1234: 0100007F:3039 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 98765 2 0000000000000000 17\n\
+ 1235: 0100007F:303A 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 98766 2 0000000000000000 0\n";
+        assert_eq!(drops_in_table(table, 98765), Some(17));
+        assert_eq!(drops_in_table(table, 98766), Some(0));
+        assert_eq!(drops_in_table(table, 1), None);
+    }
 }
