@@ -175,7 +175,7 @@ pub fn decode(body: &[u8], encoding: Encoding) -> Result<Vec<Log>, String> {
         Encoding::Json => {
             let value: Value = serde_json::from_slice(body)
                 .map_err(|error| format!("invalid OTLP JSON: {error}"))?;
-            json::request(&value).map_err(|error| format!("invalid OTLP JSON: {error}"))?
+            json::request(value).map_err(|error| format!("invalid OTLP JSON: {error}"))?
         }
     };
     let mut logs = Vec::new();
@@ -333,54 +333,64 @@ mod json {
 
     type Result<T> = std::result::Result<T, String>;
 
-    /// Field `camel` (or its proto name `snake`) of an object.
-    fn field<'a>(object: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
-        object
-            .get(camel)
-            .or_else(|| object.get(snake))
+    /// Takes field `camel` (or its proto name `snake`) out of an object: the strings move
+    /// into the messages instead of being copied.
+    fn take(object: &mut Value, camel: &str, snake: &str) -> Option<Value> {
+        let fields = object.as_object_mut()?;
+        fields
+            .remove(camel)
+            .or_else(|| fields.remove(snake))
             .filter(|value| !value.is_null())
     }
 
-    fn array<'a>(object: &'a Value, camel: &str, snake: &str) -> Result<&'a [Value]> {
-        match field(object, camel, snake) {
-            None => Ok(&[]),
+    fn array(object: &mut Value, camel: &str, snake: &str) -> Result<Vec<Value>> {
+        match take(object, camel, snake) {
+            None => Ok(Vec::new()),
             Some(Value::Array(items)) => Ok(items),
             Some(_) => Err(format!("`{camel}` is not an array")),
         }
     }
 
-    fn text(object: &Value, camel: &str, snake: &str) -> Result<String> {
-        match field(object, camel, snake) {
+    fn text(object: &mut Value, camel: &str, snake: &str) -> Result<String> {
+        match take(object, camel, snake) {
             None => Ok(String::new()),
-            Some(Value::String(text)) => Ok(text.clone()),
+            Some(Value::String(text)) => Ok(text),
             Some(_) => Err(format!("`{camel}` is not a string")),
         }
     }
 
     /// A 64-bit integer: OTLP's JSON writes them as strings, some encoders as numbers.
-    fn integer<T: std::str::FromStr + TryFrom<u64> + TryFrom<i64>>(
-        object: &Value,
-        camel: &str,
-        snake: &str,
-    ) -> Result<Option<T>> {
-        let bad = || format!("`{camel}` is not an integer");
-        match field(object, camel, snake) {
-            None => Ok(None),
-            Some(Value::String(text)) => text.trim().parse().map(Some).map_err(|_| bad()),
-            Some(Value::Number(number)) => {
+    fn integer_of<T: std::str::FromStr + TryFrom<u64> + TryFrom<i64>>(
+        value: Value,
+        name: &str,
+    ) -> Result<T> {
+        let bad = || format!("`{name}` is not an integer");
+        match value {
+            Value::String(text) => text.trim().parse().map_err(|_| bad()),
+            Value::Number(number) => {
                 if let Some(unsigned) = number.as_u64() {
-                    T::try_from(unsigned).map(Some).map_err(|_| bad())
+                    T::try_from(unsigned).map_err(|_| bad())
                 } else if let Some(signed) = number.as_i64() {
-                    T::try_from(signed).map(Some).map_err(|_| bad())
+                    T::try_from(signed).map_err(|_| bad())
                 } else {
                     Err(bad())
                 }
             }
-            Some(_) => Err(bad()),
+            _ => Err(bad()),
         }
     }
 
-    fn hex_bytes(object: &Value, camel: &str, snake: &str) -> Result<Vec<u8>> {
+    fn integer<T: std::str::FromStr + TryFrom<u64> + TryFrom<i64>>(
+        object: &mut Value,
+        camel: &str,
+        snake: &str,
+    ) -> Result<Option<T>> {
+        take(object, camel, snake)
+            .map(|value| integer_of(value, camel))
+            .transpose()
+    }
+
+    fn hex_bytes(object: &mut Value, camel: &str, snake: &str) -> Result<Vec<u8>> {
         let text = text(object, camel, snake)?;
         if text.len() % 2 != 0 {
             return Err(format!("`{camel}` is not hex"));
@@ -395,26 +405,26 @@ mod json {
             .collect()
     }
 
-    pub fn request(value: &Value) -> Result<proto::ExportLogsServiceRequest> {
+    pub fn request(mut value: Value) -> Result<proto::ExportLogsServiceRequest> {
         if !value.is_object() {
             return Err("the body is not a JSON object".into());
         }
-        let resource_logs = array(value, "resourceLogs", "resource_logs")?
-            .iter()
+        let resource_logs = array(&mut value, "resourceLogs", "resource_logs")?
+            .into_iter()
             .map(resource_logs)
             .collect::<Result<_>>()?;
         Ok(proto::ExportLogsServiceRequest { resource_logs })
     }
 
-    fn resource_logs(value: &Value) -> Result<proto::ResourceLogs> {
-        let resource = match field(value, "resource", "resource") {
-            Some(resource) => Some(proto::Resource {
-                attributes: key_values(resource, "attributes", "attributes")?,
+    fn resource_logs(mut value: Value) -> Result<proto::ResourceLogs> {
+        let resource = match take(&mut value, "resource", "resource") {
+            Some(mut resource) => Some(proto::Resource {
+                attributes: key_values(&mut resource, "attributes", "attributes")?,
             }),
             None => None,
         };
-        let scope_logs = array(value, "scopeLogs", "scope_logs")?
-            .iter()
+        let scope_logs = array(&mut value, "scopeLogs", "scope_logs")?
+            .into_iter()
             .map(scope_logs)
             .collect::<Result<_>>()?;
         Ok(proto::ResourceLogs {
@@ -423,74 +433,79 @@ mod json {
         })
     }
 
-    fn scope_logs(value: &Value) -> Result<proto::ScopeLogs> {
-        let scope = match field(value, "scope", "scope") {
-            Some(scope) => Some(proto::InstrumentationScope {
-                name: text(scope, "name", "name")?,
-                version: text(scope, "version", "version")?,
+    fn scope_logs(mut value: Value) -> Result<proto::ScopeLogs> {
+        let scope = match take(&mut value, "scope", "scope") {
+            Some(mut scope) => Some(proto::InstrumentationScope {
+                name: text(&mut scope, "name", "name")?,
+                version: text(&mut scope, "version", "version")?,
             }),
             None => None,
         };
-        let log_records = array(value, "logRecords", "log_records")?
-            .iter()
+        let log_records = array(&mut value, "logRecords", "log_records")?
+            .into_iter()
             .map(log_record)
             .collect::<Result<_>>()?;
         Ok(proto::ScopeLogs { scope, log_records })
     }
 
-    fn log_record(value: &Value) -> Result<proto::LogRecord> {
-        let severity_number = match field(value, "severityNumber", "severity_number") {
+    fn log_record(mut value: Value) -> Result<proto::LogRecord> {
+        let severity_number = match take(&mut value, "severityNumber", "severity_number") {
             Some(Value::String(name)) if name.starts_with("SEVERITY_NUMBER_") => {
-                proto::severity_number_of_name(name)
+                proto::severity_number_of_name(&name)
                     .ok_or_else(|| format!("unknown severityNumber `{name}`"))?
             }
-            _ => integer(value, "severityNumber", "severity_number")?.unwrap_or(0),
+            Some(number) => integer_of(number, "severityNumber")?,
+            None => 0,
         };
         Ok(proto::LogRecord {
-            time_unix_nano: integer(value, "timeUnixNano", "time_unix_nano")?.unwrap_or(0),
+            time_unix_nano: integer(&mut value, "timeUnixNano", "time_unix_nano")?.unwrap_or(0),
             observed_time_unix_nano: integer(
-                value,
+                &mut value,
                 "observedTimeUnixNano",
                 "observed_time_unix_nano",
             )?
             .unwrap_or(0),
             severity_number,
-            severity_text: text(value, "severityText", "severity_text")?,
-            body: field(value, "body", "body").map(any_value).transpose()?,
-            attributes: key_values(value, "attributes", "attributes")?,
-            flags: integer(value, "flags", "flags")?.unwrap_or(0),
-            trace_id: hex_bytes(value, "traceId", "trace_id")?,
-            span_id: hex_bytes(value, "spanId", "span_id")?,
-            event_name: text(value, "eventName", "event_name")?,
+            severity_text: text(&mut value, "severityText", "severity_text")?,
+            body: take(&mut value, "body", "body")
+                .map(any_value)
+                .transpose()?,
+            attributes: key_values(&mut value, "attributes", "attributes")?,
+            flags: integer(&mut value, "flags", "flags")?.unwrap_or(0),
+            trace_id: hex_bytes(&mut value, "traceId", "trace_id")?,
+            span_id: hex_bytes(&mut value, "spanId", "span_id")?,
+            event_name: text(&mut value, "eventName", "event_name")?,
         })
     }
 
-    fn key_values(object: &Value, camel: &str, snake: &str) -> Result<Vec<proto::KeyValue>> {
+    fn key_values(object: &mut Value, camel: &str, snake: &str) -> Result<Vec<proto::KeyValue>> {
         array(object, camel, snake)?
-            .iter()
-            .map(|pair| {
+            .into_iter()
+            .map(|mut pair| {
                 Ok(proto::KeyValue {
-                    key: text(pair, "key", "key")?,
-                    value: field(pair, "value", "value").map(any_value).transpose()?,
+                    key: text(&mut pair, "key", "key")?,
+                    value: take(&mut pair, "value", "value")
+                        .map(any_value)
+                        .transpose()?,
                 })
             })
             .collect()
     }
 
-    fn any_value(value: &Value) -> Result<proto::AnyValue> {
+    fn any_value(value: Value) -> Result<proto::AnyValue> {
         use proto::any_value::Value as Any;
-        let Some(object) = value.as_object() else {
+        let Value::Object(fields) = value else {
             return Err("an AnyValue is not an object".into());
         };
-        let Some((kind, inner)) = object.iter().find(|(_, inner)| !inner.is_null()) else {
+        let Some((kind, mut inner)) = fields.into_iter().find(|(_, inner)| !inner.is_null()) else {
             return Ok(proto::AnyValue { value: None });
         };
-        let value = match (kind.as_str(), inner) {
-            ("stringValue" | "string_value", Value::String(text)) => Any::StringValue(text.clone()),
-            ("boolValue" | "bool_value", Value::Bool(flag)) => Any::BoolValue(*flag),
-            ("intValue" | "int_value", _) => {
-                Any::IntValue(integer(value, "intValue", "int_value")?.unwrap_or(0))
+        let value = match (kind.as_str(), &mut inner) {
+            ("stringValue" | "string_value", Value::String(text)) => {
+                Any::StringValue(std::mem::take(text))
             }
+            ("boolValue" | "bool_value", Value::Bool(flag)) => Any::BoolValue(*flag),
+            ("intValue" | "int_value", _) => Any::IntValue(integer_of(inner, "intValue")?),
             ("doubleValue" | "double_value", Value::Number(number)) => {
                 Any::DoubleValue(number.as_f64().unwrap_or(0.0))
             }
@@ -499,17 +514,17 @@ mod json {
                     .map_err(|_| format!("doubleValue `{text}` is not a number"))?,
             ),
             ("arrayValue" | "array_value", _) => Any::ArrayValue(proto::ArrayValue {
-                values: array(inner, "values", "values")?
-                    .iter()
+                values: array(&mut inner, "values", "values")?
+                    .into_iter()
                     .map(any_value)
                     .collect::<Result<_>>()?,
             }),
             ("kvlistValue" | "kvlist_value", _) => Any::KvlistValue(proto::KeyValueList {
-                values: key_values(inner, "values", "values")?,
+                values: key_values(&mut inner, "values", "values")?,
             }),
             ("bytesValue" | "bytes_value", Value::String(text)) => Any::BytesValue(
                 base64::engine::general_purpose::STANDARD
-                    .decode(text)
+                    .decode(text.as_bytes())
                     .map_err(|_| "bytesValue is not base64".to_owned())?,
             ),
             (kind, _) => return Err(format!("an AnyValue's `{kind}` is not understood")),
@@ -687,7 +702,7 @@ mod tests {
     fn json_and_protobuf_give_the_same_records() {
         let logs = decode(EXPORT.as_bytes(), Encoding::Json).unwrap();
         assert_eq!(logs.len(), 2);
-        let request = json::request(&serde_json::from_str(EXPORT).unwrap()).unwrap();
+        let request = json::request(serde_json::from_str(EXPORT).unwrap()).unwrap();
         let from_protobuf = decode(&request.encode_to_vec(), Encoding::Protobuf).unwrap();
         assert_eq!(logs, from_protobuf);
 
