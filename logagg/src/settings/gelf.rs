@@ -13,7 +13,8 @@ pub struct GelfSettings {
     /// Whether the gateway listens for GELF on UDP and TCP (`POST /gelf` is always served).
     pub enabled: bool,
     /// UDP address: a datagram is a message, or a chunk of one. UDP loses what the
-    /// network or a full socket buffer drops; nobody is told.
+    /// network drops, unseen, and what a full socket buffer drops, counted
+    /// (`logagg_udp_dropped_total`).
     pub listen_udp: std::net::SocketAddr,
     /// TCP address: messages end with a NUL byte.
     pub listen_tcp: std::net::SocketAddr,

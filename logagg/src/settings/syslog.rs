@@ -13,8 +13,8 @@ pub struct SyslogSettings {
     pub enabled: bool,
     /// TCP address: frames by octet count (`<len> <msg>`) or ended by LF.
     pub listen_tcp: std::net::SocketAddr,
-    /// UDP address: one message per datagram. UDP loses what the network or a full
-    /// socket buffer drops; nobody is told.
+    /// UDP address: one message per datagram. UDP loses what the network drops, unseen,
+    /// and what a full socket buffer drops, counted (`logagg_udp_dropped_total`).
     pub listen_udp: std::net::SocketAddr,
     /// TCP connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
