@@ -206,30 +206,30 @@ fn otlp_request(
     }
 }
 
-fn gelf_message(service: &str, severity: Severity, message: &str) -> String {
-    let level = match severity {
+/// A severity as a syslog level (GELF's `level` too).
+fn syslog_level(severity: Severity) -> u8 {
+    match severity {
         Severity::Fatal => 2,
         Severity::Error => 3,
         Severity::Warn => 4,
         Severity::Notice => 5,
         Severity::Info => 6,
         Severity::Trace | Severity::Debug => 7,
-    };
+    }
+}
+
+fn gelf_message(service: &str, severity: Severity, message: &str) -> String {
+    let level = syslog_level(severity);
     json!({"version": "1.1", "host": "bench", "short_message": message, "level": level,
            "_service": service})
     .to_string()
 }
 
 fn syslog_frame(service: &str, severity: Severity, message: &str) -> Vec<u8> {
-    let code = match severity {
-        Severity::Fatal => 2,
-        Severity::Error => 3,
-        Severity::Warn => 4,
-        Severity::Notice => 5,
-        Severity::Info => 6,
-        Severity::Trace | Severity::Debug => 7,
-    };
-    let line = format!("<{}>1 - bench {service} - - - {message}", 8 + code);
+    let line = format!(
+        "<{}>1 - bench {service} - - - {message}",
+        8 + syslog_level(severity)
+    );
     let mut frame = format!("{} ", line.len()).into_bytes();
     frame.extend_from_slice(line.as_bytes());
     frame

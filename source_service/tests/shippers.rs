@@ -29,6 +29,14 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "loki-shipper-key-0123456789";
 
+/// The records of `service`, in the order taken.
+fn of_service<'a>(records: &'a [LogRecord], service: &str) -> Vec<&'a LogRecord> {
+    records
+        .iter()
+        .filter(|record| record.service == service)
+        .collect()
+}
+
 fn data_dir() -> PathBuf {
     std::env::var_os("LOGAGG_DATA_DIR")
         .map(PathBuf::from)
@@ -166,12 +174,7 @@ async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
         .take_records(&context.settings.broker.storage_queue)
         .await;
     assert_eq!(records.len(), 5, "{records:?}");
-    let find = |service: &str| -> Vec<&LogRecord> {
-        records
-            .iter()
-            .filter(|record| record.service == service)
-            .collect()
-    };
+    let find = |service: &str| of_service(&records, service);
     let legacy = find("loki-legacy");
     assert_eq!(legacy.len(), 1, "{records:?}");
     assert_eq!(legacy[0].message, "a legacy line");
@@ -497,12 +500,7 @@ async fn otlp_exporters_send_protobuf_and_json_and_a_retried_export_is_stored_on
     let records: Vec<LogRecord> = context
         .take_records(&context.settings.broker.storage_queue)
         .await;
-    let find = |service: &str| -> Vec<&LogRecord> {
-        records
-            .iter()
-            .filter(|record| record.service == service)
-            .collect()
-    };
+    let find = |service: &str| of_service(&records, service);
     let python = find("otel-py");
     assert_eq!(python.len(), 4, "{records:?}");
     let ids: std::collections::HashSet<&str> =
@@ -626,12 +624,7 @@ async fn logger_sends_syslog_over_tcp_and_udp_and_a_bad_frame_is_dead_lettered()
     assert!(arrived, "5 records and 1 dead letter");
     let records: Vec<LogRecord> = context.take_records(&storage).await;
     assert_eq!(records.len(), 5, "{records:?}");
-    let find = |service: &str| -> Vec<&LogRecord> {
-        records
-            .iter()
-            .filter(|record| record.service == service)
-            .collect()
-    };
+    let find = |service: &str| of_service(&records, service);
     let octet = find("syslog-octet");
     assert_eq!(octet.len(), 2, "{records:?}");
     assert_ne!(octet[0].id, octet[1].id, "identical lines are two records");
@@ -752,12 +745,7 @@ async fn graypy_sends_gelf_over_udp_http_and_tcp_and_a_retried_post_is_stored_on
         panic!("8 records expected: {records:?}; dead letters: {reasons:?}");
     }
     assert_eq!(records.len(), 8, "{records:?}");
-    let find = |service: &str| -> Vec<&LogRecord> {
-        records
-            .iter()
-            .filter(|record| record.service == service)
-            .collect()
-    };
+    let find = |service: &str| of_service(&records, service);
     let udp = find("gelf-udp");
     assert_eq!(udp.len(), 2, "{records:?}");
     let short = udp
