@@ -455,5 +455,71 @@ async fn run() {
     })
     .await;
     dashboard(&app).await;
+    search_process_memory(&context, requests).await;
     context.cleanup().await;
+}
+
+/// Peak RSS of `search_service` as its own process (this bench's release build) answering
+/// stats over 24 h, then a words page, over the seeded logs: the memory figure.
+async fn search_process_memory(context: &TestContext, requests: usize) {
+    let port = logagg::testsuite::free_port();
+    let mut search = std::process::Command::new(env!("CARGO_BIN_EXE_search_service"))
+        .envs(context.env_vars())
+        .env("LOGAGG__SEARCH__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", logagg::testsuite::free_port()),
+        )
+        .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("search_service");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = logagg::testsuite::wait_until(Duration::from_secs(60), || async {
+        client
+            .get(format!("{base}/api/v1/services"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await;
+    let pid = search.id();
+    let peak = || logagg::testsuite::peak_rss_kib(pid) as f64 / 1024.0;
+    if ready {
+        println!(
+            "search_service as a process: peak RSS {:.1} MiB idle",
+            peak()
+        );
+        let rounds = [
+            ("stats over 24 h", "/api/v1/stats?from=24h".to_owned()),
+            (
+                "words page of 100",
+                format!(
+                    "/api/v1/logs?q={}+{}&limit=100",
+                    TEMPLATE_PAIRS[0].0, TEMPLATE_PAIRS[0].1
+                ),
+            ),
+        ];
+        for (name, path) in rounds {
+            let mut statuses = Vec::new();
+            for _ in 0..requests.min(10) {
+                let status = client
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .map_or(0, |response| response.status().as_u16());
+                statuses.push(status);
+            }
+            println!(
+                "search_service as a process: peak RSS {:.1} MiB after {} × {name} (statuses {statuses:?})",
+                peak(),
+                statuses.len()
+            );
+        }
+    } else {
+        println!("search_service as a process never answered; no memory figure");
+    }
+    let _ = search.kill();
+    let _ = search.wait();
 }
