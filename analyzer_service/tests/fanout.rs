@@ -10,6 +10,7 @@ use logagg::settings::Settings;
 use logagg::testsuite::{wait_until, TestContext};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -84,17 +85,36 @@ impl Analyzer {
 }
 
 /// The service on a port of its own; its API's base URL.
-async fn start_service(settings: Settings, shutdown: CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        analyzer_service::run(settings, listener, shutdown)
+/// The analyzer services a test runs, stopped and awaited before its cleanup: a distributor
+/// still running would declare its queues again after the cleanup deleted them.
+#[derive(Default)]
+struct Services {
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Services {
+    /// Starts one more service; its API's base URL.
+    async fn start(&self, settings: Settings) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("analyzer_service ran")
-    });
-    base
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            analyzer_service::run(settings, listener, shutdown)
+                .await
+                .expect("analyzer_service ran")
+        });
+        base
+    }
+
+    /// Stops every service started and waits until each has ended.
+    async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 /// `GET` of the API's `path`, as JSON.
@@ -194,8 +214,8 @@ async fn three_analyzers_get_their_weights_within_one_percent() {
     const LOGS: usize = 30_000;
     let context = TestContext::new("analyzers_split").await;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let (a, b, c) = (
         Analyzer::start().await,
         Analyzer::start().await,
@@ -265,7 +285,7 @@ async fn three_analyzers_get_their_weights_within_one_percent() {
             "{id}: {observed} over the last minute, weight {weight}"
         );
     }
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -275,8 +295,8 @@ async fn a_failing_analyzer_goes_offline_and_its_logs_go_to_the_others() {
     let mut context = TestContext::new("analyzers_failing").await;
     context.settings.analyzers.max_failures = 2;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let (a, b) = (Analyzer::start().await, Analyzer::start().await);
     register_and_warm_up(&base, &settings, &[("a", &a, 1.0), ("b", &b, 1.0)]).await;
 
@@ -310,7 +330,7 @@ async fn a_failing_analyzer_goes_offline_and_its_logs_go_to_the_others() {
     })
     .await;
     assert!(shared, "the analyzer that came back got nothing");
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -318,8 +338,8 @@ async fn a_failing_analyzer_goes_offline_and_its_logs_go_to_the_others() {
 async fn bad_registrations_are_refused_with_400_and_the_reason() {
     let context = TestContext::new("analyzers_api").await;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings, shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings).await;
     let url = "http://127.0.0.1:9/logs";
     for (id, body) in [
         ("zero", json!({"url": url, "weight": 0})),
@@ -360,7 +380,7 @@ async fn bad_registrations_are_refused_with_400_and_the_reason() {
         .await
         .expect("heartbeat");
     assert_eq!(heartbeat.status(), 404);
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -382,8 +402,8 @@ async fn a_queue_analyzer_gets_exactly_its_share_on_its_own_queue() {
     const LOGS: usize = 4_000;
     let context = TestContext::new("analyzers_queue").await;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let a = Analyzer::start().await;
     let queued = unique_id("queued");
     let (status, body) = put(&base, &queued, json!({"queue": true, "weight": 1})).await;
@@ -428,7 +448,7 @@ async fn a_queue_analyzer_gets_exactly_its_share_on_its_own_queue() {
     assert_eq!(records, LOGS / 4, "the queue analyzer's share");
     assert_eq!(a.count(), LOGS * 3 / 4);
     let _ = connection.close(200, "done".into()).await;
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -437,8 +457,8 @@ async fn an_analyzer_that_stops_renewing_its_lease_gets_nothing_after_it() {
     let mut context = TestContext::new("analyzers_lease").await;
     context.settings.analyzers.lease_seconds = Duration::from_secs(2);
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let (a, b) = (Analyzer::start().await, Analyzer::start().await);
     register_and_warm_up(&base, &settings, &[("a", &a, 1.0), ("b", &b, 1.0)]).await;
 
@@ -503,7 +523,7 @@ async fn an_analyzer_that_stops_renewing_its_lease_gets_nothing_after_it() {
     assert_eq!(ids.len(), total, "no log went to both");
     assert_eq!(total as u64, report.confirmed);
     a_renews.cancel();
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -512,10 +532,10 @@ async fn three_competing_distributors_keep_the_split_within_one_percent() {
     const LOGS: usize = 30_000;
     let context = TestContext::new("analyzers_three").await;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     for _ in 0..2 {
-        start_service(settings.clone(), shutdown.clone()).await;
+        services.start(settings.clone()).await;
     }
     let (a, b, c) = (
         Analyzer::start().await,
@@ -540,7 +560,7 @@ async fn three_competing_distributors_keep_the_split_within_one_percent() {
             "{id}: {share:.4} of the logs, weight {weight}"
         );
     }
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -550,8 +570,8 @@ async fn sticky_by_service_keeps_services_and_moves_only_the_departed_analyzers(
     let mut context = TestContext::new("analyzers_sticky").await;
     context.settings.analyzers.sticky_by = logagg::settings::StickyBy::Service;
     let mut settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let (a, b, c) = (
         Analyzer::start().await,
         Analyzer::start().await,
@@ -610,7 +630,7 @@ async fn sticky_by_service_keeps_services_and_moves_only_the_departed_analyzers(
         }
     }
     println!("sticky: 40 services, {moved} were on the analyzer that left; the rest stayed");
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -619,8 +639,8 @@ async fn an_analyzer_joining_takes_its_share() {
     const LOGS: usize = 4_000;
     let context = TestContext::new("analyzers_join").await;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let (a, b) = (Analyzer::start().await, Analyzer::start().await);
     register_and_warm_up(&base, &settings, &[("a", &a, 3.0)]).await;
     publish(&settings, 1_000).await;
@@ -660,7 +680,7 @@ async fn an_analyzer_joining_takes_its_share() {
     assert_eq!(of(&a) + of(&b), LOGS);
     let share = of(&b) as f64 / LOGS as f64;
     assert!((share - 0.25).abs() <= 0.01, "b took {share:.4}");
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -671,8 +691,8 @@ async fn with_none_online_logs_wait_and_are_delivered_when_one_is_back() {
     let mut context = TestContext::new("analyzers_none").await;
     context.settings.analyzers.max_failures = 1;
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings.clone(), shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings.clone()).await;
     let a = Analyzer::start().await;
     register_and_warm_up(&base, &settings, &[("a", &a, 1.0)]).await;
 
@@ -716,7 +736,7 @@ async fn with_none_online_logs_wait_and_are_delivered_when_one_is_back() {
     assert!(all, "{} of 500 once the analyzer was back", a.count());
     assert_eq!(a.count(), 500);
     let _ = connection.close(200, "done".into()).await;
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -726,8 +746,8 @@ async fn with_api_keys_set_registration_wants_one() {
     let key = "analyzer-key-0123456789";
     context.settings.analyzers.api_keys = vec![key.to_owned()];
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings, shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings).await;
     let body = json!({"url": "http://127.0.0.1:9/logs", "weight": 1});
     let (status, answer) = put(&base, "a", body.clone()).await;
     assert_eq!(status, 401, "{answer}");
@@ -744,7 +764,7 @@ async fn with_api_keys_set_registration_wants_one() {
         .await
         .expect("PUT");
     assert_eq!(accepted.status(), 200);
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -765,8 +785,8 @@ async fn registration_wants_an_admin_scoped_key() {
         })
         .collect();
     let settings = settings_for(&context);
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings, shutdown.clone()).await;
+    let services = Services::default();
+    let base = services.start(settings).await;
     let body = json!({"url": "http://127.0.0.1:9/logs", "weight": 1});
     let client = reqwest::Client::new();
     for (key, status, code) in [
@@ -785,7 +805,7 @@ async fn registration_wants_an_admin_scoped_key() {
             assert_eq!(answer["error"]["code"], code);
         }
     }
-    shutdown.cancel();
+    services.stop().await;
     context.cleanup().await;
 }
 
@@ -813,12 +833,12 @@ async fn a_restarted_distributor_resumes_without_registration() {
         .expect("the first distributor's task")
         .expect("the first distributor ran");
 
-    let second = CancellationToken::new();
-    start_service(settings.clone(), second.clone()).await;
+    let second = Services::default();
+    second.start(settings.clone()).await;
     publish(&settings, 300).await;
     let all = wait_until(TIMEOUT, || async { a.count() >= 300 }).await;
     assert!(all, "{} of 300 after the restart", a.count());
-    second.cancel();
+    second.stop().await;
     context.cleanup().await;
 }
 
@@ -832,8 +852,9 @@ async fn the_registration_api_serves_https_when_tls_is_set() {
     let mut settings = settings_for(&context);
     settings.tls.cert_file = Some(certificates.cert_file.clone());
     settings.tls.key_file = Some(certificates.key_file.clone());
-    let shutdown = CancellationToken::new();
-    let base = start_service(settings, shutdown.clone())
+    let services = Services::default();
+    let base = services
+        .start(settings)
         .await
         .replace("http://", "https://");
     let client = reqwest::Client::builder()
@@ -860,7 +881,7 @@ async fn the_registration_api_serves_https_when_tls_is_set() {
             .map_or(true, |response| !response.status().is_success()),
         "{plain:?}"
     );
-    shutdown.cancel();
+    services.stop().await;
     let _ = std::fs::remove_dir_all(&directory);
     context.cleanup().await;
 }
