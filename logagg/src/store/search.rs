@@ -327,12 +327,12 @@ impl Database {
             found.extend(self.read_checked(check, &ids, None, keep).await?);
             past_deadline(deadline)?;
             let doubled = (ids_per_read * 2).min(IDS_PER_QUERY);
-            ids_per_read = doubled;
             let WalkUntil::Page {
                 limit,
                 newest_first,
             } = until
             else {
+                ids_per_read = doubled;
                 continue;
             };
             // Logs past the horizon are all found: once a page of them is, no block left
