@@ -150,12 +150,8 @@ async fn run() {
             .sum::<u64>()
     };
     let admin_port = logagg::testsuite::free_port();
-    let mut distributor = Command::new(env!("CARGO_BIN_EXE_analyzer_service"))
-        .envs(context.env_vars())
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
+    let mut distributor = context
+        .service_command(env!("CARGO_BIN_EXE_analyzer_service"), admin_port)
         .env("LOGAGG__ANALYZERS__LISTEN", "127.0.0.1:0")
         .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
         .envs(std::env::vars().filter(|(key, _)| key.starts_with("LOGAGG__ANALYZERS__")))

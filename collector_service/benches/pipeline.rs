@@ -422,12 +422,8 @@ async fn prefilled_drain(count: u64) -> (f64, u64) {
 
     let admin_port = logagg::testsuite::free_port();
     let started = Instant::now();
-    let mut collector = Command::new(env!("CARGO_BIN_EXE_collector_service"))
-        .envs(context.env_vars())
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
+    let mut collector = context
+        .service_command(env!("CARGO_BIN_EXE_collector_service"), admin_port)
         .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
         // Tuning under test: LOGAGG__COLLECTOR__* from the bench's environment wins.
         .envs(std::env::vars().filter(|(key, _)| key.starts_with("LOGAGG__COLLECTOR__")))
@@ -489,13 +485,9 @@ async fn services_as_processes(count: u64) {
         .collect::<Vec<_>>()
         .join(",");
     let spawn = |path: &std::path::Path, admin_port: u16, arguments: &[String]| {
-        Command::new(path)
+        context
+            .service_command(path, admin_port)
             .args(arguments)
-            .envs(context.env_vars())
-            .env(
-                "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-                format!("127.0.0.1:{admin_port}"),
-            )
             .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
             .env("LOGAGG__SOURCE__SERVICES", &service_names)
             .envs(std::env::vars().filter(|(key, _)| key.starts_with("LOGAGG__COLLECTOR__")))

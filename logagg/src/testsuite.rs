@@ -201,6 +201,18 @@ impl TestContext {
             .unwrap_or(0)
     }
 
+    /// A service binary to run as a child with these settings (as `LOGAGG__…` variables) and
+    /// its admin server (`/metrics`, `/healthz`) on `admin_port` of 127.0.0.1; the caller
+    /// adds its own variables, arguments and output.
+    pub fn service_command(&self, binary: impl AsRef<std::ffi::OsStr>, admin_port: u16) -> Command {
+        let mut command = Command::new(binary);
+        command.envs(self.env_vars()).env(
+            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
+            format!("127.0.0.1:{admin_port}"),
+        );
+        command
+    }
+
     /// The settings as `LOGAGG__…` environment variables, for service binaries run as children.
     pub fn env_vars(&self) -> Vec<(String, String)> {
         let settings = &self.settings;

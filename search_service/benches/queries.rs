@@ -463,13 +463,12 @@ async fn run() {
 /// stats over 24 h, then a words page, over the seeded logs: the memory figure.
 async fn search_process_memory(context: &TestContext, requests: usize) {
     let port = logagg::testsuite::free_port();
-    let mut search = std::process::Command::new(env!("CARGO_BIN_EXE_search_service"))
-        .envs(context.env_vars())
-        .env("LOGAGG__SEARCH__LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", logagg::testsuite::free_port()),
+    let mut search = context
+        .service_command(
+            env!("CARGO_BIN_EXE_search_service"),
+            logagg::testsuite::free_port(),
         )
+        .env("LOGAGG__SEARCH__LISTEN", format!("127.0.0.1:{port}"))
         .env("LOGAGG__TELEMETRY__LOG_LEVEL", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()

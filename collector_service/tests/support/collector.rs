@@ -1,7 +1,7 @@
 //! The collector binary as a child process for a test: its own counters on its own admin
 //! port, killed or stopped as a real process is.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use logagg::testsuite::TestContext;
 
@@ -19,13 +19,9 @@ pub fn start_collector_process_with(
     admin_port: u16,
     extra: &[(&str, String)],
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_collector_service"))
-        .envs(context.env_vars())
+    context
+        .service_command(env!("CARGO_BIN_EXE_collector_service"), admin_port)
         .env("LOGAGG__TELEMETRY__LOG_LEVEL", "info")
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
         .envs(extra.iter().map(|(key, value)| (*key, value.as_str())))
         .stdout(
             std::fs::File::create(collector_log(admin_port))
