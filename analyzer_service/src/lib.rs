@@ -11,7 +11,7 @@ pub mod schedule;
 use std::sync::Arc;
 
 use anyhow::Context;
-use logagg::http_server;
+use logagg::http_server::{self, HangUp};
 use logagg::runtime::{self, Reconnecting};
 use logagg::settings::{Section, Settings};
 use logagg::store::Database;
@@ -68,7 +68,7 @@ pub async fn run(
     );
     let api = tokio::spawn({
         let (shutdown, tls) = (shutdown.clone(), settings.tls.clone());
-        async move { http_server::serve(listener, app, &tls, shutdown).await }
+        async move { http_server::serve(listener, app, &tls, HangUp::Cancels, shutdown).await }
     });
 
     let (sender, registered) = tokio::sync::watch::channel(Arc::new(Vec::new()));

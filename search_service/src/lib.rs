@@ -12,7 +12,7 @@ pub mod stats;
 pub mod tail;
 
 use anyhow::Context;
-use logagg::http_server;
+use logagg::http_server::{self, HangUp};
 use logagg::runtime;
 use logagg::settings::{Section, Settings};
 use logagg::store::Database;
@@ -85,7 +85,14 @@ pub async fn run(
     let state = api::AppState::new(store.clone(), &settings, shutdown.clone());
     let tails = std::sync::Arc::clone(&state.tails);
     let app = api::router(state);
-    let served = http_server::serve(listener, app, &settings.tls, shutdown.clone()).await;
+    let served = http_server::serve(
+        listener,
+        app,
+        &settings.tls,
+        HangUp::Cancels,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     runtime::wait_for_tasks(tails.tasks(), runtime::TASKS_DEADLINE).await;
     let _ = indexes.await;

@@ -132,6 +132,7 @@ async fn a_certificate_that_does_not_parse_stops_the_listener_naming_the_setting
         listener,
         axum::Router::new(),
         &tls,
+        logagg::http_server::HangUp::Cancels,
         CancellationToken::new(),
     )
     .await

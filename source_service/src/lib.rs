@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ingest::listener;
-use logagg::http_server;
+use logagg::http_server::{self, HangUp};
 use logagg::settings::Settings;
 use logagg::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,7 @@ pub async fn serve_gateway(settings: Settings, shutdown: CancellationToken) -> a
         info!(address = %listener.local_addr()?, scheme, setting, "ingest listening");
         let (tls, stop) = (settings.tls.clone(), stop.clone());
         servers.spawn(async move {
-            http_server::serve(listener, app, &tls, stop)
+            http_server::serve(listener, app, &tls, HangUp::Finishes, stop)
                 .await
                 .with_context(|| format!("serving {setting}"))
         });

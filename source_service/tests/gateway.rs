@@ -492,3 +492,66 @@ async fn an_ingest_key_writes_only_its_services_and_other_keys_are_refused() {
     }
     context.cleanup().await;
 }
+
+/// A client that sends its whole request and hangs up at once, without reading the answer
+/// (graypy's HTTP handler does): the request arrives whole, so its record is stored, even
+/// when the hang-up reaches the server in the same read as the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_after_sending_still_has_its_record_stored() {
+    use tokio::io::AsyncWriteExt;
+    const CLIENTS: usize = 40;
+    let mut context = TestContext::new("gateway_hang_up").await;
+    let port = logagg::testsuite::free_port();
+    context.settings.gateway.listen = ([127, 0, 0, 1], port).into();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let gateway = tokio::spawn(source_service::serve_gateway(
+        context.settings.clone(),
+        shutdown.clone(),
+    ));
+    let ready = logagg::testsuite::wait_until(Duration::from_secs(30), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(ready, "the gateway never listened");
+    for client in 0..CLIENTS {
+        let body = format!(r#"{{"service":"hang-up","severity":"info","message":"client {client}"}}"#);
+        let request = format!(
+            "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        stream.shutdown().await.expect("hang up");
+    }
+    let storage = context.settings.broker.storage_queue.clone();
+    let arrived = logagg::testsuite::wait_until(Duration::from_secs(30), || async {
+        context
+            .queue_state(&storage)
+            .await
+            .is_some_and(|state| state.ready as usize >= CLIENTS)
+    })
+    .await;
+    let mut messages: Vec<String> = stored_queue(&context)
+        .await
+        .into_iter()
+        .map(|record| record.message)
+        .collect();
+    messages.sort();
+    messages.dedup();
+    assert!(
+        arrived,
+        "{} of {CLIENTS} records: {messages:?}",
+        messages.len()
+    );
+    assert_eq!(messages.len(), CLIENTS);
+    shutdown.cancel();
+    gateway
+        .await
+        .expect("task")
+        .expect("the gateway stopped cleanly");
+    context.cleanup().await;
+}

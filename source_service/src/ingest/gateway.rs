@@ -203,9 +203,10 @@ pub fn otlp_router(gateway: Arc<Gateway>, auth: &AuthSettings) -> Router {
         .with_state(gateway)
 }
 
-/// Runs a request's handler to its end even when the client goes away: a client that
-/// sends and closes without reading the answer (graypy's HTTP handler does) still has its
-/// records published, and none is left half-sent.
+/// Runs a request's handler to its end even when hyper drops it: an HTTP/2 stream the
+/// client resets, or a connection still open when the drain after shutdown ends, leaves
+/// no request half-published. (An HTTP/1 client that sends and closes is the listener's
+/// [`HangUp::Finishes`](logagg::http_server::HangUp::Finishes): hyper then never drops it.)
 async fn to_completion(request: Request, next: middleware::Next) -> Response {
     match tokio::spawn(next.run(request)).await {
         Ok(response) => response,
