@@ -516,7 +516,8 @@ async fn a_client_that_hangs_up_after_sending_still_has_its_record_stored() {
     .await;
     assert!(ready, "the gateway never listened");
     for client in 0..CLIENTS {
-        let body = format!(r#"{{"service":"hang-up","severity":"info","message":"client {client}"}}"#);
+        let body =
+            format!(r#"{{"service":"hang-up","severity":"info","message":"client {client}"}}"#);
         let request = format!(
             "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
