@@ -235,6 +235,10 @@ impl TestContext {
                 "BROKER__DEAD_LETTER_QUEUE",
                 settings.broker.dead_letter_queue.clone(),
             ),
+            (
+                "BROKER__ALERTS_EXCHANGE",
+                settings.broker.alerts_exchange.clone(),
+            ),
             ("STORE__URL", settings.store.url.clone()),
             ("STORE__DATABASE", settings.store.database.clone()),
             (

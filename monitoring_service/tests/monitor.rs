@@ -2,7 +2,7 @@
 //! payloads, one alert from three monitors, one alert when the active monitor is killed
 //! mid-burst, and live access-log stats.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -235,37 +235,9 @@ async fn sinks_receive_exactly_one_fired_and_one_resolved_payload() {
     context.cleanup().await;
 }
 
-fn start_monitor_process(settings: &Settings, admin_port: u16, port: u16) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_monitoring_service"));
+fn start_monitor_process(context: &TestContext, admin_port: u16, port: u16) -> Child {
+    let mut command = context.service_command(env!("CARGO_BIN_EXE_monitoring_service"), admin_port);
     command
-        .env("LOGAGG__BROKER__URL", &settings.broker.url)
-        .env("LOGAGG__BROKER__EXCHANGE", &settings.broker.exchange)
-        .env(
-            "LOGAGG__BROKER__STORAGE_QUEUE",
-            &settings.broker.storage_queue,
-        )
-        .env(
-            "LOGAGG__BROKER__MONITORING_QUEUE",
-            &settings.broker.monitoring_queue,
-        )
-        .env(
-            "LOGAGG__BROKER__DEAD_LETTER_EXCHANGE",
-            &settings.broker.dead_letter_exchange,
-        )
-        .env(
-            "LOGAGG__BROKER__DEAD_LETTER_QUEUE",
-            &settings.broker.dead_letter_queue,
-        )
-        .env(
-            "LOGAGG__BROKER__ALERTS_EXCHANGE",
-            &settings.broker.alerts_exchange,
-        )
-        .env("LOGAGG__STORE__URL", &settings.store.url)
-        .env("LOGAGG__STORE__DATABASE", &settings.store.database)
-        .env(
-            "LOGAGG__TELEMETRY__ADMIN_LISTEN",
-            format!("127.0.0.1:{admin_port}"),
-        )
         .env("LOGAGG__MONITOR__TICK_MS", "100")
         .env("LOGAGG_CONFIG", write_monitor_config(port))
         .stdout(Stdio::null())
@@ -300,7 +272,7 @@ async fn start_monitors(context: &TestContext, count: usize, port: u16) -> (Vec<
     let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
     let monitors = ports
         .iter()
-        .map(|admin| start_monitor_process(&context.settings, *admin, port))
+        .map(|admin| start_monitor_process(context, *admin, port))
         .collect();
     await_consumers(context, &ports).await;
     (ports, monitors)

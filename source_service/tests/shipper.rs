@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
@@ -288,22 +288,9 @@ async fn identical_lines_are_distinct_records_and_a_resend_keeps_their_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_is_read_to_its_end() {
     let context = TestContext::new("shipper_stdin").await;
-    let broker = &context.settings.broker;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_source_service"))
+    let mut child = context
+        .service_command(env!("CARGO_BIN_EXE_source_service"), 0)
         .args(["ship", "--format", "logfmt", "--service", "cli"])
-        .env("LOGAGG__BROKER__URL", &broker.url)
-        .env("LOGAGG__BROKER__EXCHANGE", &broker.exchange)
-        .env("LOGAGG__BROKER__STORAGE_QUEUE", &broker.storage_queue)
-        .env("LOGAGG__BROKER__MONITORING_QUEUE", &broker.monitoring_queue)
-        .env(
-            "LOGAGG__BROKER__DEAD_LETTER_EXCHANGE",
-            &broker.dead_letter_exchange,
-        )
-        .env(
-            "LOGAGG__BROKER__DEAD_LETTER_QUEUE",
-            &broker.dead_letter_queue,
-        )
-        .env("LOGAGG__TELEMETRY__ADMIN_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
