@@ -336,6 +336,13 @@ async fn run() {
     println!(
         "search benchmark: {records} logs over {hours} h, {profile} profile, {requests} requests per kind"
     );
+    if let Ok(log_level) = std::env::var("BENCH_LOG") {
+        // e.g. BENCH_LOG=logagg::store=debug: each word page's candidate and walk steps.
+        logagg::telemetry::init_tracing(&logagg::settings::TelemetrySettings {
+            log_level,
+            ..Default::default()
+        });
+    }
     let context = TestContext::new("bench_search").await;
     context.store.ensure_indexes().await.expect("indexes");
     let (rate, rare) = seed(&context.store, records, hours, requests).await;

@@ -1276,10 +1276,16 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
             ),
         )
     });
+    // The tied blocks' words hold `tied` too: in 20 blocks, all of the last hour, so a
+    // search over four hours finds them dense where its walk starts, yet few in its range.
     let tied = (300..320).map(|n| {
         (
-            worded(n..n + 1, tie - Duration::seconds(n as i64 - 299), "walked"),
-            worded(n + 100..n + 101, tie, "walked"),
+            worded(
+                n..n + 1,
+                tie - Duration::seconds(n as i64 - 299),
+                "walked tied",
+            ),
+            worded(n + 100..n + 101, tie, "walked tied"),
         )
     });
     for (mut pair, mut partner) in pairs.chain(tied) {
@@ -1347,6 +1353,16 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
         .await,
         walked
     );
+    let tied: Vec<String> = newest_first
+        .iter()
+        .filter(|id| id.starts_with("w-3") || id.starts_with("w-4"))
+        .cloned()
+        .collect();
+    assert_eq!(tied.len(), 40);
+    assert_eq!(
+        every_page(&app, &format!("/api/v1/logs?q=tied&limit=7&{window}")).await,
+        tied
+    );
     for (q, expected) in [
         ("r042+walked", vec!["w-042"]),
         ("r003+listed", vec!["w-003"]),
@@ -1362,6 +1378,7 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
         ("walked", 135),
         ("listed", 10),
         ("listed+walked", 0),
+        ("tied", 40),
     ] {
         let (status, stats) = get(&app, &format!("/api/v1/stats?q={q}&{window}")).await;
         assert_eq!(status, StatusCode::OK, "{stats}");

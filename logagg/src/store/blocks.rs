@@ -787,10 +787,6 @@ impl Database {
             }
             _ => Vec::new(),
         };
-        let mut slices: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-        for hash in &hashes {
-            slices.entry(partition(*hash)).or_default().push(*hash);
-        }
         // Open blocks before the filters: a block sealed in between has its filters written
         // before its document is replaced, so one of the two queries finds it.
         let open = window
@@ -804,24 +800,9 @@ impl Database {
                 max_blocks,
             )
             .await?;
-        let queries = slices
-            .into_iter()
-            .map(|(slice, hashes)| slice_match(blocks, slice, hashes, window, max_blocks));
-        let matches = futures::stream::iter(queries)
-            .buffer_unordered(PARTITIONS)
-            .try_collect::<Vec<SliceMatch>>()
-            .await?;
-        // Every block a slice's filters name may hold every word only if every slice names
-        // it: the smallest complete answer bounds the rest.
-        let mut complete: Vec<HashSet<String>> = matches.into_iter().flatten().collect();
-        complete.sort_by_key(HashSet::len);
-        let Some((smallest, others)) = complete.split_first() else {
+        let Some(matching) = filters_matching(blocks, &hashes, window, max_blocks).await? else {
             return Ok(Candidates::Scan);
         };
-        let matching: Vec<&String> = smallest
-            .iter()
-            .filter(|block| others.iter().all(|other| other.contains(*block)))
-            .collect();
         if matching.len() + open.len() > max_blocks {
             return Ok(Candidates::Scan);
         }
@@ -846,6 +827,27 @@ impl Database {
         ids.sort_unstable();
         ids.dedup();
         Ok(Candidates::Ids(ids))
+    }
+
+    /// Whether more than `max_blocks` sealed blocks overlapping `[from, to]` may hold every
+    /// one of `words`, by their filters alone (one query per word's slice and filter size,
+    /// at once): how common the words are in a short window, before a search decides how to
+    /// read a long one. Open blocks are not asked.
+    pub async fn blocks_may_hold_more_than(
+        &self,
+        words: &[String],
+        services: Option<&[Bson]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_blocks: usize,
+    ) -> Result<bool, StoreError> {
+        let Some(blocks) = &self.blocks else {
+            return Ok(false);
+        };
+        let hashes: Vec<u64> = words.iter().map(|word| word_hash(word)).collect();
+        let window = Overlapping { from, to, services };
+        let matching = filters_matching(blocks, &hashes, window, max_blocks).await?;
+        Ok(matching.is_none_or(|matching| matching.len() > max_blocks))
     }
 
     /// The sealed and open blocks overlapping `[from, to]` (with `services`, holding one of
@@ -1248,6 +1250,41 @@ impl Overlapping<'_> {
 
 /// The blocks of `window` whose filter of `slice` has every bit of `hashes` set, one query
 /// per filter size; `None` past `max_blocks`.
+/// The sealed blocks of `window` whose filters may hold every word of `hashes`, or `None`
+/// when a slice's filters name more than `max_blocks` and no other slice bounds them.
+async fn filters_matching(
+    blocks: &mongodb::Collection<Document>,
+    hashes: &[u64],
+    window: Overlapping<'_>,
+    max_blocks: usize,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let mut slices: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for hash in hashes {
+        slices.entry(partition(*hash)).or_default().push(*hash);
+    }
+    let queries = slices
+        .into_iter()
+        .map(|(slice, hashes)| slice_match(blocks, slice, hashes, window, max_blocks));
+    let matches = futures::stream::iter(queries)
+        .buffer_unordered(PARTITIONS)
+        .try_collect::<Vec<SliceMatch>>()
+        .await?;
+    // Every block a slice's filters name may hold every word only if every slice names
+    // it: the smallest complete answer bounds the rest.
+    let mut complete: Vec<HashSet<String>> = matches.into_iter().flatten().collect();
+    complete.sort_by_key(HashSet::len);
+    let Some((smallest, others)) = complete.split_first() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        smallest
+            .iter()
+            .filter(|block| others.iter().all(|other| other.contains(*block)))
+            .cloned()
+            .collect(),
+    ))
+}
+
 async fn slice_match(
     blocks: &mongodb::Collection<Document>,
     slice: usize,

@@ -17,6 +17,10 @@ use mongodb::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 use super::blocks::{Candidates, MAX_CANDIDATE_BLOCKS};
+
+/// Blocks of one hour that may hold a query's words past which the words are taken as
+/// common where a walk starts (`Database::dense_where_walk_starts`).
+const DENSE_BLOCKS: usize = 4;
 use super::{fields, Database, StoreError};
 use crate::record::Severity;
 
@@ -127,6 +131,23 @@ impl ScanRequest {
     }
 }
 
+/// What a walk of blocks found so far, and how much its next read asks for.
+struct WalkReads {
+    found: Vec<Document>,
+    ids_read: usize,
+    ids_per_read: usize,
+}
+
+impl WalkReads {
+    fn new(first_read: usize) -> WalkReads {
+        WalkReads {
+            found: Vec::new(),
+            ids_read: 0,
+            ids_per_read: first_read.clamp(1, IDS_PER_QUERY),
+        }
+    }
+}
+
 /// How far a walk of blocks reads ([`Database::read_walk`]).
 #[derive(Debug, Clone, Copy)]
 enum WalkUntil {
@@ -219,46 +240,136 @@ impl Database {
         );
         let services = request.filter.get(fields::SERVICE).and_then(values_of);
         let sort = sort_of(request.order);
-        let candidates = self
-            .block_candidates(
+        let (check, sort, past_cursor) = (&check, &sort, &past_cursor);
+        let start_walk = || {
+            self.walk_blocks(
                 &request.words,
                 services.as_deref(),
                 low,
                 high,
-                MAX_CANDIDATE_BLOCKS,
+                newest_first,
+                request.max_time,
             )
+        };
+        // Four times the page first: about a third of the logs whose signature passes hold
+        // a template's two words (docs/PERFORMANCE.md).
+        let mut reads = WalkReads::new(request.limit.saturating_mul(4));
+        let until = WalkUntil::Page {
+            limit: request.limit,
+            newest_first,
+        };
+        let started = std::time::Instant::now();
+        let dense = self
+            .dense_where_walk_starts(&request.words, services.as_deref(), low, high, newest_first)
             .await?;
-        let mut page = match candidates {
-            Candidates::Ids(ids) => {
-                self.read_checked(&check, &ids, Some((&sort, request.limit)), &past_cursor)
-                    .await?
-            }
-            Candidates::Scan => {
-                let mut walk = self
-                    .walk_blocks(
-                        &request.words,
-                        services.as_deref(),
-                        low,
-                        high,
-                        newest_first,
-                        request.max_time,
+        let mut walk = None;
+        let mut done = false;
+        if dense {
+            // Walk first: the words are common where the walk starts, so its first read
+            // most likely fills the page, and asking the whole range's blocks (30 ms for a
+            // day of 1M logs) would only say so.
+            let mut started_walk = start_walk().await?;
+            done = self
+                .read_walk(
+                    &mut started_walk,
+                    check,
+                    past_cursor,
+                    &mut reads,
+                    until,
+                    1,
+                    deadline,
+                )
+                .await?;
+            tracing::debug!(
+                done,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "word page: dense where the walk starts, first read"
+            );
+            walk = Some(started_walk);
+        }
+        if !done {
+            // Few blocks of the whole range may hold the words (a burst of them in the hour
+            // probed, or words that are rare): read those at once.
+            let candidates = self
+                .block_candidates(
+                    &request.words,
+                    services.as_deref(),
+                    low,
+                    high,
+                    MAX_CANDIDATE_BLOCKS,
+                )
+                .await?;
+            tracing::debug!(
+                candidate_ids = match &candidates {
+                    Candidates::Ids(ids) => Some(ids.len()),
+                    Candidates::Scan => None,
+                },
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "word page: candidate blocks asked"
+            );
+            match candidates {
+                Candidates::Ids(ids) => reads.found.extend(
+                    self.read_checked(check, &ids, Some((sort, request.limit)), past_cursor)
+                        .await?,
+                ),
+                Candidates::Scan => {
+                    let mut walk = match walk.take() {
+                        Some(walk) => walk,
+                        None => start_walk().await?,
+                    };
+                    self.read_walk(
+                        &mut walk,
+                        check,
+                        past_cursor,
+                        &mut reads,
+                        until,
+                        usize::MAX,
+                        deadline,
                     )
                     .await?;
-                // Four times the page first: about a third of the logs whose signature
-                // passes hold a template's two words (docs/PERFORMANCE.md).
-                let first_read = request.limit.saturating_mul(4);
-                let until = WalkUntil::Page {
-                    limit: request.limit,
-                    newest_first,
-                };
-                self.read_walk(&mut walk, &check, &past_cursor, first_read, until, deadline)
-                    .await?
+                }
             }
-        };
-        page.sort_by(|left, right| compare_by(&sort, left, right));
+        }
+        let mut page = reads.found;
+        page.sort_by(|left, right| compare_by(sort, left, right));
         page.dedup_by(|later, earlier| later.get(fields::ID) == earlier.get(fields::ID));
         page.truncate(request.limit);
         Ok(page)
+    }
+
+    /// Whether, in the hour of `[low, high]` a walk starts in (newest first, its last), more
+    /// than [`DENSE_BLOCKS`] blocks may hold every word: then the walk's first read most
+    /// likely fills a page, and the whole range's blocks are asked only if it does not.
+    /// Asking an hour costs a millisecond or two; asking a day of 1M logs about 30 ms
+    /// (SecantusDB reads every index entry of the range, limit or not). Ranges of at most
+    /// two hours are not probed.
+    async fn dense_where_walk_starts(
+        &self,
+        words: &[String],
+        services: Option<&[Bson]>,
+        low: DateTime<Utc>,
+        high: DateTime<Utc>,
+        newest_first: bool,
+    ) -> Result<bool, StoreError> {
+        let hour = chrono::Duration::hours(1);
+        if high - low <= hour * 2 {
+            return Ok(false);
+        }
+        let (from, to) = if newest_first {
+            (high - hour, high)
+        } else {
+            (low, low + hour)
+        };
+        let started = std::time::Instant::now();
+        let dense = self
+            .blocks_may_hold_more_than(words, services, from, to, DENSE_BLOCKS)
+            .await?;
+        tracing::debug!(
+            dense,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "word page: the walk's first hour probed"
+        );
+        Ok(dense)
     }
 
     /// The logs of `ids` that `check` keeps and `keep` does too; with `first`, only the
@@ -301,46 +412,57 @@ impl Database {
         Ok(kept)
     }
 
-    /// The logs of the walk's blocks that `check` keeps and `keep` does too, read a few
-    /// blocks at a time (`first_read` ids, then at most twice the last read, up to
-    /// [`IDS_PER_QUERY`]) until `until` holds or the walk ends. A page's next read asks for
-    /// what it still lacks at the rate found so far ([`next_read`]). Past `deadline`, a
+    /// The logs of the walk's blocks that `check` keeps and `keep` does too, added to
+    /// `reads`, read a few blocks at a time (first `reads.ids_per_read` ids, then at most
+    /// twice the last read, up to [`IDS_PER_QUERY`]) until `until` holds, the walk ends
+    /// (then `true`) or `max_reads` reads are done (then `false`). A page's next read asks
+    /// for what it still lacks at the rate found so far ([`next_read`]). Past `deadline`, a
     /// query timeout.
+    #[allow(clippy::too_many_arguments)]
     async fn read_walk(
         &self,
         walk: &mut super::blocks::BlockWalk,
         check: &Checked<'_>,
         keep: &(dyn Fn(&Document) -> bool + Sync),
-        first_read: usize,
+        reads: &mut WalkReads,
         until: WalkUntil,
+        max_reads: usize,
         deadline: std::time::Instant,
-    ) -> Result<Vec<Document>, StoreError> {
-        let mut found: Vec<Document> = Vec::new();
-        let mut ids_per_read = first_read.clamp(1, IDS_PER_QUERY);
-        let mut ids_read = 0;
-        loop {
-            let ids = next_walk_ids(walk, ids_per_read).await?;
+    ) -> Result<bool, StoreError> {
+        for _ in 0..max_reads {
+            let started = std::time::Instant::now();
+            let ids = next_walk_ids(walk, reads.ids_per_read).await?;
             if ids.is_empty() {
-                break;
+                return Ok(true);
             }
-            ids_read += ids.len();
-            found.extend(self.read_checked(check, &ids, None, keep).await?);
+            let blocks_read = started.elapsed();
+            reads.ids_read += ids.len();
+            let checked = self.read_checked(check, &ids, None, keep).await?;
+            tracing::debug!(
+                ids = ids.len(),
+                kept = checked.len(),
+                blocks_ms = blocks_read.as_secs_f64() * 1e3,
+                logs_ms = (started.elapsed() - blocks_read).as_secs_f64() * 1e3,
+                "word walk: a read"
+            );
+            reads.found.extend(checked);
             past_deadline(deadline)?;
-            let doubled = (ids_per_read * 2).min(IDS_PER_QUERY);
+            let doubled = (reads.ids_per_read * 2).min(IDS_PER_QUERY);
             let WalkUntil::Page {
                 limit,
                 newest_first,
             } = until
             else {
-                ids_per_read = doubled;
+                reads.ids_per_read = doubled;
                 continue;
             };
             // Logs past the horizon are all found: once a page of them is, no block left
             // holds one going before.
             let Some(horizon) = walk.horizon().await? else {
-                break;
+                return Ok(true);
             };
-            let settled = found
+            let settled = reads
+                .found
                 .iter()
                 .filter(|log| {
                     log.get_datetime(fields::TIMESTAMP).is_ok_and(|time| {
@@ -354,11 +476,12 @@ impl Database {
                 })
                 .count();
             if settled >= limit {
-                break;
+                return Ok(true);
             }
-            ids_per_read = next_read(ids_read, found.len(), limit - settled, doubled);
+            reads.ids_per_read =
+                next_read(reads.ids_read, reads.found.len(), limit - settled, doubled);
         }
-        Ok(found)
+        Ok(false)
     }
 
     /// A page the earlier way: span by span where its words leave the `words` index
@@ -703,15 +826,18 @@ impl Database {
                 let mut walk = self
                     .walk_blocks(words, services.as_deref(), *from, *to, true, *max_time)
                     .await?;
+                let mut reads = WalkReads::new(IDS_PER_QUERY);
                 self.read_walk(
                     &mut walk,
                     &check,
                     &keep_all,
-                    IDS_PER_QUERY,
+                    &mut reads,
                     WalkUntil::End,
+                    usize::MAX,
                     deadline,
                 )
-                .await
+                .await?;
+                Ok(reads.found)
             }
         }
     }
