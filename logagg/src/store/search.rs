@@ -340,9 +340,9 @@ impl Database {
     /// Whether, in the hour of `[low, high]` a walk starts in (newest first, its last), more
     /// than [`DENSE_BLOCKS`] blocks may hold every word: then the walk's first read most
     /// likely fills a page, and the whole range's blocks are asked only if it does not.
-    /// Asking an hour costs a millisecond or two; asking a day of 1M logs about 30 ms
-    /// (SecantusDB reads every index entry of the range, limit or not). Ranges of at most
-    /// two hours are not probed.
+    /// On a day of 1M logs, asking the hour took 6.6 ms (median) for rare words and 18 ms
+    /// for dense ones, asking the day about 30 ms (SecantusDB reads every index entry of
+    /// the range, limit or not). Ranges of at most two hours are not probed.
     async fn dense_where_walk_starts(
         &self,
         words: &[String],
