@@ -1248,8 +1248,6 @@ impl Overlapping<'_> {
     }
 }
 
-/// The blocks of `window` whose filter of `slice` has every bit of `hashes` set, one query
-/// per filter size; `None` past `max_blocks`.
 /// The sealed blocks of `window` whose filters may hold every word of `hashes`, or `None`
 /// when a slice's filters name more than `max_blocks` and no other slice bounds them.
 async fn filters_matching(
@@ -1285,6 +1283,8 @@ async fn filters_matching(
     ))
 }
 
+/// The blocks of `window` whose filter of `slice` has every bit of `hashes` set, one query
+/// per filter size; `None` past `max_blocks`.
 async fn slice_match(
     blocks: &mongodb::Collection<Document>,
     slice: usize,
