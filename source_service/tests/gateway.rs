@@ -13,6 +13,8 @@ use serde_json::Value;
 use source_service::ingest::gateway::{router, Gateway};
 use tower::ServiceExt;
 
+mod support;
+
 fn app(context: &TestContext, settings: GatewaySettings) -> axum::Router {
     router(
         Gateway::new(settings, context.settings.broker.clone()),
@@ -501,20 +503,8 @@ async fn a_client_that_hangs_up_after_sending_still_has_its_record_stored() {
     use tokio::io::AsyncWriteExt;
     const CLIENTS: usize = 40;
     let mut context = TestContext::new("gateway_hang_up").await;
-    let port = logagg::testsuite::free_port();
-    context.settings.gateway.listen = ([127, 0, 0, 1], port).into();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let gateway = tokio::spawn(source_service::serve_gateway(
-        context.settings.clone(),
-        shutdown.clone(),
-    ));
-    let ready = logagg::testsuite::wait_until(Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    assert!(ready, "the gateway never listened");
+    let gateway = support::ServedGateway::start(&mut context.settings).await;
+    let address = gateway.url.trim_start_matches("http://").to_owned();
     for client in 0..CLIENTS {
         let body =
             format!(r#"{{"service":"hang-up","severity":"info","message":"client {client}"}}"#);
@@ -522,7 +512,7 @@ async fn a_client_that_hangs_up_after_sending_still_has_its_record_stored() {
             "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let mut stream = tokio::net::TcpStream::connect(&address)
             .await
             .expect("connect");
         stream.write_all(request.as_bytes()).await.expect("write");
@@ -549,10 +539,6 @@ async fn a_client_that_hangs_up_after_sending_still_has_its_record_stored() {
         messages.len()
     );
     assert_eq!(messages.len(), CLIENTS);
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     context.cleanup().await;
 }

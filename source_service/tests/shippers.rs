@@ -25,7 +25,9 @@ use logagg::auth::sha256_hex;
 use logagg::settings::{KeySetting, Scope};
 use logagg::testsuite::{free_port, wait_until, TestContext};
 use logagg::LogRecord;
-use tokio_util::sync::CancellationToken;
+use support::ServedGateway;
+
+mod support;
 
 const KEY: &str = "loki-shipper-key-0123456789";
 
@@ -112,34 +114,15 @@ if ready.status_code != 200:
     sys.exit(f"/ready: {ready.status_code}")
 "#;
 
-/// A gateway on a free port whose one key may write `services`; its base URL once ready.
-async fn start_gateway(
-    context: &mut TestContext,
-    services: &str,
-    shutdown: &CancellationToken,
-) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
+/// A gateway on free ports whose one key may write `services`.
+async fn start_gateway(context: &mut TestContext, services: &str) -> ServedGateway {
     context.settings.auth.keys = vec![KeySetting {
         name: "shipper".into(),
         sha256: sha256_hex(KEY),
         scopes: vec![Scope::Ingest],
         services: Some(vec![services.into()]),
     }];
-    let port = free_port();
-    context.settings.gateway.listen = ([127, 0, 0, 1], port).into();
-    context.settings.otlp.listen = ([127, 0, 0, 1], free_port()).into();
-    let gateway = tokio::spawn(source_service::serve_gateway(
-        context.settings.clone(),
-        shutdown.clone(),
-    ));
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = wait_until(Duration::from_secs(30), || async {
-        reqwest::get(format!("{url}/ready"))
-            .await
-            .is_ok_and(|response| response.status().is_success())
-    })
-    .await;
-    assert!(ready, "the gateway never became ready");
-    (url, gateway)
+    ServedGateway::start(&mut context.settings).await
 }
 
 /// Runs a client script with the gateway's URL and the key; it must succeed.
@@ -165,8 +148,8 @@ async fn run(mut command: Command) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
     let mut context = TestContext::new("loki").await;
-    let shutdown = CancellationToken::new();
-    let (url, gateway) = start_gateway(&mut context, "loki-*", &shutdown).await;
+    let gateway = start_gateway(&mut context, "loki-*").await;
+    let url = gateway.url.clone();
     run_clients(LOKI_CLIENTS, &url).await;
 
     // Every push was answered before the script ended: the records are queued.
@@ -250,11 +233,7 @@ async fn real_loki_clients_push_every_shape_and_each_entry_is_a_record() {
         .expect("text")
         .contains("invalid Loki push JSON"));
 
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     context.cleanup().await;
 }
 
@@ -290,8 +269,8 @@ for attempt in range(2):
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_elasticsearch_client_bulks_into_records() {
     let mut context = TestContext::new("elasticsearch").await;
-    let shutdown = CancellationToken::new();
-    let (url, gateway) = start_gateway(&mut context, "es*", &shutdown).await;
+    let gateway = start_gateway(&mut context, "es*").await;
+    let url = gateway.url.clone();
     run_clients(ES_CLIENTS, &url).await;
 
     let records: Vec<LogRecord> = context
@@ -343,11 +322,7 @@ async fn the_elasticsearch_client_bulks_into_records() {
     assert!(counted("accepted") >= 4.0, "{metrics}");
     assert_eq!(counted("rejected"), 2.0, "{metrics}");
 
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     context.cleanup().await;
 }
 
@@ -416,8 +391,8 @@ async fn otlp_exporters_send_protobuf_and_json_and_a_retried_export_is_stored_on
     use source_service::ingest::otlp::proto;
 
     let mut context = TestContext::new("otlp").await;
-    let shutdown = CancellationToken::new();
-    let (url, gateway) = start_gateway(&mut context, "otel-*", &shutdown).await;
+    let gateway = start_gateway(&mut context, "otel-*").await;
+    let url = gateway.url.clone();
     let otlp_url = format!("http://{}", context.settings.otlp.listen);
 
     let mut python_client = Command::new(python());
@@ -536,11 +511,7 @@ async fn otlp_exporters_send_protobuf_and_json_and_a_retried_export_is_stored_on
     );
     assert_eq!(retried[0].timestamp.timestamp(), 1_764_740_000);
 
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     context.cleanup().await;
 }
 
@@ -558,8 +529,7 @@ async fn logger_sends_syslog_over_tcp_and_udp_and_a_bad_frame_is_dead_lettered()
     context.settings.syslog.max_frame_bytes = 1_000;
     // One frame per publish: a connection's later frames wait for nothing but the confirm.
     context.settings.syslog.max_unconfirmed = 1;
-    let shutdown = CancellationToken::new();
-    let (_url, gateway) = start_gateway(&mut context, "*", &shutdown).await;
+    let gateway = start_gateway(&mut context, "*").await;
     let (tcp, udp) = (
         context.settings.syslog.listen_tcp.port().to_string(),
         context.settings.syslog.listen_udp.port().to_string(),
@@ -647,11 +617,7 @@ async fn logger_sends_syslog_over_tcp_and_udp_and_a_bad_frame_is_dead_lettered()
     .expect("a reason");
     assert!(!reason.is_empty());
 
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     context.cleanup().await;
 }
 
@@ -695,8 +661,8 @@ async fn graypy_sends_gelf_over_udp_http_and_tcp_and_a_retried_post_is_stored_on
     let mut context = TestContext::new("gelf").await;
     context.settings.gelf.listen_tcp = ([127, 0, 0, 1], free_port()).into();
     context.settings.gelf.listen_udp = ([127, 0, 0, 1], free_port()).into();
-    let shutdown = CancellationToken::new();
-    let (url, gateway) = start_gateway(&mut context, "gelf-*", &shutdown).await;
+    let gateway = start_gateway(&mut context, "gelf-*").await;
+    let url = gateway.url.clone();
     let mut graypy = Command::new(python());
     graypy.args([
         "-c",
@@ -774,11 +740,7 @@ async fn graypy_sends_gelf_over_udp_http_and_tcp_and_a_retried_post_is_stored_on
         "a retried post maps to the same record"
     );
 
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     context.cleanup().await;
 }
 
@@ -812,8 +774,7 @@ ruleset(name="forward") {{
 async fn rsyslog_forwards_a_file_with_omfwd_and_omelasticsearch() {
     let mut context = TestContext::new("rsyslog").await;
     context.settings.syslog.listen_tcp = ([127, 0, 0, 1], free_port()).into();
-    let shutdown = CancellationToken::new();
-    let (_url, gateway) = start_gateway(&mut context, "rsyslog-*", &shutdown).await;
+    let gateway = start_gateway(&mut context, "rsyslog-*").await;
     let dir = std::env::temp_dir().join(format!(
         "logagg-rsyslog-{}",
         context.settings.store.database
@@ -878,11 +839,7 @@ async fn rsyslog_forwards_a_file_with_omfwd_and_omelasticsearch() {
             "{service}: {records:?}"
         );
     }
-    shutdown.cancel();
-    gateway
-        .await
-        .expect("task")
-        .expect("the gateway stopped cleanly");
+    gateway.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     context.cleanup().await;
 }
