@@ -1386,3 +1386,83 @@ async fn common_words_walk_the_blocks_in_time_order_beside_logs_stored_with_thei
     }
     context.cleanup().await;
 }
+
+#[tokio::test]
+async fn stats_over_more_blocks_than_a_scan_reads_by_id_walk_them_all_and_count_each_log_once() {
+    let context = TestContext::new("search_stats_walk").await;
+    let blocks = context.store.blocks().expect("word search on").clone();
+    // 210 sealed blocks of 50 logs, all in one aligned hour two hours back: more blocks
+    // than a scan reads by id (200), so stats walk, and more logs than one of its reads
+    // takes (10,000).
+    let now = Utc::now();
+    let base = now - Duration::hours(2) - Duration::seconds(now.timestamp() % 3600);
+    let groups: Vec<Vec<LogRecord>> = (0..210)
+        .map(|n| {
+            worded(
+                50 * n..50 * n + 50,
+                base + Duration::seconds(12 * n as i64),
+                "walked",
+            )
+        })
+        .collect();
+    let mut sealed = Vec::new();
+    let mut logs = Vec::new();
+    for group in &groups {
+        let (documents, group_blocks) = context.store.log_documents(group);
+        sealed.extend(group_blocks);
+        logs.extend(
+            documents
+                .iter()
+                .map(|raw| raw.to_document().expect("a stored-form log")),
+        );
+    }
+    blocks.insert_many(sealed).await.expect("sealed blocks");
+    context
+        .store
+        .logs()
+        .insert_many(logs)
+        .await
+        .expect("their logs");
+    // The 200th newest block also open, as when it was sealed while a walk began: the walk
+    // takes it open last in its first read (10 ids of the batch below, 199 blocks, its 50),
+    // sealed first in its second.
+    context
+        .store
+        .insert_records(&groups[10])
+        .await
+        .expect("an open copy");
+    // A batch written twice (its first write failed after its logs were stored): its ids
+    // are in its open block twice.
+    let again = worded(
+        11_000..11_005,
+        Utc::now() - Duration::minutes(1),
+        "walked again",
+    );
+    for _ in 0..2 {
+        context
+            .store
+            .insert_records(&again)
+            .await
+            .expect("an open block");
+    }
+    let app = app(&context).await;
+    for (q, total) in [
+        ("walked", 10_505),
+        ("payment+walked", 10_505),
+        ("again", 5),
+        ("r4242+walked", 1),
+        ("again+r4242", 0),
+    ] {
+        let (status, stats) = get(&app, &format!("/api/v1/stats?q={q}&from=3h")).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        assert_eq!(stats["total"], total, "q={q}");
+        let by_service: u64 = stats["by_service"]
+            .as_object()
+            .expect("by_service")
+            .values()
+            .filter_map(Value::as_u64)
+            .sum();
+        assert_eq!(by_service, total, "q={q}: {stats}");
+    }
+    context.cleanup().await;
+}
