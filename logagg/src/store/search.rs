@@ -30,8 +30,11 @@ const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 const MAX_TIES: usize = 10_000;
 /// Blocks a scan for stats reads logs of by `_id`; past it, the range is scanned.
 const MAX_SCAN_BLOCKS: usize = 200;
-/// Ids per `$in` query when reading blocks' logs for a scan.
-const IDS_PER_QUERY: usize = 10_000;
+/// Most ids a walk of blocks reads the logs of at once.
+const IDS_PER_READ: usize = 10_000;
+/// Ids per `$in` query reading logs by `_id`. SecantusDB's cost per id grows with the
+/// list: 46 µs an id in lists of 10,000, 15 µs in lists of 250-500 (docs/PERFORMANCE.md).
+const IDS_PER_FIND: usize = 500;
 /// Server code for a query stopped by `maxTimeMS`.
 const MAX_TIME_EXPIRED: i32 = 50;
 
@@ -143,7 +146,7 @@ impl WalkReads {
         WalkReads {
             found: Vec::new(),
             ids_read: 0,
-            ids_per_read: first_read.clamp(1, IDS_PER_QUERY),
+            ids_per_read: first_read.clamp(1, IDS_PER_READ),
         }
     }
 }
@@ -384,12 +387,12 @@ impl Database {
         if ids.is_empty() {
             return Ok(kept);
         }
-        let in_one = first.filter(|_| ids.len() <= IDS_PER_QUERY);
-        for chunk in ids.chunks(IDS_PER_QUERY) {
+        let in_one = first.filter(|_| ids.len() <= IDS_PER_FIND);
+        for chunk in ids.chunks(IDS_PER_FIND) {
             let mut find = self
                 .logs
                 .find(by_ids(chunk, check.filter.clone()))
-                .batch_size(u32::try_from(IDS_PER_QUERY).unwrap_or(u32::MAX))
+                .batch_size(u32::try_from(IDS_PER_FIND).unwrap_or(u32::MAX))
                 .max_time(check.max_time);
             if let Some(projection) = &check.read {
                 find = find.projection(projection.clone());
@@ -445,7 +448,7 @@ impl Database {
             );
             reads.found.extend(checked);
             past_deadline(deadline)?;
-            let doubled = (reads.ids_per_read * 2).min(IDS_PER_QUERY);
+            let doubled = (reads.ids_per_read * 2).min(IDS_PER_READ);
             let PageEnd {
                 limit,
                 newest_first,
@@ -825,7 +828,7 @@ impl Database {
         }
     }
 
-    /// Every log of the walk's blocks that `check` keeps, read [`IDS_PER_QUERY`] ids at a
+    /// Every log of the walk's blocks that `check` keeps, read [`IDS_PER_READ`] ids at a
     /// time. (Three reads of 2,500 in flight, the next blocks read meanwhile, measured no
     /// faster on this machine's two cores: docs/PERFORMANCE.md.) Past `deadline`, a query
     /// timeout.
@@ -838,11 +841,21 @@ impl Database {
         let keep_all = |_: &Document| true;
         let mut found = Vec::new();
         loop {
-            let ids = next_walk_ids(&mut walk, IDS_PER_QUERY).await?;
+            let started = std::time::Instant::now();
+            let ids = next_walk_ids(&mut walk, IDS_PER_READ).await?;
             if ids.is_empty() {
                 return Ok(found);
             }
-            found.extend(self.read_checked(check, &ids, None, &keep_all).await?);
+            let blocks_read = started.elapsed();
+            let checked = self.read_checked(check, &ids, None, &keep_all).await?;
+            tracing::debug!(
+                ids = ids.len(),
+                kept = checked.len(),
+                blocks_ms = blocks_read.as_secs_f64() * 1e3,
+                logs_ms = (started.elapsed() - blocks_read).as_secs_f64() * 1e3,
+                "word scan: a read"
+            );
+            found.extend(checked);
             past_deadline(deadline)?;
         }
     }
@@ -872,7 +885,7 @@ impl Database {
             }
             Candidates::Ids(ids) => {
                 let mut logs = Vec::new();
-                for chunk in ids.chunks(IDS_PER_QUERY) {
+                for chunk in ids.chunks(IDS_PER_FIND) {
                     logs.extend(
                         self.scan_span(
                             by_ids(chunk, blocked.clone()),
